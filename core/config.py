@@ -1,0 +1,433 @@
+"""Typed configuration for every pipeline stage.
+
+Pydantic v2, frozen, unknown keys forbidden, a description on every field. The defaults form a
+conservative profile. Percentages are written as percent numbers (25 means 25%); the stages
+convert them. Loading files and environment variables lives in infra/config_loader.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+
+from core.clock import timeframe_ms
+from core.models import MarketStatus, Regime
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+
+
+def _pct(v: Decimal) -> Decimal:
+    return v / 100
+
+
+# --------------------------------------------------------------------------- universe
+
+
+class UniverseConfig(Frozen):
+    symbols: tuple[str, ...] = Field(
+        default=(),
+        description="Candidate symbols (BASE/QUOTE). Empty means every market quoted in "
+        "quote_currency that the exchange lists.",
+    )
+    quote_currency: str = Field(default="USDT", description="Quote currency all accounting is in.")
+    core_symbols: tuple[str, ...] = Field(
+        default=("BTC/USDT", "ETH/USDT"),
+        description="Core tier: eligible regardless of volume rank (still subject to status, "
+        "bans, red flags and spread).",
+    )
+    min_quote_volume_24h: Decimal = Field(
+        default=Decimal(5_000_000),
+        ge=0,
+        description="Minimum 24h traded volume in the quote currency for a rotational symbol.",
+    )
+    max_spread_bps: Decimal = Field(
+        default=Decimal(20), gt=0, description="Widest bid/ask spread (basis points) allowed."
+    )
+    max_size: int = Field(default=15, ge=1, le=500, description="Most symbols in the universe.")
+    rotational_max_rank: int = Field(
+        default=10,
+        ge=1,
+        description="Rotational symbols are eligible only within this rank by 24h quote volume.",
+    )
+    red_flags: tuple[str, ...] = Field(
+        default=(), description="Symbols never traded (delisting notices, known problems)."
+    )
+    ban_minutes: int = Field(
+        default=1440,
+        ge=1,
+        description="How long a runtime red flag (outlier tick, rejection burst) bans a symbol.",
+    )
+    tradable_statuses: tuple[MarketStatus, ...] = Field(
+        default=(MarketStatus.ONLINE,),
+        description="Product statuses that count as healthy; any other status is 'degraded' "
+        "and excludes the symbol.",
+    )
+    themes: Mapping[str, str] = Field(
+        default_factory=dict,
+        description="Base asset -> theme (e.g. SOL: layer1). Themes share an exposure cap.",
+    )
+    default_theme: str = Field(
+        default="unassigned",
+        description="Theme for assets not listed in themes. Unlisted assets share one cap, "
+        "which is the conservative choice.",
+    )
+
+    def theme_of(self, base: str) -> str:
+        return self.themes.get(base, self.default_theme)
+
+
+# --------------------------------------------------------------------------- regime
+
+
+class RegimeMultipliers(Frozen):
+    bull: Decimal = Field(default=Decimal(1), ge=0, le=1, description="Risk multiplier in bull.")
+    chop: Decimal = Field(default=Decimal("0.5"), ge=0, le=1, description="Multiplier in chop.")
+    bear: Decimal = Field(default=Decimal("0.25"), ge=0, le=1, description="Multiplier in bear.")
+    crash: Decimal = Field(default=Decimal(0), ge=0, le=1, description="Multiplier in crash.")
+
+    def of(self, regime: Regime) -> Decimal:
+        value: Decimal = getattr(self, regime.value)
+        return value
+
+
+class RegimeConfig(Frozen):
+    index_symbol: str = Field(
+        default="BTC/USDT", description="The symbol whose trend defines the market regime."
+    )
+    ema_fast: int = Field(default=50, ge=2, description="Fast EMA period (candles) for trend.")
+    ema_slow: int = Field(default=200, ge=3, description="Slow EMA period (candles) for trend.")
+    atr_period: int = Field(default=14, ge=2, description="ATR period (candles) for volatility.")
+    drawdown_lookback: int = Field(
+        default=288, ge=2, description="Candles over which the index's peak is taken."
+    )
+    bear_drawdown_pct: Decimal = Field(
+        default=Decimal(5), gt=0, description="Drawdown from peak (%) that with a down trend "
+        "means bear."
+    )
+    crash_drawdown_pct: Decimal = Field(
+        default=Decimal(10), gt=0, description="Drawdown from peak (%) that means crash."
+    )
+    crash_atr_pct: Decimal = Field(
+        default=Decimal(3), gt=0, description="ATR as % of price at or above which means crash."
+    )
+    confirm_cycles: int = Field(
+        default=3,
+        ge=1,
+        description="Consecutive evaluations a new regime must hold before it is adopted "
+        "(hysteresis). Entering crash is immediate.",
+    )
+    multipliers: RegimeMultipliers = Field(
+        default_factory=RegimeMultipliers, description="Risk multiplier per regime."
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> RegimeConfig:
+        if self.ema_fast >= self.ema_slow:
+            raise ValueError(
+                f"ema_fast ({self.ema_fast}) must be below ema_slow ({self.ema_slow})"
+            )
+        if self.bear_drawdown_pct >= self.crash_drawdown_pct:
+            raise ValueError("bear_drawdown_pct must be below crash_drawdown_pct")
+        return self
+
+
+# --------------------------------------------------------------------------- triggers
+
+
+class BreakoutTrigger(Frozen):
+    enabled: bool = Field(default=True, description="Scan for breakouts of the N-bar high.")
+    lookback: int = Field(default=20, ge=2, description="Bars whose high must be exceeded.")
+    volume_mult: float = Field(
+        default=1.5, ge=1, description="Volume must be at least this multiple of its average."
+    )
+    volume_lookback: int = Field(default=20, ge=2, description="Bars in the volume average.")
+
+
+class MomentumTrigger(Frozen):
+    enabled: bool = Field(default=True, description="Scan for momentum (rate of change).")
+    lookback: int = Field(default=12, ge=1, description="Bars over which return is measured.")
+    min_return_pct: float = Field(default=1.5, gt=0, description="Return (%) that fires.")
+
+
+class VolumeSpikeTrigger(Frozen):
+    enabled: bool = Field(default=True, description="Scan for volume spikes on up bars.")
+    lookback: int = Field(default=20, ge=2, description="Bars in the volume average.")
+    mult: float = Field(default=3.0, gt=1, description="Volume multiple of average that fires.")
+
+
+class RsiReversionTrigger(Frozen):
+    enabled: bool = Field(default=True, description="Scan for RSI mean-reversion setups.")
+    period: int = Field(default=14, ge=2, description="RSI period (Wilder).")
+    oversold: float = Field(default=30.0, gt=0, lt=50, description="RSI at or below fires.")
+
+
+class OutlierGuard(Frozen):
+    median_lookback: int = Field(
+        default=20, ge=3, description="Bars in the rolling median the latest close is checked "
+        "against."
+    )
+    max_deviation_pct: float = Field(
+        default=8.0, gt=0, description="Largest deviation (%) from the median accepted "
+        "without volume confirmation."
+    )
+    volume_confirm_mult: float = Field(
+        default=2.0, ge=1, description="Volume multiple of average that confirms a big move."
+    )
+
+
+class TriggerConfig(Frozen):
+    breakout: BreakoutTrigger = Field(default_factory=BreakoutTrigger, description="Breakout.")
+    momentum: MomentumTrigger = Field(default_factory=MomentumTrigger, description="Momentum.")
+    volume_spike: VolumeSpikeTrigger = Field(
+        default_factory=VolumeSpikeTrigger, description="Volume spike."
+    )
+    rsi_reversion: RsiReversionTrigger = Field(
+        default_factory=RsiReversionTrigger, description="RSI mean reversion."
+    )
+    outlier: OutlierGuard = Field(default_factory=OutlierGuard, description="Bad-tick guard.")
+    stale_after_candles: int = Field(
+        default=2,
+        ge=1,
+        description="A symbol whose last closed candle is older than this many timeframes is "
+        "stale and gets no triggers.",
+    )
+
+
+# --------------------------------------------------------------------------- exits
+
+
+class ExitConfig(Frozen):
+    stop_loss_pct: Decimal = Field(
+        default=Decimal(-10), lt=0, description="Exit when the mark is this % below entry "
+        "(negative, e.g. -10)."
+    )
+    take_profit_pct: Decimal | None = Field(
+        default=Decimal(20), gt=0, description="Exit when the mark is this % above entry; "
+        "null disables."
+    )
+    trailing_stop_pct: Decimal | None = Field(
+        default=Decimal(5), gt=0, description="Exit when the mark falls this % from its peak "
+        "since entry; null disables."
+    )
+    trailing_activation_pct: Decimal = Field(
+        default=Decimal(3), ge=0, description="The trailing stop arms only after the peak is "
+        "this % above entry."
+    )
+    max_holding_minutes: int | None = Field(
+        default=7 * 24 * 60, ge=1, description="Exit after holding this long; null disables."
+    )
+
+
+# --------------------------------------------------------------------------- risk
+
+
+class RiskConfig(Frozen):
+    max_total_exposure_pct: Decimal = Field(
+        default=Decimal(25), gt=0, le=100, description="Most of equity (%) at risk in "
+        "positions plus pending buy orders."
+    )
+    max_asset_exposure_pct: Decimal = Field(
+        default=Decimal(5), gt=0, le=100, description="Most of equity (%) in one asset."
+    )
+    max_theme_exposure_pct: Decimal = Field(
+        default=Decimal(10), gt=0, le=100, description="Most of equity (%) in one theme."
+    )
+    max_open_positions: int = Field(default=5, ge=1, description="Most positions held at once.")
+    position_size_pct: Decimal = Field(
+        default=Decimal(5), gt=0, le=100, description="Target entry size (% of equity) before "
+        "the regime multiplier, confidence and caps shrink it."
+    )
+    min_confidence: float = Field(
+        default=0.0, ge=0, le=1, description="Proposals below this confidence are rejected."
+    )
+    daily_loss_stop_pct: Decimal = Field(
+        default=Decimal(-3), lt=0, description="Realized+unrealized loss today (% of the day's "
+        "starting equity) that switches to exits only."
+    )
+    weekly_loss_stop_pct: Decimal = Field(
+        default=Decimal(-6), lt=0, description="Same for the ISO week."
+    )
+    max_drawdown_pct: Decimal = Field(
+        default=Decimal(-15), lt=0, description="Drawdown of equity from its high-water mark "
+        "(unrealized included) that switches to exits only."
+    )
+    cooldown_after_fill_minutes: int = Field(
+        default=60, ge=0, description="No new entry on a symbol this long after any fill on it."
+    )
+    cooldown_after_stop_minutes: int = Field(
+        default=360, ge=0, description="No new entry on a symbol this long after a stop-out."
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> RiskConfig:
+        if self.max_asset_exposure_pct > self.max_total_exposure_pct:
+            raise ValueError(
+                f"max_asset_exposure_pct ({self.max_asset_exposure_pct}) is above "
+                f"max_total_exposure_pct ({self.max_total_exposure_pct}); lower it"
+            )
+        if self.max_theme_exposure_pct > self.max_total_exposure_pct:
+            raise ValueError("max_theme_exposure_pct is above max_total_exposure_pct; lower it")
+        if self.max_asset_exposure_pct > self.max_theme_exposure_pct:
+            raise ValueError(
+                "max_asset_exposure_pct is above max_theme_exposure_pct: one asset could "
+                "never use its cap; lower it"
+            )
+        if self.weekly_loss_stop_pct > self.daily_loss_stop_pct:
+            raise ValueError(
+                "weekly_loss_stop_pct is tighter than daily_loss_stop_pct; make it at least "
+                "as negative"
+            )
+        return self
+
+
+class BreakerSpec(Frozen):
+    enabled: bool = Field(default=True, description="Whether this breaker can trip.")
+    action: str = Field(
+        default="REDUCING",
+        pattern="^(REDUCING|HALTED)$",
+        description="Trading state while tripped: REDUCING (exits only) or HALTED.",
+    )
+
+
+class BreakersConfig(Frozen):
+    stale_data_seconds: int = Field(
+        default=900, ge=1, description="Trip when the freshest index/universe data is older."
+    )
+    stale_data: BreakerSpec = Field(
+        default_factory=lambda: BreakerSpec(action="HALTED"), description="Data staleness."
+    )
+    api_error_count: int = Field(default=5, ge=1, description="API errors that trip ...")
+    api_error_window_seconds: int = Field(default=60, ge=1, description="... within this window.")
+    api_errors: BreakerSpec = Field(
+        default_factory=lambda: BreakerSpec(action="HALTED"), description="API-error burst."
+    )
+    rejection_count: int = Field(default=3, ge=1, description="Order rejections that trip ...")
+    rejection_window_seconds: int = Field(
+        default=300, ge=1, description="... within this window."
+    )
+    rejections: BreakerSpec = Field(
+        default_factory=BreakerSpec, description="Order-rejection burst."
+    )
+    degraded_products_pct: Decimal = Field(
+        default=Decimal(50), gt=0, le=100, description="Share (%) of candidate symbols in a "
+        "degraded status that trips."
+    )
+    degraded_products: BreakerSpec = Field(
+        default_factory=BreakerSpec, description="Degraded products."
+    )
+    crash_regime: BreakerSpec = Field(
+        default_factory=BreakerSpec, description="Trips while the regime is crash."
+    )
+    clear_after_seconds: int = Field(
+        default=300, ge=0, description="A tripped breaker stays latched until its condition "
+        "has been clear this long."
+    )
+
+
+# --------------------------------------------------------------------------- execution
+
+
+class ExecutionConfig(Frozen):
+    entry_order_type: str = Field(
+        default="limit", pattern="^(limit|market)$", description="Order type for entries."
+    )
+    post_only: bool = Field(
+        default=True, description="Entry limits are post-only (maker), never crossing."
+    )
+    exit_order_type: str = Field(
+        default="market", pattern="^(limit|market)$", description="Order type for exits; "
+        "market gets out at once."
+    )
+    limit_offset_bps: Decimal = Field(
+        default=Decimal(0), ge=0, description="Entry limit this far inside our side of the book "
+        "(below the bid for buys)."
+    )
+    max_spread_bps: Decimal = Field(
+        default=Decimal(30), gt=0, description="Entries are refused when the spread is wider."
+    )
+    stale_quote_seconds: int = Field(
+        default=120, ge=1, description="Entries are refused on a quote older than this."
+    )
+    min_depth_multiple: Decimal = Field(
+        default=Decimal(3), ge=0, description="When a book is known, its depth within 10 levels "
+        "must be this multiple of the order notional (0 disables)."
+    )
+    order_ttl_seconds: int = Field(
+        default=900, ge=1, description="Open orders older than this are canceled as stale."
+    )
+
+    @property
+    def ttl_ms(self) -> int:
+        return self.order_ttl_seconds * 1000
+
+
+# --------------------------------------------------------------------------- strategies
+
+
+class StrategyBudget(Frozen):
+    max_at_risk_pct: Decimal = Field(
+        default=Decimal(10), gt=0, le=100, description="Most of equity (%) this strategy may "
+        "hold in positions and pending entries."
+    )
+    max_trades_per_cycle: int = Field(default=2, ge=0, description="Most entries per cycle.")
+
+
+class StrategyConfig(Frozen):
+    enabled: bool = Field(default=False, description="New strategies start disabled.")
+    budget: StrategyBudget = Field(
+        default_factory=StrategyBudget, description="Risk budget checked before global caps."
+    )
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="Strategy parameters, validated by its own model."
+    )
+    _resolved: Any = PrivateAttr(default=None)
+
+    @property
+    def resolved_params(self) -> Any:
+        return self._resolved
+
+
+class PipelineConfig(Frozen):
+    """Everything `run_cycle` needs. The daemon's own settings wrap it (infra/settings.py)."""
+
+    timeframe: str = Field(default="5m", description="Candle timeframe the pipeline reads.")
+    universe: UniverseConfig = Field(default_factory=UniverseConfig, description="Universe.")
+    regime: RegimeConfig = Field(default_factory=RegimeConfig, description="Regime.")
+    triggers: TriggerConfig = Field(default_factory=TriggerConfig, description="Triggers.")
+    exits: ExitConfig = Field(default_factory=ExitConfig, description="Exit rules.")
+    risk: RiskConfig = Field(default_factory=RiskConfig, description="Risk limits.")
+    breakers: BreakersConfig = Field(
+        default_factory=BreakersConfig, description="Circuit breakers."
+    )
+    execution: ExecutionConfig = Field(
+        default_factory=ExecutionConfig, description="Order placement."
+    )
+    strategies: dict[str, StrategyConfig] = Field(
+        default_factory=lambda: {"rules": StrategyConfig(enabled=True)},
+        description="Strategy name -> its settings. Names resolve through the registry.",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> PipelineConfig:
+        timeframe_ms(self.timeframe)  # raises with the accepted forms
+        # Imported here: strategies import core, so core may only reach them lazily.
+        from strategy.registry import resolve_params
+
+        for name, spec in self.strategies.items():
+            spec._resolved = resolve_params(name, spec.params)
+        return self
+
+    @property
+    def timeframe_ms(self) -> int:
+        return timeframe_ms(self.timeframe)
+
+    def enabled_strategies(self) -> list[tuple[str, StrategyConfig]]:
+        return [(n, s) for n, s in sorted(self.strategies.items()) if s.enabled]
+
+
+pct = _pct

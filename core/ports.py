@@ -1,0 +1,49 @@
+"""Ports: the async surfaces the pipeline needs from the world. Adapters live in infra/."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Protocol
+
+from core.models import Balance, Candle, Fill, Market, Order, OrderBook, OrderIntent, Quote
+
+
+class Exchange(Protocol):
+    """Shaped after ccxt's unified API; every method returns domain types.
+
+    Errors are the ones in core.errors. `create_order` is idempotent by client order id:
+    an adapter that cannot tell whether a submit landed looks the id up before anything else.
+    """
+
+    name: str
+
+    async def load_markets(self, reload: bool = False) -> dict[str, Market]: ...
+
+    async def fetch_quotes(self, symbols: Sequence[str]) -> dict[str, Quote]: ...
+
+    async def fetch_ohlcv(
+        self, symbol: str, timeframe: str, since_ms: int | None = None, limit: int | None = None
+    ) -> list[Candle]: ...
+
+    async def fetch_order_book(self, symbol: str, limit: int = 20) -> OrderBook: ...
+
+    async def fetch_balances(self) -> dict[str, Balance]: ...
+
+    async def create_order(self, intent: OrderIntent) -> Order: ...
+
+    async def cancel_order(self, client_order_id: str, symbol: str) -> Order: ...
+
+    async def fetch_order(self, client_order_id: str, symbol: str) -> Order: ...
+
+    async def fetch_open_orders(self, symbol: str | None = None) -> list[Order]: ...
+
+    async def fetch_my_trades(
+        self, symbol: str | None = None, since_ms: int | None = None
+    ) -> list[Fill]: ...
+
+    async def fetch_fees(self) -> dict[str, tuple[Decimal, Decimal]]:
+        """symbol -> (maker, taker) rates."""
+        ...
+
+    async def close(self) -> None: ...
