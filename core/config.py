@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from decimal import Decimal
+from functools import cached_property
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
@@ -106,8 +107,9 @@ class RegimeConfig(Frozen):
         default=288, ge=2, description="Candles over which the index's peak is taken."
     )
     bear_drawdown_pct: Decimal = Field(
-        default=Decimal(5), gt=0, description="Drawdown from peak (%) that with a down trend "
-        "means bear."
+        default=Decimal(5),
+        gt=0,
+        description="Drawdown from peak (%) that with a down trend means bear.",
     )
     crash_drawdown_pct: Decimal = Field(
         default=Decimal(10), gt=0, description="Drawdown from peak (%) that means crash."
@@ -128,9 +130,7 @@ class RegimeConfig(Frozen):
     @model_validator(mode="after")
     def _check(self) -> RegimeConfig:
         if self.ema_fast >= self.ema_slow:
-            raise ValueError(
-                f"ema_fast ({self.ema_fast}) must be below ema_slow ({self.ema_slow})"
-            )
+            raise ValueError(f"ema_fast ({self.ema_fast}) must be below ema_slow ({self.ema_slow})")
         if self.bear_drawdown_pct >= self.crash_drawdown_pct:
             raise ValueError("bear_drawdown_pct must be below crash_drawdown_pct")
         return self
@@ -168,12 +168,14 @@ class RsiReversionTrigger(Frozen):
 
 class OutlierGuard(Frozen):
     median_lookback: int = Field(
-        default=20, ge=3, description="Bars in the rolling median the latest close is checked "
-        "against."
+        default=20,
+        ge=3,
+        description="Bars in the rolling median the latest close is checked against.",
     )
     max_deviation_pct: float = Field(
-        default=8.0, gt=0, description="Largest deviation (%) from the median accepted "
-        "without volume confirmation."
+        default=8.0,
+        gt=0,
+        description="Largest deviation (%) from the median accepted without volume confirmation.",
     )
     volume_confirm_mult: float = Field(
         default=2.0, ge=1, description="Volume multiple of average that confirms a big move."
@@ -203,20 +205,24 @@ class TriggerConfig(Frozen):
 
 class ExitConfig(Frozen):
     stop_loss_pct: Decimal = Field(
-        default=Decimal(-10), lt=0, description="Exit when the mark is this % below entry "
-        "(negative, e.g. -10)."
+        default=Decimal(-10),
+        lt=0,
+        description="Exit when the mark is this % below entry (negative, e.g. -10).",
     )
     take_profit_pct: Decimal | None = Field(
-        default=Decimal(20), gt=0, description="Exit when the mark is this % above entry; "
-        "null disables."
+        default=Decimal(20),
+        gt=0,
+        description="Exit when the mark is this % above entry; null disables.",
     )
     trailing_stop_pct: Decimal | None = Field(
-        default=Decimal(5), gt=0, description="Exit when the mark falls this % from its peak "
-        "since entry; null disables."
+        default=Decimal(5),
+        gt=0,
+        description="Exit when the mark falls this % from its peak since entry; null disables.",
     )
     trailing_activation_pct: Decimal = Field(
-        default=Decimal(3), ge=0, description="The trailing stop arms only after the peak is "
-        "this % above entry."
+        default=Decimal(3),
+        ge=0,
+        description="The trailing stop arms only after the peak is this % above entry.",
     )
     max_holding_minutes: int | None = Field(
         default=7 * 24 * 60, ge=1, description="Exit after holding this long; null disables."
@@ -228,8 +234,10 @@ class ExitConfig(Frozen):
 
 class RiskConfig(Frozen):
     max_total_exposure_pct: Decimal = Field(
-        default=Decimal(25), gt=0, le=100, description="Most of equity (%) at risk in "
-        "positions plus pending buy orders."
+        default=Decimal(25),
+        gt=0,
+        le=100,
+        description="Most of equity (%) at risk in positions plus pending buy orders.",
     )
     max_asset_exposure_pct: Decimal = Field(
         default=Decimal(5), gt=0, le=100, description="Most of equity (%) in one asset."
@@ -239,22 +247,29 @@ class RiskConfig(Frozen):
     )
     max_open_positions: int = Field(default=5, ge=1, description="Most positions held at once.")
     position_size_pct: Decimal = Field(
-        default=Decimal(5), gt=0, le=100, description="Target entry size (% of equity) before "
-        "the regime multiplier, confidence and caps shrink it."
+        default=Decimal(5),
+        gt=0,
+        le=100,
+        description="Target entry size (% of equity) before "
+        "the regime multiplier, confidence and caps shrink it.",
     )
     min_confidence: float = Field(
         default=0.0, ge=0, le=1, description="Proposals below this confidence are rejected."
     )
     daily_loss_stop_pct: Decimal = Field(
-        default=Decimal(-3), lt=0, description="Realized+unrealized loss today (% of the day's "
-        "starting equity) that switches to exits only."
+        default=Decimal(-3),
+        lt=0,
+        description="Realized+unrealized loss today (% of the day's "
+        "starting equity) that switches to exits only.",
     )
     weekly_loss_stop_pct: Decimal = Field(
         default=Decimal(-6), lt=0, description="Same for the ISO week."
     )
     max_drawdown_pct: Decimal = Field(
-        default=Decimal(-15), lt=0, description="Drawdown of equity from its high-water mark "
-        "(unrealized included) that switches to exits only."
+        default=Decimal(-15),
+        lt=0,
+        description="Drawdown of equity from its high-water mark "
+        "(unrealized included) that switches to exits only.",
     )
     cooldown_after_fill_minutes: int = Field(
         default=60, ge=0, description="No new entry on a symbol this long after any fill on it."
@@ -307,15 +322,15 @@ class BreakersConfig(Frozen):
         default_factory=lambda: BreakerSpec(action="HALTED"), description="API-error burst."
     )
     rejection_count: int = Field(default=3, ge=1, description="Order rejections that trip ...")
-    rejection_window_seconds: int = Field(
-        default=300, ge=1, description="... within this window."
-    )
+    rejection_window_seconds: int = Field(default=300, ge=1, description="... within this window.")
     rejections: BreakerSpec = Field(
         default_factory=BreakerSpec, description="Order-rejection burst."
     )
     degraded_products_pct: Decimal = Field(
-        default=Decimal(50), gt=0, le=100, description="Share (%) of candidate symbols in a "
-        "degraded status that trips."
+        default=Decimal(50),
+        gt=0,
+        le=100,
+        description="Share (%) of candidate symbols in a degraded status that trips.",
     )
     degraded_products: BreakerSpec = Field(
         default_factory=BreakerSpec, description="Degraded products."
@@ -324,8 +339,9 @@ class BreakersConfig(Frozen):
         default_factory=BreakerSpec, description="Trips while the regime is crash."
     )
     clear_after_seconds: int = Field(
-        default=300, ge=0, description="A tripped breaker stays latched until its condition "
-        "has been clear this long."
+        default=300,
+        ge=0,
+        description="A tripped breaker stays latched until its condition has been clear this long.",
     )
 
 
@@ -340,12 +356,14 @@ class ExecutionConfig(Frozen):
         default=True, description="Entry limits are post-only (maker), never crossing."
     )
     exit_order_type: str = Field(
-        default="market", pattern="^(limit|market)$", description="Order type for exits; "
-        "market gets out at once."
+        default="market",
+        pattern="^(limit|market)$",
+        description="Order type for exits; market gets out at once.",
     )
     limit_offset_bps: Decimal = Field(
-        default=Decimal(0), ge=0, description="Entry limit this far inside our side of the book "
-        "(below the bid for buys)."
+        default=Decimal(0),
+        ge=0,
+        description="Entry limit this far inside our side of the book (below the bid for buys).",
     )
     max_spread_bps: Decimal = Field(
         default=Decimal(30), gt=0, description="Entries are refused when the spread is wider."
@@ -354,8 +372,10 @@ class ExecutionConfig(Frozen):
         default=120, ge=1, description="Entries are refused on a quote older than this."
     )
     min_depth_multiple: Decimal = Field(
-        default=Decimal(3), ge=0, description="When a book is known, its depth within 10 levels "
-        "must be this multiple of the order notional (0 disables)."
+        default=Decimal(3),
+        ge=0,
+        description="When a book is known, its depth within 10 levels "
+        "must be this multiple of the order notional (0 disables).",
     )
     order_ttl_seconds: int = Field(
         default=900, ge=1, description="Open orders older than this are canceled as stale."
@@ -371,8 +391,10 @@ class ExecutionConfig(Frozen):
 
 class StrategyBudget(Frozen):
     max_at_risk_pct: Decimal = Field(
-        default=Decimal(10), gt=0, le=100, description="Most of equity (%) this strategy may "
-        "hold in positions and pending entries."
+        default=Decimal(10),
+        gt=0,
+        le=100,
+        description="Most of equity (%) this strategy may hold in positions and pending entries.",
     )
     max_trades_per_cycle: int = Field(default=2, ge=0, description="Most entries per cycle.")
 
@@ -422,12 +444,19 @@ class PipelineConfig(Frozen):
             spec._resolved = resolve_params(name, spec.params)
         return self
 
-    @property
+    @cached_property
     def timeframe_ms(self) -> int:
         return timeframe_ms(self.timeframe)
 
     def enabled_strategies(self) -> list[tuple[str, StrategyConfig]]:
         return [(n, s) for n, s in sorted(self.strategies.items()) if s.enabled]
+
+    @cached_property
+    def strategy_plan(self) -> tuple[tuple[str, StrategyConfig, Any], ...]:
+        """(name, settings, instance) of each enabled strategy, built once per config."""
+        from strategy.registry import get
+
+        return tuple((n, s, get(n)(s.resolved_params)) for n, s in self.enabled_strategies())
 
 
 pct = _pct

@@ -62,7 +62,7 @@ class Indicator(Protocol):
 
 
 class Ema:
-    __slots__ = ("_alpha", "_n", "_seed", "_count", "value")
+    __slots__ = ("_alpha", "_count", "_n", "_seed", "value")
 
     def __init__(self, n: int) -> None:
         self._n = n
@@ -83,7 +83,7 @@ class Ema:
 
 
 class Atr:
-    __slots__ = ("_n", "_prev_close", "_sum", "_count", "value")
+    __slots__ = ("_count", "_n", "_prev_close", "_sum", "value")
 
     def __init__(self, n: int) -> None:
         self._n = n
@@ -110,7 +110,7 @@ class Atr:
 
 
 class Rsi:
-    __slots__ = ("_n", "_prev_close", "_gain", "_loss", "_count", "value")
+    __slots__ = ("_count", "_gain", "_loss", "_n", "_prev_close", "value")
 
     def __init__(self, n: int) -> None:
         self._n = n
@@ -149,7 +149,7 @@ class Rsi:
 class _Extreme:
     """Rolling max (or min) with a monotonic deque; `prior` excludes the current bar."""
 
-    __slots__ = ("_n", "_dq", "_i", "_prior", "_sign", "value")
+    __slots__ = ("_dq", "_i", "_n", "_prior", "_sign", "value")
 
     def __init__(self, n: int, *, prior: bool, sign: float) -> None:
         self._n = n
@@ -212,7 +212,7 @@ class PeakClose(_Extreme):
 class _Window:
     """The last n values, for sums and medians."""
 
-    __slots__ = ("_n", "_buf")
+    __slots__ = ("_buf", "_n")
 
     def __init__(self, n: int) -> None:
         self._n = n
@@ -237,7 +237,7 @@ class VolumeAverage(_Window):
 
 
 class QuoteVolume(_Window):
-    __slots__ = ("_sum", "_k", "value")
+    __slots__ = ("_k", "_sum", "value")
 
     def __init__(self, n: int) -> None:
         super().__init__(n)
@@ -327,7 +327,7 @@ def key_period(key: str) -> int:
 
 
 class _Series:
-    __slots__ = ("symbol", "items", "last_ts", "latest", "bars", "ring")
+    __slots__ = ("bars", "items", "last_ts", "latest", "ring", "symbol")
 
     def __init__(self, symbol: str, keys: tuple[str, ...], history: int) -> None:
         self.symbol = symbol

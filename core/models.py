@@ -336,6 +336,7 @@ class RegimeState:
     candidate: Regime | None = None
     candidate_count: int = 0
     since_ms: int = 0
+    candle_ts: int = -1  # the index candle last evaluated; each candle counts once
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,7 +30,7 @@ def register(name: str) -> Callable[[S], S]:
 
 def _load_builtins() -> None:
     # The built-in strategies register themselves on import.
-    import strategy.ema_cross  # noqa: F401
+    import strategy.ema_cross
     import strategy.rules  # noqa: F401
 
 
@@ -45,8 +45,7 @@ def get(name: str) -> type[BaseStrategy]:
         return _REGISTRY[name]
     except KeyError:
         raise ConfigError(
-            f"strategies.{name}: unknown strategy {name!r}; known strategies: "
-            f"{', '.join(known())}"
+            f"strategies.{name}: unknown strategy {name!r}; known strategies: {', '.join(known())}"
         ) from None
 
 

@@ -1,0 +1,168 @@
+"""Circuit breakers and loss stops: conditions in, latched states and a trading state out.
+
+A breaker trips the moment its condition holds and stays tripped (latched) until the condition
+has been clear for `clear_after_seconds`, so a flapping condition cannot flap trading.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from types import MappingProxyType
+
+from core.clock import day_start_ms, week_start_ms
+from core.config import BreakersConfig, BreakerSpec, RiskConfig
+from core.models import BreakerState, EquityMarks, Regime, TradingState
+from core.reasons import Breaker
+
+_HUNDRED = Decimal(100)
+
+# Loss stops reduce; they are not configurable to halt because halting also blocks exits.
+_LOSS_SPEC = BreakerSpec(enabled=True, action="REDUCING")
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    name: str
+    active: bool
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerEvent:
+    name: str
+    event: str  # "trip" | "clear"
+    reason: str
+
+
+def count_recent(timestamps: Sequence[int], now_ms: int, window_ms: int) -> int:
+    lo = now_ms - window_ms
+    return sum(1 for t in timestamps if lo < t <= now_ms)
+
+
+def spec_of(cfg: BreakersConfig, name: str) -> BreakerSpec:
+    spec: BreakerSpec | None = getattr(cfg, name, None)
+    return spec if isinstance(spec, BreakerSpec) else _LOSS_SPEC
+
+
+def data_conditions(
+    cfg: BreakersConfig,
+    *,
+    now_ms: int,
+    data_age_ms: int | None,
+    api_errors: Sequence[int],
+    rejections: Sequence[int],
+    degraded_share_pct: Decimal,
+    regime: Regime,
+) -> list[Condition]:
+    errs = count_recent(api_errors, now_ms, cfg.api_error_window_seconds * 1000)
+    rejs = count_recent(rejections, now_ms, cfg.rejection_window_seconds * 1000)
+    stale = data_age_ms is None or data_age_ms > cfg.stale_data_seconds * 1000
+    age_text = "no data" if data_age_ms is None else f"data {data_age_ms // 1000}s old"
+    return [
+        Condition(Breaker.STALE_DATA, stale, age_text),
+        Condition(
+            Breaker.API_ERRORS,
+            errs >= cfg.api_error_count,
+            f"{errs} API errors in {cfg.api_error_window_seconds}s",
+        ),
+        Condition(
+            Breaker.REJECTIONS,
+            rejs >= cfg.rejection_count,
+            f"{rejs} rejections in {cfg.rejection_window_seconds}s",
+        ),
+        Condition(
+            Breaker.DEGRADED_PRODUCTS,
+            degraded_share_pct >= cfg.degraded_products_pct,
+            f"{degraded_share_pct:.0f}% of products degraded",
+        ),
+        Condition(Breaker.CRASH_REGIME, regime is Regime.CRASH, "index regime is crash"),
+    ]
+
+
+def roll_marks(marks: EquityMarks, equity: Decimal, now_ms: int) -> EquityMarks:
+    """New day or week: its starting equity is the first equity seen in it."""
+    day = day_start_ms(now_ms)
+    week = week_start_ms(now_ms)
+    hwm = equity if equity > marks.hwm else marks.hwm
+    if day == marks.day_start_ms and week == marks.week_start_ms and hwm is marks.hwm:
+        return marks
+    return EquityMarks(
+        hwm=hwm,
+        day_start_ms=day,
+        day_start_equity=marks.day_start_equity if day == marks.day_start_ms else equity,
+        week_start_ms=week,
+        week_start_equity=marks.week_start_equity if week == marks.week_start_ms else equity,
+    )
+
+
+def loss_conditions(risk: RiskConfig, marks: EquityMarks, equity: Decimal) -> list[Condition]:
+    def pct(ref: Decimal) -> Decimal:
+        return (equity / ref - 1) * _HUNDRED if ref > 0 else Decimal(0)
+
+    day, week, dd = pct(marks.day_start_equity), pct(marks.week_start_equity), pct(marks.hwm)
+    return [
+        Condition(Breaker.DAILY_LOSS, day <= risk.daily_loss_stop_pct, f"day {day:.2f}%"),
+        Condition(Breaker.WEEKLY_LOSS, week <= risk.weekly_loss_stop_pct, f"week {week:.2f}%"),
+        Condition(Breaker.MAX_DRAWDOWN, dd <= risk.max_drawdown_pct, f"drawdown {dd:.2f}%"),
+    ]
+
+
+def latch(
+    current: Mapping[str, BreakerState],
+    conditions: Sequence[Condition],
+    cfg: BreakersConfig,
+    now_ms: int,
+) -> tuple[Mapping[str, BreakerState], list[BreakerEvent]]:
+    clear_ms = cfg.clear_after_seconds * 1000
+    out: dict[str, BreakerState] = dict(current)
+    events: list[BreakerEvent] = []
+    for c in conditions:
+        spec = spec_of(cfg, c.name)
+        st = current.get(c.name)
+        if c.active and spec.enabled:
+            if st is None or not st.tripped:
+                out[c.name] = BreakerState(c.name, True, now_ms, 0, c.reason)
+                events.append(BreakerEvent(c.name, "trip", c.reason))
+            elif st.clear_since_ms:
+                out[c.name] = BreakerState(c.name, True, st.tripped_ms, 0, st.reason)
+            continue
+        if st is None or not st.tripped:
+            continue
+        if not spec.enabled:
+            out[c.name] = BreakerState(c.name)
+            events.append(BreakerEvent(c.name, "clear", "breaker disabled"))
+            continue
+        since = st.clear_since_ms or now_ms
+        if now_ms - since >= clear_ms:
+            out[c.name] = BreakerState(c.name)
+            events.append(BreakerEvent(c.name, "clear", f"clear for {(now_ms - since) // 1000}s"))
+        elif since != st.clear_since_ms:
+            out[c.name] = BreakerState(c.name, True, st.tripped_ms, since, st.reason)
+    if not events and all(out[k] is current.get(k) for k in out):
+        return current, events
+    return MappingProxyType(out), events
+
+
+def trading_state(
+    breakers: Mapping[str, BreakerState], cfg: BreakersConfig, *, kill_switch: bool
+) -> tuple[TradingState, tuple[str, ...]]:
+    """HALTED beats REDUCING beats ACTIVE. Returns the state and the breakers causing it."""
+    if kill_switch:
+        return TradingState.HALTED, ("kill_switch",)
+    halting: list[str] = []
+    reducing: list[str] = []
+    for name in sorted(breakers):
+        st = breakers[name]
+        if not st.tripped:
+            continue
+        if spec_of(cfg, name).action == "HALTED":
+            halting.append(name)
+        else:
+            reducing.append(name)
+    if halting:
+        return TradingState.HALTED, tuple(halting)
+    if reducing:
+        return TradingState.REDUCING, tuple(reducing)
+    return TradingState.ACTIVE, ()

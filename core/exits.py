@@ -1,0 +1,46 @@
+"""Exit rules, evaluated first every cycle. Exits only ever reduce risk."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from core.config import ExitConfig
+from core.models import Position
+from core.reasons import ExitReason
+
+_HUNDRED = Decimal(100)
+
+
+@dataclass(frozen=True, slots=True)
+class ExitDecision:
+    symbol: str
+    reason: ExitReason
+    detail: str
+
+
+def evaluate_exit(
+    pos: Position, mark: Decimal, now_ms: int, rules: ExitConfig
+) -> ExitDecision | None:
+    """The first exit rule `pos` breaks at `mark`, in order of severity, or None."""
+    if pos.quantity <= 0 or pos.avg_entry_price <= 0:
+        return None
+    entry = pos.avg_entry_price
+    pnl_pct = (mark / entry - 1) * _HUNDRED
+    if pnl_pct <= rules.stop_loss_pct:
+        return ExitDecision(pos.symbol, ExitReason.STOP_LOSS, f"pnl {pnl_pct:.2f}%")
+    peak = max(pos.peak_price, mark)
+    if rules.trailing_stop_pct is not None:
+        run_up_pct = (peak / entry - 1) * _HUNDRED
+        off_peak_pct = (mark / peak - 1) * _HUNDRED
+        if run_up_pct >= rules.trailing_activation_pct and off_peak_pct <= -rules.trailing_stop_pct:
+            return ExitDecision(
+                pos.symbol, ExitReason.TRAILING_STOP, f"{off_peak_pct:.2f}% off peak {peak}"
+            )
+    if rules.take_profit_pct is not None and pnl_pct >= rules.take_profit_pct:
+        return ExitDecision(pos.symbol, ExitReason.TAKE_PROFIT, f"pnl {pnl_pct:.2f}%")
+    if rules.max_holding_minutes is not None:
+        held_ms = now_ms - pos.opened_ms
+        if held_ms >= rules.max_holding_minutes * 60_000:
+            return ExitDecision(pos.symbol, ExitReason.MAX_HOLD, f"held {held_ms // 60_000} min")
+    return None

@@ -1,0 +1,193 @@
+"""Portfolio accounting: positions, cash, realized and unrealized PnL, exposure, equity.
+
+Long-only spot, one accounting currency. Fees are in the quote currency. Realized PnL of a
+sale charges the sale's own fee plus the entry fees of the quantity sold, in proportion, so
+that equity = starting cash + realized + unrealized at all times.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+from types import MappingProxyType
+
+from core.models import ZERO, Fill, Order, Position, Side
+
+
+class PortfolioError(ValueError):
+    pass
+
+
+def _frozen(d: dict[str, Position]) -> Mapping[str, Position]:
+    return MappingProxyType(d)
+
+
+@dataclass(frozen=True, slots=True)
+class Portfolio:
+    cash: Decimal  # quote currency, free plus reserved for open buys
+    positions: Mapping[str, Position] = field(default_factory=lambda: _frozen({}))
+    realized_pnl: Decimal = ZERO
+    fees_paid: Decimal = ZERO
+    quote: str = "USDT"
+
+    def position(self, symbol: str) -> Position | None:
+        return self.positions.get(symbol)
+
+
+@dataclass(frozen=True, slots=True)
+class Booking:
+    """What one fill did to the portfolio."""
+
+    portfolio: Portfolio
+    realized: Decimal  # PnL realized by this fill (sales only)
+    closed: bool  # the position is now flat
+
+
+def apply_fill(p: Portfolio, fill: Fill, *, strategy: str = "") -> Booking:
+    if fill.amount <= 0 or fill.price <= 0:
+        raise PortfolioError(f"fill {fill.fill_id}: amount and price must be positive")
+    if fill.fee < 0:
+        raise PortfolioError(f"fill {fill.fill_id}: negative fee")
+    positions = dict(p.positions)
+    pos = positions.get(fill.symbol)
+    notional = fill.price * fill.amount
+    if fill.side is Side.BUY:
+        if pos is None:
+            pos = Position(
+                symbol=fill.symbol,
+                quantity=fill.amount,
+                avg_entry_price=fill.price,
+                entry_fees=fill.fee,
+                opened_ms=fill.ts,
+                peak_price=fill.price,
+                strategy=strategy,
+            )
+        else:
+            qty = pos.quantity + fill.amount
+            pos = replace(
+                pos,
+                quantity=qty,
+                avg_entry_price=(pos.cost_basis + notional) / qty,
+                entry_fees=pos.entry_fees + fill.fee,
+                peak_price=max(pos.peak_price, fill.price),
+            )
+        positions[fill.symbol] = pos
+        return Booking(
+            replace(
+                p,
+                cash=p.cash - notional - fill.fee,
+                positions=_frozen(positions),
+                fees_paid=p.fees_paid + fill.fee,
+            ),
+            ZERO,
+            False,
+        )
+
+    if pos is None or pos.quantity <= 0:
+        raise PortfolioError(f"fill {fill.fill_id}: sell of {fill.symbol} with no position")
+    if fill.amount > pos.quantity:
+        raise PortfolioError(
+            f"fill {fill.fill_id}: sells {fill.amount} {fill.symbol} but only "
+            f"{pos.quantity} is held"
+        )
+    share_fees = pos.entry_fees * fill.amount / pos.quantity
+    realized = (fill.price - pos.avg_entry_price) * fill.amount - share_fees - fill.fee
+    remaining = pos.quantity - fill.amount
+    if remaining == 0:
+        del positions[fill.symbol]
+    else:
+        positions[fill.symbol] = replace(
+            pos, quantity=remaining, entry_fees=pos.entry_fees - share_fees
+        )
+    return Booking(
+        replace(
+            p,
+            cash=p.cash + notional - fill.fee,
+            positions=_frozen(positions),
+            realized_pnl=p.realized_pnl + realized,
+            fees_paid=p.fees_paid + fill.fee,
+        ),
+        realized,
+        remaining == 0,
+    )
+
+
+def update_peaks(p: Portfolio, marks: Mapping[str, Decimal]) -> Portfolio:
+    """Raise each position's peak to its mark (trailing stops need the highest mark seen)."""
+    changed: dict[str, Position] | None = None
+    for sym, pos in p.positions.items():
+        m = marks.get(sym)
+        if m is not None and m > pos.peak_price:
+            if changed is None:
+                changed = dict(p.positions)
+            changed[sym] = replace(pos, peak_price=m)
+    if changed is None:
+        return p
+    return replace(p, positions=_frozen(changed))
+
+
+@dataclass(frozen=True, slots=True)
+class Valuation:
+    equity: Decimal
+    unrealized: Decimal
+    position_value: Decimal
+    by_symbol: Mapping[str, Decimal]  # market value per held symbol
+
+
+def value(p: Portfolio, marks: Mapping[str, Decimal]) -> Valuation:
+    """Mark to market. A position without a mark is valued at its entry price."""
+    total = ZERO
+    unrealized = ZERO
+    by_symbol: dict[str, Decimal] = {}
+    for sym, pos in p.positions.items():
+        m = marks.get(sym, pos.avg_entry_price)
+        mv = pos.quantity * m
+        by_symbol[sym] = mv
+        total += mv
+        unrealized += mv - pos.cost_basis - pos.entry_fees
+    return Valuation(p.cash + total, unrealized, total, by_symbol)
+
+
+@dataclass(frozen=True, slots=True)
+class Exposure:
+    """Quote value at risk: held positions plus the unfilled rest of live buy orders."""
+
+    total: Decimal
+    by_asset: Mapping[str, Decimal]
+    by_theme: Mapping[str, Decimal]
+    by_strategy: Mapping[str, Decimal]
+    pending_buy_cost: Decimal  # cash reserved by live buys
+
+
+def exposure(
+    p: Portfolio,
+    marks: Mapping[str, Decimal],
+    open_orders: Iterable[Order],
+    *,
+    base_of: Callable[[str], str],
+    theme_of: Callable[[str], str],
+) -> Exposure:
+    by_asset: dict[str, Decimal] = {}
+    by_theme: dict[str, Decimal] = {}
+    by_strategy: dict[str, Decimal] = {}
+    total = ZERO
+    pending = ZERO
+
+    def add(sym: str, strategy: str, amount: Decimal) -> None:
+        nonlocal total
+        base = base_of(sym)
+        theme = theme_of(base)
+        by_asset[base] = by_asset.get(base, ZERO) + amount
+        by_theme[theme] = by_theme.get(theme, ZERO) + amount
+        by_strategy[strategy] = by_strategy.get(strategy, ZERO) + amount
+        total += amount
+
+    for sym, pos in p.positions.items():
+        add(sym, pos.strategy, pos.quantity * marks.get(sym, pos.avg_entry_price))
+    for o in open_orders:
+        if o.side is Side.BUY and o.status.is_live:
+            amt = o.remaining_notional(marks.get(o.symbol, o.price or ZERO))
+            pending += amt
+            add(o.symbol, o.strategy, amt)
+    return Exposure(total, by_asset, by_theme, by_strategy, pending)

@@ -1,0 +1,74 @@
+"""Market regime from the index symbol: trend, volatility and drawdown, with hysteresis."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from core.config import RegimeConfig
+from core.features import SymbolFeatures
+from core.models import Regime, RegimeState
+
+
+def regime_keys(cfg: RegimeConfig) -> frozenset[str]:
+    return frozenset(
+        {
+            f"ema:{cfg.ema_fast}",
+            f"ema:{cfg.ema_slow}",
+            f"atr:{cfg.atr_period}",
+            f"peak:{cfg.drawdown_lookback}",
+        }
+    )
+
+
+def classify(f: SymbolFeatures | None, cfg: RegimeConfig) -> Regime | None:
+    """The regime the index shows right now, or None while its indicators warm up."""
+    if f is None:
+        return None
+    v = f.values
+    fast = v.get(f"ema:{cfg.ema_fast}")
+    slow = v.get(f"ema:{cfg.ema_slow}")
+    atr = v.get(f"atr:{cfg.atr_period}")
+    peak = v.get(f"peak:{cfg.drawdown_lookback}")
+    if fast is None or slow is None or atr is None or peak is None:
+        return None
+    close = f.close
+    drawdown_pct = (close / peak - 1.0) * 100.0
+    atr_pct = atr / close * 100.0
+    if drawdown_pct <= -float(cfg.crash_drawdown_pct) or atr_pct >= float(cfg.crash_atr_pct):
+        return Regime.CRASH
+    trend_down = fast < slow and close < slow
+    if trend_down or drawdown_pct <= -float(cfg.bear_drawdown_pct):
+        return Regime.BEAR
+    if fast > slow and close > slow:
+        return Regime.BULL
+    return Regime.CHOP
+
+
+def update_regime(
+    state: RegimeState,
+    observed: Regime | None,
+    cfg: RegimeConfig,
+    now_ms: int,
+    candle_ts: int,
+) -> RegimeState:
+    """Adopt a new regime only after it held for `confirm_cycles` index candles in a row.
+
+    Each index candle counts once however many cycles see it, so a daemon cycling every
+    minute and a backtest cycling every candle confirm at the same moment. Crash is adopted
+    at once: being slow to see a crash costs money, being slow to leave one only costs
+    opportunity.
+    """
+    if observed is None or candle_ts == state.candle_ts:
+        return state
+    if observed is state.regime:
+        return RegimeState(state.regime, None, 0, state.since_ms, candle_ts)
+    if observed is Regime.CRASH:
+        return RegimeState(Regime.CRASH, None, 0, now_ms, candle_ts)
+    count = state.candidate_count + 1 if observed is state.candidate else 1
+    if count >= cfg.confirm_cycles:
+        return RegimeState(observed, None, 0, now_ms, candle_ts)
+    return RegimeState(state.regime, observed, count, state.since_ms, candle_ts)
+
+
+def multiplier(cfg: RegimeConfig, regime: Regime) -> Decimal:
+    return cfg.multipliers.of(regime)

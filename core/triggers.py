@@ -1,0 +1,122 @@
+"""Deterministic scans over the latest closed candle, behind stale and bad-tick guards."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from core.config import TriggerConfig
+from core.features import SymbolFeatures
+from core.models import Exclusion, Trigger
+from core.reasons import TriggerReject
+
+BREAKOUT = "breakout"
+MOMENTUM = "momentum"
+VOLUME_SPIKE = "volume_spike"
+RSI_REVERSION = "rsi_reversion"
+
+
+@dataclass(frozen=True, slots=True)
+class TriggerScan:
+    triggers: tuple[Trigger, ...]
+    rejected: tuple[Exclusion, ...]
+    red_flags: tuple[str, ...]  # symbols whose data looked wrong; the cycle bans them
+
+
+def trigger_keys(cfg: TriggerConfig) -> frozenset[str]:
+    keys = {
+        f"med:{cfg.outlier.median_lookback}",
+        f"vavg:{cfg.outlier.median_lookback}",
+    }
+    if cfg.breakout.enabled:
+        keys |= {f"hh:{cfg.breakout.lookback}", f"vavg:{cfg.breakout.volume_lookback}"}
+    if cfg.momentum.enabled:
+        keys.add(f"roc:{cfg.momentum.lookback}")
+    if cfg.volume_spike.enabled:
+        keys.add(f"vavg:{cfg.volume_spike.lookback}")
+    if cfg.rsi_reversion.enabled:
+        keys.add(f"rsi:{cfg.rsi_reversion.period}")
+    return frozenset(keys)
+
+
+def _strength(ratio: float) -> float:
+    """0.5 at the threshold, rising linearly to 1.0 at twice the threshold."""
+    return min(1.0, 0.5 + 0.5 * (ratio - 1.0))
+
+
+def scan(
+    symbols: Iterable[str],
+    features: Mapping[str, SymbolFeatures],
+    cfg: TriggerConfig,
+    *,
+    now_ms: int,
+    timeframe_ms: int,
+) -> TriggerScan:
+    bo, mo, vs, rs, og = (
+        cfg.breakout,
+        cfg.momentum,
+        cfg.volume_spike,
+        cfg.rsi_reversion,
+        cfg.outlier,
+    )
+    k_med, k_ovol = f"med:{og.median_lookback}", f"vavg:{og.median_lookback}"
+    k_hh, k_bvol = f"hh:{bo.lookback}", f"vavg:{bo.volume_lookback}"
+    k_roc = f"roc:{mo.lookback}"
+    k_svol = f"vavg:{vs.lookback}"
+    k_rsi = f"rsi:{rs.period}"
+    max_age = cfg.stale_after_candles * timeframe_ms
+    max_dev = og.max_deviation_pct / 100.0
+    mom_min = mo.min_return_pct / 100.0
+
+    out: list[Trigger] = []
+    rejected: list[Exclusion] = []
+    flags: list[str] = []
+    for sym in symbols:
+        f = features.get(sym)
+        if f is None:
+            continue
+        age = now_ms - (f.ts + timeframe_ms)
+        if age > max_age:
+            rejected.append(Exclusion(sym, TriggerReject.STALE_CANDLE, f"{age // 1000}s old"))
+            continue
+        v = f.values
+        close, volume, ts = f.close, f.volume, f.ts
+        med = v.get(k_med)
+        if med is None:
+            rejected.append(Exclusion(sym, TriggerReject.WARMING_UP, k_med))
+            continue
+        if abs(close / med - 1.0) > max_dev:
+            ovol = v.get(k_ovol)
+            if not ovol or volume < og.volume_confirm_mult * ovol:
+                rejected.append(
+                    Exclusion(
+                        sym,
+                        TriggerReject.OUTLIER_PRICE,
+                        f"close {close:g} vs median {med:g} without volume",
+                    )
+                )
+                flags.append(sym)
+                continue
+
+        if bo.enabled:
+            hh, avg = v.get(k_hh), v.get(k_bvol)
+            if hh is not None and avg and close > hh and volume >= bo.volume_mult * avg:
+                ratio = volume / (bo.volume_mult * avg)
+                out.append(
+                    Trigger(sym, BREAKOUT, _strength(ratio), ts, f"close>{hh:g} vol x{ratio:.2f}")
+                )
+        if mo.enabled:
+            roc = v.get(k_roc)
+            if roc is not None and roc >= mom_min:
+                out.append(Trigger(sym, MOMENTUM, _strength(roc / mom_min), ts, f"roc {roc:.4f}"))
+        if vs.enabled and close > f.open:
+            avg = v.get(k_svol)
+            if avg and volume >= vs.mult * avg:
+                ratio = volume / (vs.mult * avg)
+                out.append(Trigger(sym, VOLUME_SPIKE, _strength(ratio), ts, f"vol x{ratio:.2f}"))
+        if rs.enabled:
+            rsi = v.get(k_rsi)
+            if rsi is not None and rsi <= rs.oversold:
+                depth = (rs.oversold - rsi) / rs.oversold
+                out.append(Trigger(sym, RSI_REVERSION, min(1.0, 0.5 + depth), ts, f"rsi {rsi:.1f}"))
+    return TriggerScan(tuple(out), tuple(rejected), tuple(flags))

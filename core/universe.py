@@ -1,0 +1,99 @@
+"""Universe: which symbols may be traded this cycle, and why the others may not."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from core.clock import DAY_MS
+from core.config import UniverseConfig
+from core.features import SymbolFeatures
+from core.models import Exclusion, Market, Quote, UniverseResult
+from core.reasons import UniverseReason as R
+
+
+def volume_key(timeframe_ms: int) -> str:
+    """The feature key holding 24h quote volume for this timeframe."""
+    return f"qvol:{max(1, DAY_MS // timeframe_ms)}"
+
+
+def candidates(cfg: UniverseConfig, markets: Mapping[str, Market]) -> list[str]:
+    """Configured symbols, or every market in the accounting currency."""
+    if cfg.symbols:
+        return list(dict.fromkeys(cfg.symbols))
+    return sorted(s for s, m in markets.items() if m.quote == cfg.quote_currency)
+
+
+def select_universe(
+    *,
+    cfg: UniverseConfig,
+    markets: Mapping[str, Market],
+    features: Mapping[str, SymbolFeatures],
+    quotes: Mapping[str, Quote],
+    bans: Mapping[str, int],
+    now_ms: int,
+    timeframe_ms: int,
+    symbols: Iterable[str] | None = None,
+) -> UniverseResult:
+    """Point in time: only `features` and `quotes` as of now are consulted."""
+    vkey = volume_key(timeframe_ms)
+    tradable = cfg.tradable_statuses
+    red = set(cfg.red_flags)
+    core_set = set(cfg.core_symbols)
+    max_spread = float(cfg.max_spread_bps)
+    min_vol = float(cfg.min_quote_volume_24h)
+    excluded: list[Exclusion] = []
+    core_ok: list[str] = []
+    rotational: list[tuple[float, str]] = []
+
+    for sym in symbols if symbols is not None else candidates(cfg, markets):
+        m = markets.get(sym)
+        if m is None:
+            excluded.append(Exclusion(sym, R.NO_MARKET))
+            continue
+        if m.quote != cfg.quote_currency:
+            excluded.append(Exclusion(sym, R.WRONG_QUOTE, m.quote))
+            continue
+        if sym in red:
+            excluded.append(Exclusion(sym, R.RED_FLAG))
+            continue
+        until = bans.get(sym)
+        if until is not None and until > now_ms:
+            excluded.append(Exclusion(sym, R.BANNED, f"until {until}"))
+            continue
+        if m.status not in tradable:
+            excluded.append(Exclusion(sym, R.DEGRADED_STATUS, m.status.value))
+            continue
+        f = features.get(sym)
+        q = quotes.get(sym)
+        if f is None or q is None:
+            excluded.append(Exclusion(sym, R.NO_DATA))
+            continue
+        spread = float(q.spread_bps)
+        if spread > max_spread:
+            excluded.append(Exclusion(sym, R.WIDE_SPREAD, f"{spread:.1f}bps"))
+            continue
+        if sym in core_set:
+            core_ok.append(sym)
+            continue
+        vol = f.values.get(vkey)
+        if vol is None:
+            excluded.append(Exclusion(sym, R.WARMING_UP, vkey))
+            continue
+        if vol < min_vol:
+            excluded.append(Exclusion(sym, R.LOW_VOLUME, f"{vol:.0f}"))
+            continue
+        rotational.append((vol, sym))
+
+    # Highest volume first; the symbol breaks ties so the order never depends on input order.
+    rotational.sort(key=lambda vs: (-vs[0], vs[1]))
+    ranked: list[str] = []
+    for rank, (_, sym) in enumerate(rotational, start=1):
+        if rank > cfg.rotational_max_rank:
+            excluded.append(Exclusion(sym, R.OUT_OF_RANK, f"rank {rank}"))
+        else:
+            ranked.append(sym)
+
+    eligible = core_ok + ranked
+    for sym in eligible[cfg.max_size :]:
+        excluded.append(Exclusion(sym, R.UNIVERSE_FULL))
+    return UniverseResult(eligible=tuple(eligible[: cfg.max_size]), excluded=tuple(excluded))
