@@ -1,0 +1,528 @@
+"""Tamper-evident audit log: hash-chained JSONL, one file per UTC day.
+
+Each record carries the hash of the one before it, so an edited, deleted or reordered line, or a
+missing day file, breaks the chain. The HEAD anchor, rewritten after every durable write, makes
+the loss of trailing records visible as well. Verification and reading live in
+infra/audit_verify.py; docs/audit.md is the operator's description of both.
+
+One writer per directory (an flock on `LOCK`). Appends are one `write()` on an unbuffered
+append-mode file, so a crash can at worst tear the final line, which `open()` quarantines.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import hashlib
+import json
+import logging
+import math
+import numbers
+import os
+import re
+import shutil
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from enum import Enum, StrEnum
+from pathlib import Path, PurePath
+from typing import Any, Final, Self
+
+from pydantic import BaseModel
+
+from core.clock import DAY_MS, Clock
+from core.errors import AlreadyRunning, AuditCorrupted
+from infra.audit_verify import (
+    GENESIS_HASH,
+    HEAD_NAME,
+    QUARANTINE_DIR,
+    canonical_json,
+    file_day_ms,
+    file_name_for,
+    find_hash,
+    last_lines,
+    log_files,
+    parse_line,
+    read_head,
+    record_hash,
+    record_problem,
+)
+
+logger = logging.getLogger(__name__)
+
+LOCK_NAME: Final = "LOCK"
+KIND_RE: Final = re.compile(r"[a-z][a-z0-9_]{0,63}")
+# A Decimal like 1E+60 would expand to a wall of zeros; past this length keep str(d).
+_MAX_PLAIN_DECIMAL: Final = 40
+
+
+# --------------------------------------------------------------------------- to_jsonable
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Plain JSON values from domain objects: dataclasses, Decimal, Enum, pydantic, collections.
+
+    Decimals become strings (exact, no exponent where that stays short); non-finite floats become
+    strings ("nan", "inf") because strict JSON has no spelling for them. Anything else raises
+    TypeError naming the type.
+    """
+    kind = type(obj)
+    if kind is str or kind is int or kind is bool or obj is None:
+        return obj
+    if kind is float:
+        return obj if math.isfinite(obj) else str(obj)
+    if isinstance(obj, Decimal):
+        return decimal_text(obj)
+    if kind is dict:
+        return _mapping(obj)
+    if kind is list or kind is tuple:
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, Enum):
+        return to_jsonable(obj.value)
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        # fields() rather than __dict__ or asdict(): works for slotted classes and converts
+        # nested values our way.
+        return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, BaseModel):
+        return to_jsonable(obj.model_dump(mode="json"))
+    if isinstance(obj, Mapping):
+        return _mapping(obj)
+    if isinstance(obj, set | frozenset):
+        items = [to_jsonable(v) for v in obj]
+        try:
+            return sorted(items)
+        except TypeError:
+            return sorted(items, key=canonical_json)
+    if isinstance(obj, list | tuple):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, str):
+        return str(obj)
+    if isinstance(obj, numbers.Integral):  # numpy integers and friends
+        return int(obj)
+    if isinstance(obj, numbers.Real):  # numpy floats
+        return to_jsonable(float(obj))
+    if isinstance(obj, PurePath):
+        return str(obj)
+    raise TypeError(
+        f"cannot record a {type(obj).__name__} in the audit log: pass dataclasses, Decimal, "
+        "Enum, pydantic models, mappings, lists, sets, str, int, float, bool or None"
+    )
+
+
+def decimal_text(d: Decimal) -> str:
+    """Exact text of a Decimal, spelled out without an exponent unless that gets long."""
+    text = str(d)
+    if "E" not in text or not d.is_finite():
+        return text
+    plain = format(d, "f")
+    return plain if len(plain) <= _MAX_PLAIN_DECIMAL else text
+
+
+def _mapping(m: Mapping[Any, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in m.items():
+        text = _key_text(key)
+        if text in out:
+            raise TypeError(f"audit record keys collide once turned into text: {text!r}")
+        out[text] = to_jsonable(value)
+    return out
+
+
+def _key_text(key: Any) -> str:
+    if type(key) is str:
+        return key
+    if isinstance(key, Enum):
+        value = to_jsonable(key.value)
+        return value if isinstance(value, str) else canonical_json(value)
+    if isinstance(key, str):
+        return str(key)
+    if isinstance(key, bool):
+        return "true" if key else "false"
+    if isinstance(key, int):
+        return str(int(key))
+    if isinstance(key, Decimal):
+        return decimal_text(key)
+    raise TypeError(
+        f"cannot use a {type(key).__name__} as a key in an audit record: use str, int, "
+        "Decimal or Enum keys"
+    )
+
+
+# --------------------------------------------------------------------------- the writer
+
+
+class LogState(StrEnum):
+    NEW = "NEW"
+    OPEN = "OPEN"
+    CLOSED = "CLOSED"
+    FAILED = "FAILED"  # a write failed and could not be undone; reopen to continue
+
+
+@dataclass(frozen=True, slots=True)
+class _Torn:
+    path: Path
+    keep_bytes: int
+    drop_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Tip:
+    seq: int
+    hash: str
+    file: str
+
+
+class AuditLog:
+    """The append side of the audit log.
+
+    `AuditLog(dir, config_hash=..., clock=...).open()` (or `with AuditLog(...) as log:`) resumes
+    the chain found in `dir`, or starts one. `fsync=False` is for backtests: records still reach
+    the OS at once, but nothing waits for the disk.
+    """
+
+    def __init__(
+        self, directory: Path, *, config_hash: str, clock: Clock, fsync: bool = True
+    ) -> None:
+        if not isinstance(config_hash, str) or not config_hash:
+            raise ValueError("config_hash must be a non-empty string (the effective config hash)")
+        self._dir = Path(directory)
+        self._config_hash = config_hash
+        self._config_json = json.dumps(config_hash, ensure_ascii=False)
+        self._clock = clock
+        self._fsync = fsync
+        self._state = LogState.NEW
+        self._mutex = threading.Lock()  # to_thread() appends must not interleave seq numbers
+        self._kind_json: dict[str, str] = {}
+        self._seq = 0
+        self._hash = GENESIS_HASH
+        self._file_name = ""  # the file holding record `_seq`
+        self._fh: Any = None  # unbuffered FileIO of the current day file
+        self._fh_size = 0
+        self._fh_name = ""
+        self._fh_day_end = 0  # the current file takes records with ts below this
+        self._floor_day = -1  # never write into a file older than the newest one
+        self._head_written: tuple[int, str] | None = None
+        self._lock_fd: int | None = None
+
+    # -- lifecycle
+
+    def open(self) -> Self:
+        if self._state is not LogState.NEW:
+            raise RuntimeError(f"audit log {self._dir} is {self._state}; build a new AuditLog")
+        self._dir.mkdir(parents=True, exist_ok=True)
+        self._take_lock()
+        try:
+            files = log_files(self._dir)
+            tip, torn = self._find_tip(files)
+            self._check_head(tip)
+            self._seq, self._hash, self._file_name = tip.seq, tip.hash, tip.file
+            if files:
+                self._floor_day = file_day_ms(files[-1].name) or 0
+            recovered = self._quarantine(torn) if torn is not None else None
+            self._state = LogState.OPEN
+            if self._seq == 0:
+                self._write_head()  # a new chain: anchor it at once
+            if recovered is not None:
+                self.append("audit_recovered", recovered, sync=True)
+        except BaseException:
+            self._close_file()
+            self._release_lock()
+            self._state = LogState.CLOSED
+            raise
+        return self
+
+    def close(self) -> None:
+        """Sync (fsync + HEAD), then release the file and the writer lock. Idempotent."""
+        with self._mutex:
+            try:
+                if self._state is LogState.OPEN:
+                    self._sync()
+            finally:
+                self._close_file()
+                self._release_lock()
+                self._state = LogState.CLOSED
+
+    def __enter__(self) -> Self:
+        return self.open() if self._state is LogState.NEW else self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- the public surface
+
+    @property
+    def directory(self) -> Path:
+        return self._dir
+
+    @property
+    def state(self) -> LogState:
+        return self._state
+
+    @property
+    def head(self) -> tuple[int, str]:
+        """(seq, hash) of the newest record; (0, "0"*64) for an empty chain."""
+        if self._state is LogState.NEW:
+            raise RuntimeError("audit log not opened yet: call open() first")
+        return self._seq, self._hash
+
+    def append(self, kind: str, data: Mapping[str, Any], *, sync: bool = False) -> dict[str, Any]:
+        """Write one record and return it. `sync=True`: durable (and HEAD moved) on return."""
+        kind_json = self._kind_json.get(kind) or self._check_kind(kind)
+        if not isinstance(data, Mapping):
+            raise TypeError(f"audit data must be a mapping, not {type(data).__name__}")
+        payload = to_jsonable(data)
+        data_json = canonical_json(payload)
+        with self._mutex:
+            if self._state is not LogState.OPEN:
+                raise RuntimeError(f"cannot append to audit log {self._dir}: it is {self._state}")
+            ts = self._clock.now_ms()
+            if type(ts) is not int:
+                raise TypeError(f"clock.now_ms() returned {type(ts).__name__}, not int")
+            seq = self._seq + 1
+            prev = self._hash
+            # Both strings are built by hand around the one json.dumps of `data`; the body is
+            # exactly canonical_json() of the record without "hash" (tests hold us to that),
+            # and the line puts the fields in reading order.
+            cfg = self._config_json
+            body = (
+                f'{{"config_hash":{cfg},"data":{data_json},"kind":{kind_json},'
+                f'"prev_hash":"{prev}","seq":{seq},"ts":{ts}}}'
+            )
+            digest = hashlib.sha256(body.encode("utf-8")).hexdigest()
+            line = (
+                f'{{"seq":{seq},"ts":{ts},"kind":{kind_json},"config_hash":{cfg},'
+                f'"data":{data_json},"prev_hash":"{prev}","hash":"{digest}"}}\n'
+            )
+            self._write(self._file_for(ts), line.encode("utf-8"))
+            self._seq, self._hash = seq, digest
+            if sync:
+                self._sync()
+        return {
+            "seq": seq,
+            "ts": ts,
+            "kind": kind,
+            "config_hash": self._config_hash,
+            "data": payload,
+            "prev_hash": prev,
+            "hash": digest,
+        }
+
+    def flush(self) -> None:
+        """Make every record so far durable (when fsync is on) and move HEAD to the newest."""
+        with self._mutex:
+            if self._state is LogState.FAILED:
+                raise RuntimeError(f"audit log {self._dir} failed a write; reopen it")
+            if self._state is LogState.OPEN:
+                self._sync()
+
+    # -- writing
+
+    def _check_kind(self, kind: str) -> str:
+        if not isinstance(kind, str) or not KIND_RE.fullmatch(kind):
+            raise ValueError(
+                f"bad audit record kind {kind!r}: use lowercase letters, digits and underscores, "
+                "starting with a letter (e.g. order_intent)"
+            )
+        self._kind_json[kind] = encoded = f'"{kind}"'
+        return encoded
+
+    def _file_for(self, ts: int) -> Any:
+        if self._fh is not None and ts < self._fh_day_end:
+            # Also taken when the clock stepped back over midnight: records stay in the newest
+            # file so that file order remains chain order.
+            return self._fh
+        day = max(ts - ts % DAY_MS, self._floor_day)
+        if self._fh is not None:
+            if self._fsync:
+                os.fsync(self._fh.fileno())
+            self._close_file()
+        name = file_name_for(day)
+        path = self._dir / name
+        created = not path.exists()
+        self._fh = open(path, "ab", buffering=0)  # noqa: SIM115 -- held open across appends
+        self._fh_size = os.fstat(self._fh.fileno()).st_size
+        self._fh_day_end = day + DAY_MS
+        self._floor_day = day
+        if created and self._fsync:
+            _fsync_dir(self._dir)
+        self._fh_name = name
+        return self._fh
+
+    def _write(self, fh: Any, raw: bytes) -> None:
+        try:
+            written = fh.write(raw)
+            while written < len(raw):  # short writes only happen on a nearly full disk
+                written += fh.write(raw[written:])
+        except OSError:
+            self._undo_partial_write()
+            raise
+        self._fh_size += len(raw)
+        self._file_name = self._fh_name
+
+    def _undo_partial_write(self) -> None:
+        try:
+            os.ftruncate(self._fh.fileno(), self._fh_size)
+        except OSError:
+            self._state = LogState.FAILED
+            logger.error(
+                "audit log %s: a failed write may have left a partial line; appends refused "
+                "until the log is reopened (open() quarantines a torn tail)",
+                self._dir,
+            )
+
+    def _sync(self) -> None:
+        if self._fh is not None and self._fsync:
+            os.fsync(self._fh.fileno())
+        self._write_head()
+
+    def _write_head(self) -> None:
+        current = (self._seq, self._hash)
+        if self._head_written == current:
+            return
+        anchor = {"seq": self._seq, "hash": self._hash, "file": self._file_name}
+        tmp = self._dir / (HEAD_NAME + ".tmp")
+        with open(tmp, "wb") as f:
+            f.write(canonical_json(anchor).encode("utf-8") + b"\n")
+            f.flush()
+            if self._fsync:
+                os.fsync(f.fileno())
+        os.replace(tmp, self._dir / HEAD_NAME)
+        if self._fsync:
+            _fsync_dir(self._dir)
+        self._head_written = current
+
+    def _close_file(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+            self._fh_day_end = 0
+
+    def _take_lock(self) -> None:
+        fd = os.open(self._dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise AlreadyRunning(
+                f"audit log {self._dir} is already open for writing (in this or another "
+                "process); only one writer may extend a chain"
+            ) from None
+        self._lock_fd = fd
+
+    def _release_lock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    # -- resuming
+
+    def _corrupted(self, what: str) -> AuditCorrupted:
+        return AuditCorrupted(
+            f"audit log {self._dir}: {what}. The chain cannot be continued safely. Run "
+            "`vigil audit verify` to locate the first bad record; after investigating, move the "
+            f"directory aside (for example to {self._dir}.broken) so that a new chain starts."
+        )
+
+    def _find_tip(self, files: list[Path]) -> tuple[_Tip, _Torn | None]:
+        """The newest complete record, and the torn tail of the newest file if there is one."""
+        torn: _Torn | None = None
+        for index, path in enumerate(reversed(files)):
+            size = path.stat().st_size
+            if size == 0:
+                continue
+            lines = last_lines(path, size)
+            offset, raw, complete = lines[-1]
+            rec = parse_line(raw)[0] if complete else None
+            if rec is None:
+                if index > 0 or torn is not None:
+                    raise self._corrupted(f"the last line of {path.name} is not a complete record")
+                # A crash during the final write: set aside, never silently kept or dropped.
+                torn = _Torn(path=path, keep_bytes=offset, drop_bytes=size - offset)
+                if len(lines) == 1:
+                    continue
+                rec = parse_line(lines[-2][1])[0]
+                if rec is None:
+                    raise self._corrupted(
+                        f"the last two lines of {path.name} are unreadable, which a crash "
+                        "cannot explain"
+                    )
+            problem = record_problem(rec)
+            if problem is None and record_hash(rec) != rec["hash"]:
+                problem = "hash mismatch"
+            if problem is not None:
+                raise self._corrupted(f"the last record in {path.name} fails its check ({problem})")
+            return _Tip(seq=rec["seq"], hash=rec["hash"], file=path.name), torn
+        return _Tip(seq=0, hash=GENESIS_HASH, file=""), torn
+
+    def _check_head(self, tip: _Tip) -> None:
+        """HEAD may lag the log (records after the last flush), never lead or disagree with it."""
+        try:
+            head = read_head(self._dir)
+        except ValueError as exc:
+            raise self._corrupted(str(exc)) from None
+        if head is None:
+            if tip.seq:
+                raise self._corrupted(
+                    f"the HEAD anchor is missing but records exist (seq {tip.seq})"
+                )
+            return
+        if head.seq > tip.seq:
+            raise self._corrupted(
+                f"truncated: HEAD records seq {head.seq} but the log ends at seq {tip.seq}"
+            )
+        if head.seq == tip.seq:
+            found: tuple[str, str] | None = (tip.hash, tip.file)
+        elif head.seq == 0:
+            found = (GENESIS_HASH, "")
+        else:
+            found = find_hash(self._dir / head.file, head.seq)
+        if found is None:
+            raise self._corrupted(f"HEAD names seq {head.seq} in {head.file}, which lacks it")
+        if found[0] != head.hash or found[1] != head.file:
+            raise self._corrupted(f"HEAD hash differs from record seq {head.seq}")
+        self._head_written = (head.seq, head.hash) if head.seq == tip.seq else None
+
+    def _quarantine(self, torn: _Torn) -> dict[str, Any]:
+        qdir = self._dir / QUARANTINE_DIR
+        qdir.mkdir(exist_ok=True)
+        target = qdir / f"{torn.path.name}.{self._seq + 1}.torn"
+        copy = 1
+        while target.exists():
+            target = qdir / f"{torn.path.name}.{self._seq + 1}.{copy}.torn"
+            copy += 1
+        shutil.copyfile(torn.path, target)
+        if self._fsync:
+            _fsync_file(target)
+            _fsync_dir(qdir)
+        os.truncate(torn.path, torn.keep_bytes)
+        if self._fsync:
+            _fsync_file(torn.path)
+        relative = f"{QUARANTINE_DIR}/{target.name}"
+        logger.warning(
+            "audit log %s: cut a torn final line (%d bytes) from %s; the file was copied to %s",
+            self._dir,
+            torn.drop_bytes,
+            torn.path.name,
+            relative,
+        )
+        return {
+            "file": torn.path.name,
+            "dropped_bytes": torn.drop_bytes,
+            "kept_bytes": torn.keep_bytes,
+            "last_good_seq": self._seq,
+            "quarantine_copy": relative,
+        }
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    # A new or renamed entry survives power loss only once its directory is synced.
+    _fsync_file(path)

@@ -1,0 +1,529 @@
+"""Loads the effective VigilConfig from config/*.yaml and VIGIL_* environment variables.
+
+Precedence: environment > YAML > model defaults. Every problem becomes one line of a ConfigError
+naming the file (or env var), the dotted field, the value and the fix. Secrets never come from
+here: keys that look like one are refused (infra/secrets.py reads them from the environment).
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from enum import Enum
+from pathlib import Path
+from typing import Any, get_args
+
+import yaml
+from pydantic import ValidationError
+
+from core.errors import ConfigError
+from infra.secrets import SECRET_ENV_NAMES, looks_secret, secret_env_for
+from infra.settings import (  # the derived outputs live with the model; re-exported here
+    VigilConfig,
+    config_hash,
+    default_at,
+    export_schema,
+    is_mapping,
+    model_of,
+    redacted_dump,
+    schema_text,
+    type_at,
+    unwrap,
+)
+
+__all__ = [
+    "DEPRECATED",
+    "FILES",
+    "HOME",
+    "LoadedConfig",
+    "config_hash",
+    "export_schema",
+    "load_config",
+    "redacted_dump",
+    "schema_text",
+]
+
+POLICY_KEYS = (
+    "mode", "read_only", "exchange", "loop", "http", "paths", "alerts", "sim",
+    "timeframe", "regime", "triggers", "exits", "risk", "breakers", "execution",
+)  # fmt: skip
+FILES: dict[str, tuple[str, ...]] = {
+    "policy.yaml": POLICY_KEYS,
+    "universe.yaml": ("universe",),
+    "strategies.yaml": ("strategies",),
+}
+HOME = {key: name for name, keys in FILES.items() for key in keys}
+ENV_PREFIX = "VIGIL_"
+RESERVED_ENV = SECRET_ENV_NAMES | {"VIGIL_CONFIG"}
+DEPRECATED = {
+    "risk.max_positions": "risk.max_open_positions",
+    "loop.interval": "loop.interval_seconds",
+}
+# Maps keyed by asset ticker: a coin called TOKEN is not a secret.
+_ASSET_MAPS = {("universe", "themes"), ("sim", "starting_balances")}
+
+Loc = tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedConfig:
+    config: VigilConfig
+    config_hash: str
+    sources: tuple[str, ...]  # files read and env vars applied, in order
+    warnings: tuple[str, ...] = ()  # deprecations, one line each
+    origins: Mapping[str, str] = field(default_factory=dict)  # dotted key -> file or env var
+
+
+# --------------------------------------------------------------------------- loading
+
+
+class _Problems(Exception):
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__("\n".join(lines))
+        self.lines = lines
+
+
+def load_config(config_dir: Path, env: Mapping[str, str]) -> LoadedConfig:
+    """Read config_dir/{policy,universe,strategies}.yaml, apply VIGIL_* overrides, validate."""
+    problems: list[str] = []
+    warnings: list[str] = []
+    sources: list[str] = []
+    files: dict[str, tuple[str, dict[str, Any]]] = {}
+    for name in FILES:
+        path = config_dir / name
+        if not path.is_file():
+            continue
+        label = str(path)
+        sources.append(label)
+        try:
+            files[name] = (label, _read_yaml(path, label))
+        except _Problems as exc:
+            problems += exc.lines
+    for label, data in files.values():
+        problems += _secret_problems(data, (), label)
+    problems += _placement_problems(files)
+    if problems:
+        raise ConfigError("\n".join(problems))
+
+    merged: dict[str, Any] = {}
+    origins: dict[Loc, str] = {}
+    for label, data in files.values():
+        for key, value in data.items():
+            if value is None:  # an empty section means "all defaults"
+                continue
+            merged[key] = value
+            _record(origins, (key,), value, label)
+    problems += _apply_deprecations(merged, origins, warnings)
+    env_raw: dict[Loc, str] = {}
+    problems += _apply_env(env, merged, origins, warnings, env_raw, sources)
+    if problems:
+        raise ConfigError("\n".join(problems))
+
+    ctx = _Context(merged, origins, env_raw)
+    problems += _strategy_problems(ctx)
+    try:
+        config = VigilConfig.model_validate(merged)
+    except ValidationError as exc:
+        problems += [ctx.describe(err, (), VigilConfig) for err in exc.errors()]
+    except ConfigError as exc:  # raised by a strategy registry inside a validator
+        if not problems:
+            problems.append(f"{ctx.source(('strategies',))}: {exc}")
+    if problems:
+        raise ConfigError("\n".join(dict.fromkeys(problems)))
+    return LoadedConfig(
+        config=config,
+        config_hash=config_hash(config),
+        sources=tuple(sources),
+        warnings=tuple(warnings),
+        origins={".".join(k): v for k, v in sorted(origins.items())},
+    )
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys (plain PyYAML silently keeps the last one)."""
+
+
+def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> dict[Any, Any]:
+    loader.flatten_mapping(node)
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark
+            )
+        seen.add(key)
+    mapping: dict[Any, Any] = loader.construct_mapping(node, deep=True)
+    return mapping
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _read_yaml(path: Path, label: str) -> dict[str, Any]:
+    try:
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown line"
+        what = exc.problem or "YAML syntax error"
+        context = f" ({exc.context})" if exc.context else ""
+        fix = "keep only one" if what.startswith("duplicate") else "check indentation and quoting"
+        raise _Problems([f"{label}: {where}: {what}{context}; fix: {fix}"]) from None
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise _Problems([f"{label}: cannot be read as YAML ({type(exc).__name__})"]) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise _Problems(
+            [f"{label}: top level is a {type(data).__name__}; fix: write `section: settings` lines"]
+        )
+    return data
+
+
+def _record(origins: dict[Loc, str], loc: Loc, value: Any, label: str) -> None:
+    # Mappings merge key by key (see _set), so only the leaves they carry change hands.
+    if isinstance(value, dict) and value:
+        for key, sub in value.items():
+            _record(origins, (*loc, str(key)), sub, label)
+        return
+    for k in [k for k in origins if k[: len(loc)] == loc or loc[: len(k)] == k]:
+        del origins[k]
+    origins[loc] = label
+
+
+def _secret_problems(data: Any, loc: Loc, label: str) -> list[str]:
+    # The value is never echoed: it is the secret.
+    out: list[str] = []
+    if isinstance(data, list):
+        for i, item in enumerate(data):
+            out += _secret_problems(item, (*loc, str(i)), label)
+    if not isinstance(data, dict) or loc in _ASSET_MAPS:
+        return out
+    for key, value in data.items():
+        here = (*loc, str(key))
+        if looks_secret(str(key)):
+            out.append(
+                f"{label}: {'.'.join(here)}: secrets only from environment variables: set "
+                f"{secret_env_for(str(key))} instead, and delete the key from the file"
+            )
+        else:
+            out += _secret_problems(value, here, label)
+    return out
+
+
+def _placement_problems(files: dict[str, tuple[str, dict[str, Any]]]) -> list[str]:
+    where: dict[str, list[str]] = {}
+    for name, (_, data) in files.items():
+        for key in data:
+            where.setdefault(str(key), []).append(name)
+    out = []
+    for key, names in where.items():
+        labels = [files[n][0] for n in names]
+        if key not in HOME:
+            fix = _suggest(key, list(HOME)) or f"top-level keys of {names[0]}: " + ", ".join(
+                FILES[names[0]]
+            )
+            out.append(f"{labels[0]}: {key}: unknown key; {fix}")
+        elif len(names) > 1:
+            out.append(
+                f"{labels[0]} and {labels[1]}: {key}: set in both files; keep it only in "
+                f"{HOME[key]}"
+            )
+        elif names[0] != HOME[key]:
+            out.append(f"{labels[0]}: {key}: belongs in {HOME[key]}, not {names[0]}; move it there")
+    return out
+
+
+def _suggest(word: str, choices: list[str]) -> str | None:
+    close = difflib.get_close_matches(word.lower(), choices, n=1)
+    return f"did you mean {close[0]}?" if close else None
+
+
+def _get(data: Any, loc: Loc) -> Any:
+    for key in loc:
+        if not isinstance(data, dict) or key not in data:
+            raise KeyError(loc)
+        data = data[key]
+    return data
+
+
+def _apply_deprecations(
+    merged: dict[str, Any], origins: dict[Loc, str], warnings: list[str]
+) -> list[str]:
+    out = []
+    for old, new in DEPRECATED.items():
+        old_loc, new_loc = tuple(old.split(".")), tuple(new.split("."))
+        try:
+            value = _get(merged, old_loc)
+        except KeyError:
+            continue
+        label = origins.get(old_loc, "config")
+        try:
+            _get(merged, new_loc)
+        except KeyError:
+            del _get(merged, old_loc[:-1])[old_loc[-1]]
+            _set(merged, new_loc, value)
+            origins.pop(old_loc, None)
+            _record(origins, new_loc, value, label)
+            warnings.append(f"{label}: {old} is deprecated; renamed to {new} (update the file)")
+        else:
+            out.append(
+                f"{label}: {old} = {_show(value)}: deprecated name of {new}, which is also set; "
+                f"fix: delete {old}"
+            )
+    return out
+
+
+def _set(data: dict[str, Any], loc: Loc, value: Any) -> None:
+    for key in loc[:-1]:
+        if not isinstance(data.get(key), dict):
+            data[key] = {}
+        data = data[key]
+    old = data.get(loc[-1])
+    if isinstance(old, dict) and isinstance(value, dict):
+        for k, v in value.items():
+            _set(old, (str(k),), v)
+    else:
+        data[loc[-1]] = value
+
+
+# --------------------------------------------------------------------------- environment
+
+
+def _apply_env(
+    env: Mapping[str, str],
+    merged: dict[str, Any],
+    origins: dict[Loc, str],
+    warnings: list[str],
+    env_raw: dict[Loc, str],
+    sources: list[str],
+) -> list[str]:
+    out: list[str] = []
+    claimed: dict[Loc, str] = {}
+    for name in sorted(env):
+        upper = name.upper()
+        if not upper.startswith(ENV_PREFIX) or upper in RESERVED_ENV:
+            continue
+        try:
+            loc = _env_loc(name, merged, warnings)
+        except _Problems as exc:
+            out += exc.lines
+            continue
+        if loc in claimed:
+            out.append(f"env {name}: {'.'.join(loc)}: also set by {claimed[loc]}; unset one")
+            continue
+        claimed[loc] = name
+        raw = env[name]
+        try:
+            value = yaml.load(raw, Loader=_Loader) if raw.strip() else None
+        except yaml.YAMLError:
+            value = raw  # not YAML: take it as plain text and let validation judge it
+        _set(merged, loc, value)
+        _record(origins, loc, value, f"env {name}")
+        env_raw[loc] = raw
+        sources.append(f"env {name}")
+    return out
+
+
+def _env_loc(name: str, merged: dict[str, Any], warnings: list[str]) -> Loc:
+    parts = name[len(ENV_PREFIX) :].split("__")
+    loc: Loc = ()
+    tp: Any = VigilConfig
+    i = 0
+    while i < len(parts):
+        part = parts[i]
+        if not part:
+            raise _Problems([f"env {name}: empty name segment; fix: separate keys with one __"])
+        if looks_secret(part):
+            raise _Problems(
+                [
+                    f"env {name}: secrets only from environment variables: set "
+                    f"{secret_env_for(part)} instead, and unset {name}"
+                ]
+            )
+        model = model_of(tp)
+        if model is not None:
+            key = part.lower()
+            dotted = ".".join((*loc, key))
+            if key not in model.model_fields and dotted in DEPRECATED:
+                new = tuple(DEPRECATED[dotted].split("."))
+                warnings.append(f"env {name}: {dotted} is deprecated; use {'.'.join(new)}")
+                loc, tp, i = new, type_at(VigilConfig, new), i + 1
+                continue
+            if key not in model.model_fields:
+                hint = _suggest(key, list(model.model_fields)) or "known keys: " + ", ".join(
+                    model.model_fields
+                )
+                raise _Problems([f"env {name}: {dotted}: unknown key; {hint}"])
+            tp = model.model_fields[key].annotation
+        elif is_mapping(tp):
+            try:
+                existing = _get(merged, loc)
+            except KeyError:
+                existing = None
+            keys = {str(k).lower(): str(k) for k in existing} if isinstance(existing, dict) else {}
+            # Asset tickers keep the case they were written in; every other name is lower case.
+            key = keys.get(part.lower(), part if loc in _ASSET_MAPS else part.lower())
+            tp = get_args(unwrap(tp))[-1]
+        else:
+            raise _Problems(
+                [
+                    f"env {name}: {'.'.join(loc)} is a single value, not a section; fix: drop the "
+                    f"part after {'__'.join(parts[:i])}"
+                ]
+            )
+        loc = (*loc, key)
+        i += 1
+    return loc
+
+
+# --------------------------------------------------------------------------- messages
+
+_FIXES = {  # pydantic error type -> fix; {placeholders} come from the error's ctx
+    "missing": "add this key",
+    "int_parsing": "give a whole number",
+    "int_type": "give a whole number",
+    "int_from_float": "give a whole number",
+    "float_parsing": "give a number",
+    "float_type": "give a number",
+    "decimal_parsing": "give a number, e.g. 2.5",
+    "decimal_type": "give a number, e.g. 2.5",
+    "bool_parsing": "use true or false",
+    "bool_type": "use true or false",
+    "string_type": "give text (quote it in YAML)",
+    "dict_type": "give a mapping of `key: value` lines",
+    "model_type": "give a mapping of `key: value` lines",
+    "tuple_type": "give a list, e.g. [a, b]",
+    "list_type": "give a list, e.g. [a, b]",
+    "path_type": "give a file path",
+    "less_than": "use a value below {lt}",
+    "less_than_equal": "use at most {le}",
+    "greater_than": "use a value above {gt}",
+    "greater_than_equal": "use at least {ge}",
+    "too_short": "give at least {min_length} item(s)",
+    "too_long": "give at most {max_length} item(s)",
+    "literal_error": "use one of {expected}",
+    "enum": "use one of {expected}",
+    "string_pattern_mismatch": "match the pattern {pattern}",
+}
+
+
+def _fix_for(err: Mapping[str, Any]) -> str | None:
+    kind, ctx = err["type"], err.get("ctx") or {}
+    if kind == "string_pattern_mismatch":
+        alts = re.fullmatch(r"\^\(([\w|]+)\)\$", str(ctx.get("pattern", "")))
+        if alts:  # an either/or pattern reads better as a list
+            return "use one of " + ", ".join(alts.group(1).split("|"))
+    if kind == "value_error":
+        # Most validators already say what to do; only add a fix where the message has none.
+        said = re.search(r";|\b(use|set|lower|raise|remove|delete|make|give)\b", err["msg"])
+        return None if said else "change the values so the rule holds"
+    try:
+        return _FIXES[kind].format(**ctx)
+    except (KeyError, IndexError):
+        return "see docs/configuration.md"
+
+
+def _show(value: Any, limit: int = 80) -> str:
+    if isinstance(value, Enum):
+        value = value.value
+    if isinstance(value, Path):
+        value = str(value)
+    if isinstance(value, Decimal):
+        text = str(value)
+    elif isinstance(value, str):
+        text = repr(value)
+    elif isinstance(value, bool) or value is None:
+        text = json.dumps(value)
+    elif isinstance(value, int | float):
+        text = str(value)
+    else:
+        text = json.dumps(value, default=str, separators=(", ", ": "))
+    text = re.sub(r"://[^/@\s]+@", "://***@", text)  # credentials in a URL
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class _Context:
+    """What an error line needs: the merged input, who set each key, and raw env values."""
+
+    def __init__(self, merged: dict[str, Any], origins: dict[Loc, str], env_raw: dict[Loc, str]):
+        self.merged, self.origins, self.env_raw = merged, origins, env_raw
+
+    def source(self, loc: Loc) -> str:
+        for n in range(len(loc), 0, -1):
+            if loc[:n] in self.origins:
+                return self.origins[loc[:n]]
+        below = sorted(v for k, v in self.origins.items() if k[: len(loc)] == loc)
+        return below[0] if below else "defaults"
+
+    def value(self, loc: Loc) -> str:
+        if loc in self.env_raw:  # show what the operator typed, not what YAML made of it
+            return _show(self.env_raw[loc])
+        try:
+            return _show(_get(self.merged, loc))
+        except KeyError:
+            pass
+        try:
+            return _show(default_at(VigilConfig, loc)) + " (default)"
+        except (KeyError, AttributeError):
+            return "(not set)"
+
+    def describe(self, err: Mapping[str, Any], base: Loc, model: Any) -> str:
+        rel = tuple(str(p) for p in err["loc"])
+        loc = (*base, *rel)
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            parent = model_of(type_at(model, rel[:-1]))
+            known = list(parent.model_fields) if parent else []
+            hint = _suggest(rel[-1], known) or "remove it; known keys: " + ", ".join(known)
+            # The value is left out: an unknown key may well be a misnamed secret.
+            return f"{self.source(loc)}: {'.'.join(loc)}: unknown key; {hint}"
+        if err["type"] == "value_error" and model_of(type_at(model, rel)) is not None:
+            loc = self._field_named_in(msg, base, rel, model) or loc
+        fix = _fix_for(err)
+        tail = f"; fix: {fix}" if fix else ""
+        return f"{self.source(loc)}: {'.'.join(loc)} = {self.value(loc)}: {msg}{tail}"
+
+    def _field_named_in(self, msg: str, base: Loc, rel: Loc, model: Any) -> Loc | None:
+        """A model-level check failed; find the field its message is about, preferring one the
+        user set (that is where the fix goes)."""
+        named: list[Loc] = []
+        for token in re.findall(r"[a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)*", msg):
+            sub = (*rel, *token.split("."))
+            if type_at(model, sub) is not None and sub != rel:
+                named.append((*base, *sub))
+        for loc in named:
+            if any(k[: len(loc)] == loc for k in self.origins):
+                return loc
+        return named[0] if named else None
+
+
+def _strategy_problems(ctx: _Context) -> list[str]:
+    """Check each strategy's params against its own model, so errors name the file and every
+    problem (the registry raises only the first)."""
+    from strategy import registry
+
+    specs = ctx.merged.get("strategies")
+    if not isinstance(specs, dict):
+        return []
+    out = []
+    for name, spec in specs.items():
+        loc: Loc = ("strategies", str(name))
+        if str(name) not in registry.known():
+            hint = _suggest(str(name), registry.known()) or "known: " + ", ".join(registry.known())
+            out.append(f"{ctx.source(loc)}: {'.'.join(loc)}: unknown strategy; {hint}")
+            continue
+        params = spec.get("params") if isinstance(spec, dict) else None
+        if not isinstance(params, dict):
+            continue  # absent, or the wrong type: VigilConfig's own validation reports it
+        try:
+            registry.get(str(name)).Params.model_validate(params)
+        except ValidationError as exc:
+            base = (*loc, "params")
+            out += [ctx.describe(e, base, registry.get(str(name)).Params) for e in exc.errors()]
+    return out

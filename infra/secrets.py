@@ -1,0 +1,150 @@
+"""Secrets: read only from the environment, never printed, scrubbed from logs.
+
+The YAML config never holds secrets (infra/config_loader.py refuses keys that look like one).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from core.errors import ConfigError
+from infra.settings import Mode, VigilConfig
+
+ENV_API_KEY = "VIGIL_API_KEY"
+ENV_API_SECRET = "VIGIL_API_SECRET"
+ENV_API_PASSWORD = "VIGIL_API_PASSWORD"
+ENV_ALERT_URLS = "VIGIL_ALERT_URLS"
+SECRET_ENV_NAMES = frozenset({ENV_API_KEY, ENV_API_SECRET, ENV_API_PASSWORD, ENV_ALERT_URLS})
+
+SECRET_KEYS = ("api_key", "apikey", "secret", "password", "passphrase", "token", "private_key")
+MASK = "***"
+# Pieces of an alert URL (bot tokens, webhook ids) are redacted on their own too, since a log line
+# may quote one without the rest; short pieces (hosts like "tgram") would garble every log line.
+_MIN_URL_PART = 8
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class Secrets:
+    api_key: str | None = None
+    api_secret: str | None = None
+    api_password: str | None = None  # ccxt's "password" (a passphrase on some venues)
+    alert_urls: tuple[str, ...] = ()
+
+    def __repr__(self) -> str:
+        def state(v: str | None) -> str:
+            return "set" if v else "unset"
+
+        return (
+            f"Secrets(api_key={state(self.api_key)}, api_secret={state(self.api_secret)}, "
+            f"api_password={state(self.api_password)}, alert_urls={len(self.alert_urls)} set)"
+        )
+
+    __str__ = __repr__
+
+    @property
+    def has_credentials(self) -> bool:
+        """Key and secret both present (the minimum any venue needs to trade)."""
+        return bool(self.api_key and self.api_secret)
+
+    def values(self) -> tuple[str, ...]:
+        """Every string that must never be shown, longest first (so a secret containing
+        another is masked whole)."""
+        found = {v for v in (self.api_key, self.api_secret, self.api_password) if v}
+        for url in self.alert_urls:
+            found.add(url)
+            _, _, rest = url.partition("://")
+            found.update(p for p in re.split(r"[/@:?&=#]", rest) if len(p) >= _MIN_URL_PART)
+        return tuple(sorted(found, key=lambda s: (-len(s), s)))
+
+
+def _clean(value: str | None) -> str | None:
+    value = (value or "").strip()
+    return value or None
+
+
+def load_secrets(env: Mapping[str, str]) -> Secrets:
+    """Read the secrets from `env` (pass os.environ in production, a dict in tests)."""
+    urls = tuple(u for u in re.split(r"[,\s]+", env.get(ENV_ALERT_URLS, "")) if u)
+    return Secrets(
+        api_key=_clean(env.get(ENV_API_KEY)),
+        api_secret=_clean(env.get(ENV_API_SECRET)),
+        api_password=_clean(env.get(ENV_API_PASSWORD)),
+        alert_urls=urls,
+    )
+
+
+def require_live_credentials(config: VigilConfig, secrets: Secrets) -> None:
+    """Start-up check: LIVE trades with real keys, so both must be in the environment."""
+    if config.mode is not Mode.LIVE:
+        return
+    missing = [
+        name
+        for name, value in ((ENV_API_KEY, secrets.api_key), (ENV_API_SECRET, secrets.api_secret))
+        if not value
+    ]
+    if missing:
+        raise ConfigError(
+            f"env {' and '.join(missing)}: mode LIVE needs exchange credentials; fix: set "
+            f"{' and '.join(missing)} in the service environment (never in config files)"
+        )
+
+
+def redact(text: str, secrets: Secrets) -> str:
+    """`text` with every secret value replaced by ***."""
+    for value in secrets.values():
+        if value in text:
+            text = text.replace(value, MASK)
+    return text
+
+
+class RedactingFilter(logging.Filter):
+    """Scrubs secrets from log records: message, arguments and traceback text.
+
+    Attach it to handlers (not loggers): a logger's filters do not see records propagated from
+    its children, a handler's filters see every record it emits.
+    """
+
+    def __init__(self, secrets: Secrets) -> None:
+        super().__init__()
+        self._secrets = secrets
+        self._any = bool(secrets.values())
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not self._any:
+            return True
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format string must not hide the record; show it raw
+            message = f"{record.msg} {record.args}"
+        record.msg = redact(message, self._secrets)
+        record.args = None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        # The traceback object still holds the raw text; formatters print exc_text instead.
+        record.exc_info = None
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text, self._secrets)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info, self._secrets)
+        return True
+
+
+def looks_secret(key: str) -> bool:
+    """A config key that names a credential (api_key, exchange_password, bot_token, ...)."""
+    k = key.lower().replace("-", "_")
+    return any(k == s or k.endswith("_" + s) for s in SECRET_KEYS)
+
+
+def secret_env_for(key: str) -> str:
+    """The environment variable that should carry what `key` tried to hold."""
+    k = key.lower()
+    if "password" in k or "passphrase" in k:
+        return ENV_API_PASSWORD
+    if "secret" in k or "private" in k:
+        return ENV_API_SECRET
+    if "token" in k:
+        return f"{ENV_API_KEY} (or {ENV_ALERT_URLS} for alert tokens)"
+    return ENV_API_KEY

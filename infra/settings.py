@@ -1,0 +1,338 @@
+"""The daemon's settings: the pipeline config plus what the runner, HTTP, paths and alerts need.
+
+`VigilConfig` IS a `PipelineConfig` (a subclass), so `run_cycle` takes it directly. Loading it
+from YAML and the environment lives in infra/config_loader.py; secrets never live here (they come
+from the environment, infra/secrets.py).
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import types
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Union, get_args, get_origin
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+from core.config import Frozen, PipelineConfig
+from infra.exchange.sim_config import SimConfig
+
+
+class Mode(StrEnum):
+    DRY_RUN = "DRY_RUN"
+    PAPER = "PAPER"
+    LIVE = "LIVE"
+
+
+class ExchangeSettings(Frozen):
+    id: str = Field(
+        default="binance",
+        description="ccxt exchange id (e.g. binance, coinbase, mexc); checked against ccxt's list.",
+    )
+    sandbox: bool = Field(
+        default=False, description="Use the venue's testnet/sandbox endpoints where ccxt has them."
+    )
+    base_url: str | None = Field(
+        default=None,
+        description="Override the REST base URL. Meant for testing against the fake exchange "
+        "on 127.0.0.1; leave null in production.",
+    )
+    timeout_ms: int = Field(default=10_000, ge=100, description="HTTP timeout per request (ms).")
+    markets_refresh_seconds: int = Field(
+        default=300, ge=1, description="How often market metadata (precision, limits) is reloaded."
+    )
+    live_confirm: str | None = Field(
+        default=None,
+        description="Explicit confirmation for mode LIVE: must equal the exchange id. Usually "
+        "given as VIGIL_EXCHANGE__LIVE_CONFIRM in the service environment.",
+    )
+
+    @field_validator("id", mode="before")
+    @classmethod
+    def _lower_id(cls, v: Any) -> Any:
+        return v.strip().lower() if isinstance(v, str) else v
+
+    @field_validator("id")
+    @classmethod
+    def _known_id(cls, v: str) -> str:
+        import ccxt  # imported here: ccxt is slow to import and only this check needs it
+
+        if v not in ccxt.exchanges:
+            close = difflib.get_close_matches(v, ccxt.exchanges, n=3)
+            hint = f"did you mean {', '.join(close)}?" if close else "see ccxt.exchanges"
+            raise ValueError(f"unknown ccxt exchange id {v!r}; {hint}")
+        return v
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("http://", "https://")):
+            raise ValueError("base_url must start with http:// or https://; fix the URL")
+        return v
+
+
+class LoopSettings(Frozen):
+    interval_seconds: float = Field(default=60, gt=0, description="Seconds between cycle starts.")
+    jitter_pct: float = Field(
+        default=10,
+        ge=0,
+        le=50,
+        description="Random +- spread of the interval (%), so cycles do not hit the venue on "
+        "the same second as everyone else.",
+    )
+    cycle_budget_ms: int = Field(
+        default=5_000, ge=1, description="A cycle slower than this is logged and counted as slow."
+    )
+    cancel_on_shutdown: bool = Field(
+        default=True, description="Cancel this bot's open orders on a clean shutdown."
+    )
+    warmup_candles: int = Field(
+        default=300,
+        ge=2,
+        description="Candles of the index symbol loaded at start; must cover the regime's "
+        "slow EMA and drawdown lookback.",
+    )
+    history_candles: int = Field(
+        default=64, ge=2, description="Candles per universe symbol fetched each cycle."
+    )
+
+
+class HttpSettings(Frozen):
+    enabled: bool = Field(default=True, description="Serve /metrics, /health and /ready.")
+    host: str = Field(
+        default="127.0.0.1", description="Bind address. Keep it on loopback; use a proxy to expose."
+    )
+    port: int = Field(default=9108, ge=0, le=65535, description="Port; 0 picks a free port.")
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedPaths:
+    """Every runtime path, made concrete (see PathSettings.resolved)."""
+
+    data_dir: Path
+    state_db: Path
+    audit_dir: Path
+    kill_switch: Path
+    quarantine_dir: Path
+    lock_file: Path
+    health_dir: Path
+
+
+class PathSettings(Frozen):
+    data_dir: Path = Field(
+        default=Path("data"),
+        description="Runtime data directory; the paths below default to files inside it.",
+    )
+    state_db: Path | None = Field(
+        default=None, description="SQLite state database; null means <data_dir>/state.db."
+    )
+    audit_dir: Path | None = Field(
+        default=None, description="Audit log directory; null means <data_dir>/audit."
+    )
+    kill_switch: Path | None = Field(
+        default=None,
+        description="Kill-switch file: its existence halts trading; null means "
+        "<data_dir>/KILL_SWITCH.",
+    )
+    quarantine_dir: Path | None = Field(
+        default=None,
+        description="Where corrupted files are copied aside; null means <data_dir>/quarantine.",
+    )
+    lock_file: Path | None = Field(
+        default=None,
+        description="Single-instance lock (pid file); null means <data_dir>/vigil.pid.",
+    )
+    health_dir: Path | None = Field(
+        default=None, description="Health snapshots; null means <data_dir>/health."
+    )
+
+    def resolved(self, base: Path | None = None) -> ResolvedPaths:
+        """Concrete paths. Relative ones are taken relative to `base` (default: as given, i.e.
+        relative to the working directory); unset ones are derived from data_dir."""
+
+        def anchor(p: Path) -> Path:
+            return p if base is None or p.is_absolute() else base / p
+
+        data = anchor(self.data_dir)
+
+        def pick(value: Path | None, default_name: str) -> Path:
+            return anchor(value) if value is not None else data / default_name
+
+        return ResolvedPaths(
+            data_dir=data,
+            state_db=pick(self.state_db, "state.db"),
+            audit_dir=pick(self.audit_dir, "audit"),
+            kill_switch=pick(self.kill_switch, "KILL_SWITCH"),
+            quarantine_dir=pick(self.quarantine_dir, "quarantine"),
+            lock_file=pick(self.lock_file, "vigil.pid"),
+            health_dir=pick(self.health_dir, "health"),
+        )
+
+
+class AlertSettings(Frozen):
+    enabled: bool = Field(
+        default=True,
+        description="Send alerts. The apprise URLs are secrets: they come only from the "
+        "VIGIL_ALERT_URLS environment variable.",
+    )
+    dedupe_seconds: int = Field(
+        default=300, ge=0, description="The same alert is sent at most once per this window."
+    )
+    escalate_after: int = Field(
+        default=3, ge=1, description="Repeats of a deduplicated alert before it is escalated."
+    )
+
+
+class VigilConfig(PipelineConfig):
+    """The whole effective configuration: pipeline stages plus the daemon's own settings."""
+
+    mode: Mode = Field(
+        default=Mode.DRY_RUN,
+        description="DRY_RUN decides and records but sends nothing; PAPER fills simulated "
+        "orders on real market data; LIVE sends real orders.",
+    )
+    read_only: bool = Field(
+        default=True,
+        description="Never place or cancel orders on the venue. LIVE needs read_only: false.",
+    )
+    exchange: ExchangeSettings = Field(
+        default_factory=ExchangeSettings, description="Exchange connection."
+    )
+    loop: LoopSettings = Field(default_factory=LoopSettings, description="Main loop timing.")
+    http: HttpSettings = Field(
+        default_factory=HttpSettings, description="Metrics and health HTTP server."
+    )
+    paths: PathSettings = Field(default_factory=PathSettings, description="Runtime files.")
+    alerts: AlertSettings = Field(default_factory=AlertSettings, description="Alerting.")
+    sim: SimConfig = Field(
+        default_factory=SimConfig,
+        description="Simulated matching engine (backtest and PAPER fills).",
+    )
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _mode_upper(cls, v: Any) -> Any:
+        return v.strip().upper().replace("-", "_") if isinstance(v, str) else v
+
+    @model_validator(mode="after")
+    def _check_daemon(self) -> VigilConfig:
+        # Messages name the dotted fields so the loader can point at the file that set them.
+        if self.mode is Mode.LIVE and self.read_only:
+            raise ValueError(
+                "mode LIVE needs read_only: false (read_only is true); set read_only: false, "
+                "or use mode DRY_RUN or PAPER"
+            )
+        if self.mode is Mode.LIVE and self.exchange.live_confirm != self.exchange.id:
+            raise ValueError(
+                f"mode LIVE needs exchange.live_confirm equal to the exchange id "
+                f"({self.exchange.id!r}) as an explicit confirmation; set "
+                f"VIGIL_EXCHANGE__LIVE_CONFIRM={self.exchange.id}"
+            )
+        need = max(self.regime.ema_slow, self.regime.drawdown_lookback)
+        if self.loop.warmup_candles < need:
+            raise ValueError(
+                f"loop.warmup_candles ({self.loop.warmup_candles}) is below what "
+                f"regime.ema_slow ({self.regime.ema_slow}) and regime.drawdown_lookback "
+                f"({self.regime.drawdown_lookback}) need; raise it to at least {need}"
+            )
+        return self
+
+
+# --------------------------------------------------------------------------- derived outputs
+
+_SCHEMA_PATH = Path(__file__).resolve().parents[1] / "docs" / "config.schema.json"
+
+
+def config_hash(config: VigilConfig) -> str:
+    """First 16 hex chars of SHA-256 over the canonical JSON of the effective config."""
+    blob = json.dumps(config.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def redacted_dump(config: VigilConfig) -> dict[str, Any]:
+    """The effective config as JSON-ready data for `vigil config show`."""
+    data = config.model_dump(mode="json")
+    url = data["exchange"].get("base_url")
+    if url:
+        data["exchange"]["base_url"] = _redact_url(url)
+    return data
+
+
+def schema_text() -> str:
+    return json.dumps(VigilConfig.model_json_schema(), indent=2, sort_keys=True) + "\n"
+
+
+def export_schema(path: Path = _SCHEMA_PATH) -> None:
+    """Write VigilConfig's JSON schema (docs/config.schema.json)."""
+    path.write_text(schema_text(), encoding="utf-8")
+
+
+def _redact_url(url: str) -> str:
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]))
+
+
+# --------------------------------------------------------------------------- schema walking
+# The loader uses these to resolve env var names and to point error messages at a field.
+
+
+def unwrap(tp: Any) -> Any:
+    if get_origin(tp) in (Union, types.UnionType):
+        args = [a for a in get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return tp
+
+
+def model_of(tp: Any) -> type[BaseModel] | None:
+    tp = unwrap(tp)
+    return tp if isinstance(tp, type) and issubclass(tp, BaseModel) else None
+
+
+def is_mapping(tp: Any) -> bool:
+    origin = get_origin(unwrap(tp))
+    return origin is dict or (isinstance(origin, type) and issubclass(origin, Mapping))
+
+
+def type_at(model: Any, loc: tuple[str, ...]) -> Any:
+    """The annotation at `loc` below `model`, or None when the path leaves the schema."""
+    tp = model
+    for key in loc:
+        m = model_of(tp)
+        if m is not None:
+            if key not in m.model_fields:
+                return None
+            tp = m.model_fields[key].annotation
+        elif is_mapping(tp):
+            tp = get_args(unwrap(tp))[-1]
+        elif get_origin(unwrap(tp)) in (tuple, list):
+            tp = get_args(unwrap(tp))[0]
+        else:
+            return None
+    return tp
+
+
+def default_at(model: type[BaseModel], loc: tuple[str, ...]) -> Any:
+    """The default value at `loc` below `model`; KeyError when there is none."""
+    obj: Any = model
+    for key in loc:
+        if isinstance(obj, type) and issubclass(obj, BaseModel):
+            info = obj.model_fields.get(key)
+            if info is None:
+                raise KeyError(loc)
+            obj = info.get_default(call_default_factory=True)
+        elif isinstance(obj, BaseModel):
+            obj = getattr(obj, key)
+        elif isinstance(obj, Mapping):
+            obj = obj[key]
+        else:
+            raise KeyError(loc)
+    return obj

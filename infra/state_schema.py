@@ -1,0 +1,440 @@
+"""The state database file: schema migrations, row codecs, the integrity check and quarantine.
+
+The schema version lives in `PRAGMA user_version`; migration N (1-based) takes a database from
+version N-1 to N inside one transaction, so a failed migration leaves the file as it was.
+A corrupted file is copied aside and reported, never repaired or recreated in place: the
+operator decides what happens to it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from enum import Enum
+from pathlib import Path
+from typing import Any, Generic, TypeVar, get_args, get_type_hints
+
+from core.clock import Clock
+from core.errors import StateCorrupted, VigilError
+from core.models import Balance, BreakerState, Fill, Order, Position
+
+T = TypeVar("T")
+
+MEMORY = ":memory:"
+
+# "VGIL": marks the file as vigil's, so a foreign SQLite file is refused instead of migrated.
+APPLICATION_ID = 0x5647494C
+
+# SQLite primary result codes that mean the file itself is damaged or not a database.
+_SQLITE_CORRUPT = 11
+_SQLITE_NOTADB = 26
+
+# Siblings SQLite may keep next to the database; all of them are part of its state.
+SIBLING_SUFFIXES = ("-wal", "-shm", "-journal")
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    description: str
+    sql: str
+
+
+_INITIAL_SCHEMA = f"""
+PRAGMA application_id = {APPLICATION_ID};
+
+CREATE TABLE positions (
+    symbol          TEXT PRIMARY KEY,
+    quantity        TEXT NOT NULL,
+    avg_entry_price TEXT NOT NULL,
+    entry_fees      TEXT NOT NULL,
+    opened_ms       INTEGER NOT NULL,
+    peak_price      TEXT NOT NULL,
+    strategy        TEXT NOT NULL DEFAULT ''
+);
+
+CREATE TABLE orders (
+    client_order_id   TEXT PRIMARY KEY,
+    symbol            TEXT NOT NULL,
+    side              TEXT NOT NULL,
+    order_type        TEXT NOT NULL,
+    amount            TEXT NOT NULL,
+    price             TEXT,
+    status            TEXT NOT NULL,
+    created_ms        INTEGER NOT NULL,
+    updated_ms        INTEGER NOT NULL,
+    filled            TEXT NOT NULL,
+    avg_fill_price    TEXT NOT NULL,
+    fee               TEXT NOT NULL,
+    exchange_order_id TEXT NOT NULL DEFAULT '',
+    strategy          TEXT NOT NULL DEFAULT '',
+    post_only         INTEGER NOT NULL DEFAULT 0,
+    reduce_only       INTEGER NOT NULL DEFAULT 0,
+    reason            TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX orders_created ON orders (created_ms, client_order_id);
+CREATE INDEX orders_status ON orders (status);
+
+-- No foreign key to orders: reconcile records fills of orders placed before a cold start
+-- or by hand on the venue.
+CREATE TABLE fills (
+    fill_id         TEXT PRIMARY KEY,
+    client_order_id TEXT NOT NULL,
+    symbol          TEXT NOT NULL,
+    side            TEXT NOT NULL,
+    price           TEXT NOT NULL,
+    amount          TEXT NOT NULL,
+    fee             TEXT NOT NULL,
+    ts              INTEGER NOT NULL,
+    liquidity       TEXT NOT NULL
+);
+CREATE INDEX fills_ts ON fills (ts, fill_id);
+CREATE INDEX fills_symbol_ts ON fills (symbol, ts);
+CREATE INDEX fills_order ON fills (client_order_id);
+
+CREATE TABLE daily_pnl (
+    day_ms   INTEGER PRIMARY KEY,
+    realized TEXT NOT NULL,
+    fees     TEXT NOT NULL,
+    trades   INTEGER NOT NULL
+);
+
+CREATE TABLE cooldowns (
+    symbol   TEXT PRIMARY KEY,
+    until_ms INTEGER NOT NULL
+);
+
+CREATE TABLE bans (
+    symbol   TEXT PRIMARY KEY,
+    until_ms INTEGER NOT NULL,
+    reason   TEXT NOT NULL DEFAULT ''
+);
+
+CREATE TABLE breakers (
+    name           TEXT PRIMARY KEY,
+    tripped        INTEGER NOT NULL,
+    tripped_ms     INTEGER NOT NULL,
+    clear_since_ms INTEGER NOT NULL,
+    reason         TEXT NOT NULL DEFAULT ''
+);
+
+CREATE TABLE balances (
+    asset TEXT PRIMARY KEY,
+    free  TEXT NOT NULL,
+    used  TEXT NOT NULL
+);
+
+CREATE TABLE kv (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+"""
+
+# Append new migrations; never edit or reorder a released one.
+MIGRATIONS: tuple[Migration, ...] = (Migration("initial schema", _INITIAL_SCHEMA),)
+
+
+class StateUnavailable(VigilError):
+    """The state database could not be opened for a reason other than corruption."""
+
+
+class StateVersionTooNew(StateCorrupted):
+    """The file was written by a newer vigil whose schema this code does not know."""
+
+
+class NotAStateDatabase(StateCorrupted):
+    """A valid SQLite file, but not one vigil created."""
+
+
+class StateQuarantined(StateCorrupted):
+    """The file failed its integrity check; a copy was made and the original left alone."""
+
+    def __init__(self, message: str, *, path: Path, copy_dir: Path | None) -> None:
+        super().__init__(message)
+        self.path = path
+        self.copy_dir = copy_dir
+
+
+def is_corruption(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (_SQLITE_CORRUPT, _SQLITE_NOTADB)
+    text = str(exc).lower()
+    return "not a database" in text or "malformed" in text
+
+
+def find_damage(path: Path, migrations: Sequence[Migration]) -> str | None:
+    """Run `PRAGMA integrity_check` on an existing file; the finding, or None when it is fine.
+
+    Raises StateVersionTooNew / NotAStateDatabase for a sound file vigil must not touch.
+    The checks run on a read-only connection so that nothing (no WAL checkpoint, no journal
+    rollback written back) changes the file before it is quarantined or refused.
+    """
+    uri = f"{path.resolve().as_uri()}?mode=ro"
+    conn: sqlite3.Connection | None = None
+    try:
+        conn = sqlite3.connect(uri, uri=True)
+        rows = [str(r[0]) for r in conn.execute("PRAGMA integrity_check").fetchall()]
+        if rows == ["ok"]:
+            check_identity(conn, str(path), migrations)
+            return None
+    except sqlite3.Error as exc:
+        if is_corruption(exc):
+            return f"SQLite refused to read it: {exc}"
+        raise StateUnavailable(
+            f"cannot open state database {path} to check it: {exc}. "
+            "Check the file's permissions and that the disk is mounted and not full."
+        ) from exc
+    finally:
+        if conn is not None:
+            conn.close()
+    shown = "; ".join(rows[:5])
+    more = f" (and {len(rows) - 5} more problems)" if len(rows) > 5 else ""
+    return f"PRAGMA integrity_check reported: {shown}{more}"
+
+
+def quarantine(path: Path, quarantine_dir: Path, *, clock: Clock | None) -> Path:
+    """Copy the database and its -wal/-shm/-journal siblings into a fresh, timestamped folder."""
+    if clock is not None:
+        when = datetime.fromtimestamp(clock.now_ms() / 1000, tz=UTC)
+    else:
+        when = datetime.now(tz=UTC)
+    base = f"{path.stem}-{when:%Y%m%dT%H%M%SZ}"
+    dest = quarantine_dir / base
+    n = 1
+    while dest.exists():
+        n += 1
+        dest = quarantine_dir / f"{base}-{n}"
+    dest.mkdir(parents=True)
+    for src in (path, *(path.with_name(path.name + s) for s in SIBLING_SUFFIXES)):
+        if src.exists():
+            shutil.copy2(src, dest / src.name)
+    return dest
+
+
+def quarantine_error(
+    path: Path, finding: str, quarantine_dir: Path, *, clock: Clock | None
+) -> StateQuarantined:
+    """Build the error for a damaged file after copying it aside (the copy may fail too)."""
+    advice = (
+        "To recover: stop vigil, then either restore the file from a backup or move "
+        f"{path} and its -wal/-shm files aside so vigil starts with fresh state; then run "
+        "`vigil audit replay` to compare the state with the audit log before trading again."
+    )
+    try:
+        copy_dir: Path | None = quarantine(path, quarantine_dir, clock=clock)
+        where = f"A copy (with any -wal/-shm files) is in {copy_dir}."
+    except OSError as exc:
+        copy_dir = None
+        where = f"Copying it to {quarantine_dir} FAILED ({exc}); copy it by hand first."
+    return StateQuarantined(
+        f"state database {path} is corrupted: {finding}. {where} The original was left "
+        f"untouched and vigil will not trade on it. {advice}",
+        path=path,
+        copy_dir=copy_dir,
+    )
+
+
+def check_identity(conn: sqlite3.Connection, where: str, migrations: Sequence[Migration]) -> int:
+    """The file's schema version, after refusing foreign files and newer schemas."""
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    app_id = int(conn.execute("PRAGMA application_id").fetchone()[0])
+    if version > len(migrations):
+        raise StateVersionTooNew(
+            f"state database {where} has schema version {version}, but this vigil only knows "
+            f"versions up to {len(migrations)}: it was written by a newer vigil. Upgrade vigil "
+            "(or restore a backup made by this version); the file was not changed."
+        )
+    if version > 0 and app_id != APPLICATION_ID:
+        raise NotAStateDatabase(
+            f"{where} is an SQLite database but not a vigil state database "
+            f"(application_id {app_id:#x}); point the state path at vigil's state.db."
+        )
+    if version == 0:
+        tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        if tables:
+            raise NotAStateDatabase(
+                f"{where} already holds {tables} schema objects but no vigil schema version; "
+                "it is not vigil's state database. Point the state path at an empty or new file."
+            )
+    return version
+
+
+def open_connection(
+    path: Path | str,
+    *,
+    quarantine_dir: Path,
+    clock: Clock | None,
+    migrations: Sequence[Migration],
+    busy_timeout_s: float,
+) -> sqlite3.Connection:
+    """A migrated connection in autocommit mode (transactions are explicit), after the checks."""
+    if str(path) == MEMORY:
+        conn = sqlite3.connect(MEMORY, isolation_level=None)
+        conn.execute("PRAGMA foreign_keys = ON")
+        migrate(conn, check_identity(conn, MEMORY, migrations), migrations)
+        return conn
+
+    file = Path(path)
+    if file.exists() and not file.is_file():
+        raise StateUnavailable(f"state path {file} exists but is not a file; fix the path.")
+    if file.exists():
+        finding = find_damage(file, migrations)
+        if finding is not None:
+            raise quarantine_error(file, finding, quarantine_dir, clock=clock)
+    else:
+        file.parent.mkdir(parents=True, exist_ok=True)
+
+    conn = sqlite3.connect(file, isolation_level=None, timeout=busy_timeout_s)
+    try:
+        # Identity first: a newer or foreign file must be refused before anything writes to it.
+        version = check_identity(conn, str(file), migrations)
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise StateUnavailable(
+                f"could not switch {file} to WAL mode (SQLite kept {mode!r}); keep the "
+                "state database on a local filesystem, not a network share."
+            )
+        # NORMAL under WAL: a power cut may lose the last commits but never corrupts the file;
+        # reconcile re-reads orders and fills from the exchange at start.
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        migrate(conn, version, migrations)
+    except sqlite3.Error as exc:
+        conn.close()
+        if is_corruption(exc):
+            raise quarantine_error(file, str(exc), quarantine_dir, clock=clock) from exc
+        raise StateUnavailable(f"cannot open state database {file}: {exc}") from exc
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def migrate(conn: sqlite3.Connection, version: int, migrations: Sequence[Migration]) -> int:
+    """Apply the migrations after `version`, each atomically; returns the new version."""
+    for number, step in enumerate(migrations[version:], start=version + 1):
+        try:
+            conn.executescript(
+                f"BEGIN IMMEDIATE;\n{step.sql}\n;PRAGMA user_version = {number};\nCOMMIT;"
+            )
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise StateUnavailable(
+                f"schema migration {number} ({step.description}) failed: {exc}. "
+                f"The database was left at version {number - 1}."
+            ) from exc
+    return len(migrations)
+
+
+# -- row codecs ------------------------------------------------------------------------------
+# Columns are named after the dataclass fields, so a field added to a model without a
+# migration fails loudly at the first write instead of being dropped.
+
+
+def decimal_text(value: object, what: str) -> str:
+    if not isinstance(value, Decimal) or not value.is_finite():
+        raise ValueError(f"{what} must be a finite Decimal, got {value!r}")
+    return str(value)
+
+
+def text_decimal(text: object) -> Decimal:
+    if not isinstance(text, str):
+        raise TypeError(f"expected Decimal text, found {text!r}")
+    value = Decimal(text)
+    if not value.is_finite():
+        raise InvalidOperation(f"non-finite value {text!r}")
+    return value
+
+
+def _converters(name: str, hint: Any) -> tuple[Callable[[Any], Any], Callable[[Any], Any]]:
+    if hint is Decimal:
+        return (lambda v: decimal_text(v, name)), text_decimal
+    if set(get_args(hint)) == {Decimal, type(None)}:
+        return (
+            lambda v: None if v is None else decimal_text(v, name),
+            lambda t: None if t is None else text_decimal(t),
+        )
+    if isinstance(hint, type) and issubclass(hint, Enum):
+        return (lambda v: v.value), hint
+    if hint is bool:
+        return int, bool
+    if hint is int or hint is str:
+        return hint, hint
+    raise TypeError(f"no column codec for {name}: {hint!r}")
+
+
+class RowCodec(Generic[T]):
+    """Maps a frozen dataclass to one table row and back, exactly."""
+
+    def __init__(self, table: str, cls: type[T]) -> None:
+        hints = get_type_hints(cls)
+        names = tuple(f.name for f in fields(cls))  # type: ignore[arg-type]
+        pairs = [_converters(f"{cls.__name__}.{n}", hints[n]) for n in names]
+        self.table = table
+        self.cls = cls
+        self.columns = names
+        self.select = f"SELECT {', '.join(names)} FROM {table}"
+        marks = ", ".join("?" for _ in names)
+        self.insert = f"INSERT INTO {table} ({', '.join(names)}) VALUES ({marks})"
+        updates = ", ".join(f"{n} = excluded.{n}" for n in names[1:])
+        self.upsert = f"{self.insert} ON CONFLICT({names[0]}) DO UPDATE SET {updates}"
+        self._enc = tuple(p[0] for p in pairs)
+        self._dec = tuple(p[1] for p in pairs)
+
+    def encode(self, obj: T) -> tuple[Any, ...]:
+        return tuple(enc(getattr(obj, n)) for enc, n in zip(self._enc, self.columns, strict=True))
+
+    def decode(self, row: Sequence[Any]) -> T:
+        """Raises ValueError naming the column when a stored value cannot be read."""
+        values = {}
+        for dec, name, raw in zip(self._dec, self.columns, row, strict=True):
+            try:
+                values[name] = dec(raw)
+            except (InvalidOperation, ValueError, TypeError) as exc:
+                raise ValueError(f"column {name}: {raw!r} ({exc})") from exc
+        return self.cls(**values)
+
+
+POSITIONS = RowCodec("positions", Position)
+ORDERS = RowCodec("orders", Order)
+FILLS = RowCodec("fills", Fill)
+BALANCES = RowCodec("balances", Balance)
+BREAKERS = RowCodec("breakers", BreakerState)
+
+
+# -- kv values: JSON with Decimals tagged so they come back exact --------------------------
+
+_DECIMAL_TAG = "$decimal"
+
+
+def stored_decimal(value: object) -> Decimal:
+    # A float here would mean someone wrote the row by hand; refuse rather than round.
+    if not isinstance(value, Decimal):
+        raise TypeError(f"expected a tagged Decimal, found {value!r}")
+    return value
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, Decimal):
+        return {_DECIMAL_TAG: decimal_text(value, "kv value")}
+    raise TypeError(f"kv values must be JSON data or Decimal, not {type(value).__name__}")
+
+
+def _json_hook(obj: dict[str, Any]) -> Any:
+    if len(obj) == 1 and _DECIMAL_TAG in obj:
+        return Decimal(obj[_DECIMAL_TAG])
+    return obj
+
+
+def dumps(value: object) -> str:
+    return json.dumps(value, default=_json_default, allow_nan=False, sort_keys=True)
+
+
+def loads(text: str) -> Any:
+    return json.loads(text, object_hook=_json_hook)
