@@ -1,0 +1,483 @@
+"""SimExchange: the matching engine behind backtests, PAPER mode and the fake Binance server.
+
+Market data comes in through `on_candle` (a closed candle) or `set_quote` (PAPER: real quotes);
+resting orders are matched against each closed candle by the fill model in docs/sim_exchange.md.
+The async methods implement `core.ports.Exchange` and never await anything, so a backtest can
+drive them from one coroutine at no scheduling cost.
+"""
+
+from __future__ import annotations
+
+import random
+from bisect import bisect_left, insort
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from decimal import Decimal
+from typing import Any
+
+from core.clock import Clock
+from core.clock import timeframe_ms as timeframe_to_ms
+from core.errors import BadSymbol, DuplicateOrder, ExchangeError, InvalidOrder, OrderNotFound
+from core.models import (
+    BPS,
+    ZERO,
+    Balance,
+    Candle,
+    Fill,
+    Liquidity,
+    Market,
+    MarketStatus,
+    Order,
+    OrderBook,
+    OrderIntent,
+    OrderStatus,
+    Quote,
+    Side,
+)
+from infra.exchange.sim_book import (
+    NEVER,
+    SimOrder,
+    SymbolBook,
+    affordable,
+    floor_to,
+    quantize_fee,
+    row_to_candle,
+    synthetic_book,
+    taker_price,
+    to_dec,
+)
+from infra.exchange.sim_config import SimConfig
+from infra.exchange.sim_rules import HALTED, admit
+from infra.exchange.sim_state import balances, dump_state, parse_state
+
+
+class UnsupportedTimeframe(ExchangeError):
+    """The sim keeps candles of one timeframe only; another one was asked for."""
+
+
+class SimExchange:
+    """A deterministic matching engine with maker/taker fees, slippage, partial fills, latency."""
+
+    def __init__(
+        self,
+        *,
+        markets: Mapping[str, Market],
+        config: SimConfig,
+        rng: random.Random,
+        clock: Clock,
+        timeframe_ms: int,
+        name: str = "sim",
+        history_size: int = 1000,
+    ) -> None:
+        if timeframe_ms <= 0:
+            raise ValueError(f"timeframe_ms must be positive, got {timeframe_ms}")
+        if history_size <= 0:
+            raise ValueError(f"history_size must be positive, got {history_size}")
+        self.name = name
+        self._rng = rng
+        self._clock = clock
+        self._tf_ms = timeframe_ms
+        self._books: dict[str, SymbolBook] = {}
+        self._fees: dict[str, tuple[Decimal, Decimal]] = {}
+        for symbol, market in markets.items():
+            if symbol != market.symbol:
+                raise ValueError(
+                    f"markets key {symbol!r} differs from its symbol {market.symbol!r}"
+                )
+            maker = config.maker_fee if config.maker_fee is not None else market.maker_fee
+            taker = config.taker_fee if config.taker_fee is not None else market.taker_fee
+            if maker >= 1 or taker >= 1:
+                raise ValueError(f"{symbol}: fee rates must be below 1 (got {maker}, {taker})")
+            self._books[symbol] = SymbolBook(market, history_size)
+            self._fees[symbol] = (maker, taker)
+        self._half_spread = config.synthetic_spread_bps / BPS / 2
+        self._slip_bps = float(config.slippage_bps)
+        self._vol_mult = float(config.slippage_vol_mult)
+        self._cap = config.participation_cap
+        self._latency = config.latency_ms
+        self._free: dict[str, Decimal] = {}
+        self._used: dict[str, Decimal] = {}
+        for asset, amount in config.starting_balances.items():
+            if amount < 0:
+                raise ValueError(f"starting balance of {asset} is negative ({amount})")
+            self._free[asset] = amount
+        self._orders: dict[str, SimOrder] = {}  # every order ever accepted, by client order id
+        self._fills: list[Fill] = []
+        self._seq = 0
+
+    @property
+    def timeframe_ms(self) -> int:
+        return self._tf_ms
+
+    # ---- market data in -------------------------------------------------------------------
+
+    def on_candle(
+        self,
+        symbol: str,
+        ts: int,
+        o: float,
+        h: float,
+        l: float,  # noqa: E741 (the spec'd name; callers pass it positionally)
+        c: float,
+        v: float,
+    ) -> list[Fill]:
+        """Feed one CLOSED candle (ts = its open time); returns the fills it caused."""
+        try:
+            book = self._books[symbol]
+        except KeyError:
+            raise BadSymbol(f"{self.name}: unknown symbol {symbol!r}") from None
+        if ts <= book.last_ts:
+            raise ValueError(
+                f"{symbol}: candle at {ts} is not newer than the last one ({book.last_ts}); "
+                "feed each closed candle once, oldest first"
+            )
+        if not (0 < l <= o <= h and l <= c <= h and v >= 0):
+            raise ValueError(
+                f"{symbol}: bad candle at {ts}: need 0 < low <= open, close <= high and "
+                f"volume >= 0, got o={o} h={h} l={l} c={c} v={v}"
+            )
+        book.last_ts = ts
+        book.history.append((ts, o, h, l, c, v))
+        if book.orders:
+            return self._match(book, ts, o, h, l, c, v)
+        return []
+
+    def set_quote(self, quote: Quote) -> None:
+        """Push a real quote (PAPER mode); the newer of it and the candle-derived one is used."""
+        book = self._book(quote.symbol)
+        if not 0 < quote.bid <= quote.ask:
+            raise ValueError(f"{quote.symbol}: quote needs 0 < bid <= ask, got {quote}")
+        book.pushed = quote
+
+    def set_market_status(self, symbol: str, status: MarketStatus) -> None:
+        book = self._book(symbol)
+        book.market = replace(book.market, status=MarketStatus(status))
+
+    def set_balance(self, asset: str, free: Decimal) -> None:
+        """Set an asset's free amount (tests, the fake server's admin hooks); `used` is kept."""
+        if free < 0:
+            raise ValueError(f"balance of {asset} must not be negative, got {free}")
+        self._free[asset] = Decimal(free)
+
+    # ---- matching -------------------------------------------------------------------------
+
+    def _match(
+        self,
+        book: SymbolBook,
+        ts: int,
+        o: float,
+        h: float,
+        lo: float,
+        c: float,
+        v: float,
+    ) -> list[Fill]:
+        market = book.market
+        if market.status in HALTED:
+            return []
+        cap_qty: Decimal | None = None  # built on the first trade-through: most candles have none
+        ready = ts - self._latency
+        fills: list[Fill] = []
+        for order in tuple(book.orders):
+            if order.created_ms > ready:
+                continue  # still "in flight": fills at the next candle at the earliest
+            arriving = not order.arrived
+            order.arrived = True
+            buy = order.side is Side.BUY
+            limit = order.price
+            pf = order.price_f
+            if limit is not None and ((lo >= pf) if buy else (h <= pf)):
+                continue  # the candle did not trade through the price
+            if cap_qty is None:
+                cap_qty = floor_to(to_dec(v) * self._cap, market.amount_increment)
+            qty = min(order.amount - order.filled, cap_qty)
+            if qty <= 0:
+                continue
+            if limit is None:
+                px = self._slipped(order.side, o, h, lo, market.price_increment, None)
+                liq = Liquidity.TAKER
+            elif arriving and not order.post_only and ((o < pf) if buy else (o > pf)):
+                # It crossed on arrival: a taker fill at the open, never beyond the limit.
+                px = self._slipped(order.side, o, h, lo, market.price_increment, limit)
+                liq = Liquidity.TAKER
+            else:
+                px = limit
+                liq = Liquidity.TAKER if order.taker_at_placement else Liquidity.MAKER
+            fill = self._apply_fill(book, order, qty, px, liq, ts)
+            if fill is not None:
+                fills.append(fill)
+        return fills
+
+    def _slipped(
+        self,
+        side: Side,
+        o: float,
+        h: float,
+        lo: float,
+        inc: Decimal,
+        limit: Decimal | None,
+    ) -> Decimal:
+        u = self._rng.uniform(0.5, 1.0)
+        slip = (self._slip_bps + self._vol_mult * (h - lo) / o * 10_000 * u) / 10_000
+        if side is Side.BUY:
+            px = o * (1 + slip)
+            if limit is not None:
+                px = min(px, float(limit))
+        else:
+            px = o * (1 - slip)
+            if limit is not None:
+                px = max(px, float(limit))
+        return taker_price(side, px, h, lo, inc, limit)
+
+    def _apply_fill(
+        self, book: SymbolBook, order: SimOrder, qty: Decimal, px: Decimal, liq: Liquidity, ts: int
+    ) -> Fill | None:
+        market = book.market
+        maker, taker = self._fees[market.symbol]
+        rate = maker if liq is Liquidity.MAKER else taker
+        notional = px * qty
+        fee = quantize_fee(notional * rate)
+        short = False
+        if order.side is Side.BUY:
+            avail = order.reserved + self._free.get(market.quote, ZERO)
+            if notional + fee > avail:
+                # A market buy (reserved at the ask seen when placed) can outrun its reserve,
+                # a limit buy only by fee rounding: like a venue, fill what the wallet pays
+                # for and expire the rest.
+                short = True
+                qty = affordable(qty, px, rate, avail, market.amount_increment)
+                if qty <= 0:
+                    self._finish(book, order, OrderStatus.EXPIRED, "insufficient funds at fill")
+                    return None
+                notional = px * qty
+                fee = quantize_fee(notional * rate)
+            cost = notional + fee
+            from_reserve = min(cost, order.reserved)
+            order.reserved -= from_reserve
+            self._shift(market.quote, -(cost - from_reserve), -from_reserve)
+            self._shift(market.base, qty, ZERO)
+        else:
+            order.reserved -= qty
+            self._shift(market.base, ZERO, -qty)
+            self._shift(market.quote, notional - fee, ZERO)
+        order.filled += qty
+        order.cost += notional
+        order.fee += fee
+        order.fill_count += 1
+        order.updated_ms = self._clock.now_ms()
+        fill = Fill(
+            fill_id=f"{order.client_order_id}-{order.fill_count}",
+            client_order_id=order.client_order_id,
+            symbol=market.symbol,
+            side=order.side,
+            price=px,
+            amount=qty,
+            fee=fee,
+            ts=ts,
+            liquidity=liq,
+        )
+        # Kept sorted by ts (stable), so fetch_my_trades(since_ms) is a bisect, not a scan.
+        insort(self._fills, fill, key=_fill_ts)
+        if order.filled >= order.amount:
+            self._finish(book, order, OrderStatus.FILLED, "")
+        elif short:
+            self._finish(book, order, OrderStatus.EXPIRED, "insufficient funds at fill")
+        else:
+            order.status = OrderStatus.PARTIAL
+        return fill
+
+    def _finish(self, book: SymbolBook, order: SimOrder, status: OrderStatus, reason: str) -> None:
+        """Move an order to a terminal status and hand back whatever it still had reserved."""
+        asset = book.market.quote if order.side is Side.BUY else book.market.base
+        self._shift(asset, order.reserved, -order.reserved)
+        order.reserved = ZERO
+        order.status = status
+        order.reason = reason or order.reason
+        order.updated_ms = self._clock.now_ms()
+        book.orders.remove(order)
+
+    def _shift(self, asset: str, free_delta: Decimal, used_delta: Decimal) -> None:
+        # `or ZERO` keeps an emptied balance at a plain 0 rather than 0E-8 or 0.00000.
+        if free_delta:
+            self._free[asset] = (self._free.get(asset, ZERO) + free_delta) or ZERO
+        if used_delta:
+            self._used[asset] = (self._used.get(asset, ZERO) + used_delta) or ZERO
+
+    def _book(self, symbol: str) -> SymbolBook:
+        try:
+            return self._books[symbol]
+        except KeyError:
+            raise BadSymbol(f"{self.name}: unknown symbol {symbol!r}") from None
+
+    def _quote(self, book: SymbolBook) -> Quote | None:
+        return book.quote(self._half_spread, self._tf_ms)
+
+    # ---- orders ---------------------------------------------------------------------------
+
+    async def create_order(self, intent: OrderIntent) -> Order:
+        book = self._book(intent.symbol)
+        coid = intent.client_order_id
+        if not coid:
+            raise InvalidOrder(f"{intent.symbol}: the client order id is empty")
+        if coid in self._orders:
+            raise DuplicateOrder(f"{intent.symbol}: client order id {coid!r} was already used")
+        adm = admit(intent, book.market, self._quote(book), self._fees[intent.symbol], self._free)
+        self._shift(adm.asset, -adm.reserve, adm.reserve)
+        self._seq += 1
+        now = self._clock.now_ms()
+        order = SimOrder(
+            seq=self._seq,
+            client_order_id=coid,
+            symbol=intent.symbol,
+            side=intent.side,
+            order_type=intent.order_type,
+            amount=intent.amount,
+            price=adm.price,
+            status=OrderStatus.OPEN,
+            created_ms=now,
+            updated_ms=now,
+            strategy=intent.strategy,
+            post_only=intent.post_only,
+            reduce_only=intent.reduce_only,
+            reason=intent.reason,
+            reserved=adm.reserve,
+            taker_at_placement=adm.taker,
+        )
+        self._orders[coid] = order
+        book.orders.append(order)
+        return order.to_order()
+
+    async def cancel_order(self, client_order_id: str, symbol: str) -> Order:
+        order = self._lookup(client_order_id, symbol)
+        if order.status.is_terminal:
+            raise OrderNotFound(
+                f"{symbol}: order {client_order_id!r} is already {order.status}; nothing to cancel"
+            )
+        self._finish(self._books[symbol], order, OrderStatus.CANCELED, "canceled")
+        return order.to_order()
+
+    async def fetch_order(self, client_order_id: str, symbol: str) -> Order:
+        return self._lookup(client_order_id, symbol).to_order()
+
+    def _lookup(self, client_order_id: str, symbol: str) -> SimOrder:
+        self._book(symbol)
+        order = self._orders.get(client_order_id)
+        if order is None or order.symbol != symbol:
+            raise OrderNotFound(f"{symbol}: no order with client order id {client_order_id!r}")
+        return order
+
+    async def fetch_open_orders(self, symbol: str | None = None) -> list[Order]:
+        books = [self._book(symbol)] if symbol is not None else list(self._books.values())
+        live = [o for b in books for o in b.orders]
+        return [o.to_order() for o in sorted(live, key=lambda o: o.seq)]
+
+    async def fetch_my_trades(
+        self, symbol: str | None = None, since_ms: int | None = None
+    ) -> list[Fill]:
+        if symbol is not None:
+            self._book(symbol)
+        start = 0 if since_ms is None else bisect_left(self._fills, since_ms, key=_fill_ts)
+        return [f for f in self._fills[start:] if symbol is None or f.symbol == symbol]
+
+    # ---- account and market data out -------------------------------------------------------
+
+    async def fetch_balances(self) -> dict[str, Balance]:
+        return balances(self._free, self._used)
+
+    async def fetch_quotes(self, symbols: Sequence[str]) -> dict[str, Quote]:
+        out: dict[str, Quote] = {}
+        for symbol in symbols:
+            quote = self._quote(self._book(symbol))
+            if quote is not None:
+                out[symbol] = quote
+        return out
+
+    async def fetch_ohlcv(
+        self, symbol: str, timeframe: str, since_ms: int | None = None, limit: int | None = None
+    ) -> list[Candle]:
+        book = self._book(symbol)
+        try:
+            tf = timeframe_to_ms(timeframe)
+        except ValueError as e:
+            raise UnsupportedTimeframe(str(e)) from e
+        if tf != self._tf_ms:
+            raise UnsupportedTimeframe(
+                f"{self.name} keeps only {self._tf_ms} ms candles; {timeframe!r} for {symbol} is "
+                "not available (resample them yourself or feed the sim that timeframe)"
+            )
+        if limit is not None and limit <= 0:
+            raise ValueError(f"limit must be positive, got {limit}")
+        rows = list(book.history)
+        if since_ms is not None:
+            rows = [r for r in rows if r[0] >= since_ms]
+            if limit is not None:
+                rows = rows[:limit]
+        elif limit is not None:
+            rows = rows[-limit:]
+        return [row_to_candle(r) for r in rows]
+
+    async def fetch_order_book(self, symbol: str, limit: int = 20) -> OrderBook:
+        """A synthetic book: `limit` levels one increment apart from the quote; each side holds
+        in total what one order may take from the last candle (participation_cap x volume)."""
+        book = self._book(symbol)
+        if limit <= 0:
+            raise ValueError(f"limit must be positive, got {limit}")
+        quote = self._quote(book)
+        if quote is None:
+            return OrderBook(symbol=symbol, bids=(), asks=(), ts=0)
+        volume = book.history[-1][5] if book.history else 0.0
+        return synthetic_book(quote, book.market, volume * float(self._cap) / limit, limit)
+
+    async def fetch_fees(self) -> dict[str, tuple[Decimal, Decimal]]:
+        return dict(self._fees)
+
+    async def load_markets(self, reload: bool = False) -> dict[str, Market]:
+        return {s: b.market for s, b in self._books.items()}
+
+    async def close(self) -> None:
+        return None
+
+    # ---- persistence ----------------------------------------------------------------------
+
+    def snapshot_state(self) -> dict[str, Any]:
+        """The whole mutable state as JSON-able data (Decimals as strings)."""
+        return dump_state(
+            name=self.name,
+            timeframe_ms=self._tf_ms,
+            next_seq=self._seq,
+            free=self._free,
+            used=self._used,
+            orders=self._orders.values(),
+            fills=self._fills,
+            books=self._books,
+            rng=self._rng.getstate(),
+        )
+
+    def restore_state(self, state: Mapping[str, Any]) -> None:
+        """Replace the whole state with a snapshot; nothing changes if it does not validate.
+
+        The injected rng gets the snapshot's generator state, so fills continue exactly as they
+        would have in the process that took the snapshot.
+        """
+        markets = {s: b.market for s, b in self._books.items()}
+        st = parse_state(state, timeframe_ms=self._tf_ms, markets=markets)
+        self._free, self._used, self._orders = st.free, st.used, st.orders
+        self._fills, self._seq = sorted(st.fills, key=_fill_ts), st.next_seq
+        live = sorted((o for o in st.orders.values() if o.status.is_live), key=lambda o: o.seq)
+        for symbol, book in self._books.items():
+            sym_state = st.symbols.get(symbol)
+            book.orders = [o for o in live if o.symbol == symbol]
+            book.history.clear()
+            book.pushed = None
+            book.cached = None
+            book.last_ts = NEVER
+            if sym_state is not None:
+                book.market = replace(book.market, status=sym_state.status)
+                book.history.extend(sym_state.history)
+                book.pushed = sym_state.pushed
+                if book.history:
+                    book.last_ts = book.history[-1][0]
+        self._rng.setstate(st.rng)
+
+
+def _fill_ts(fill: Fill) -> int:
+    return fill.ts
