@@ -1,0 +1,130 @@
+"""The composition root. The daemon (live, paper, replay) and the backtest build their engine
+here, from the same parts; only the clock, the exchange adapter, the feed and the sinks differ."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from backtest.data import CandleSeries, DataReport, list_pairs, load_many
+from core.clock import Clock
+from core.config import PipelineConfig
+from core.cycle import required_features
+from core.errors import ConfigError
+from core.features import FeatureBank
+from core.models import Market
+from core.ports import Exchange
+from infra.exchange.dry_run import DryRunExchange
+from infra.exchange.sim import SimExchange
+from infra.exchange.sim_config import SimConfig
+from infra.feeds import ReplayFeed
+from infra.markets import markets_from_series
+from infra.settings import Mode
+from runner.engine import CandleFeed, CandleSink, Engine, Telemetry
+from runner.recorder import AuditSink, Recorder
+from runner.store import Store
+
+
+def build_engine(
+    *,
+    config: PipelineConfig,
+    exchange: Exchange,
+    feed: CandleFeed,
+    store: Store,
+    sink: AuditSink,
+    listeners: Sequence[CandleSink] = (),
+    telemetry: Telemetry | None = None,
+    cycle_summaries: bool = True,
+    history: int = 64,
+) -> Engine:
+    return Engine(
+        config=config,
+        exchange=exchange,
+        feed=feed,
+        bank=FeatureBank(required_features(config), history=history),
+        store=store,
+        recorder=Recorder(sink, cycle_summaries=cycle_summaries),
+        candle_listeners=listeners,
+        telemetry=telemetry,
+    )
+
+
+@dataclass(frozen=True)
+class ReplayInputs:
+    """Recorded candles prepared identically for `vigil run --replay` and `vigil backtest`."""
+
+    series: dict[str, CandleSeries]
+    reports: dict[str, DataReport]
+    markets: dict[str, Market]
+    timeframe_ms: int
+    start_ms: int  # first cycle (every candle closed by then is warm-up history)
+    end_ms: int  # last cycle
+
+
+def prepare_replay(
+    config: PipelineConfig,
+    data_dir: Path,
+    *,
+    pairs: Sequence[str] | None = None,
+    from_ms: int | None = None,
+    to_ms: int | None = None,
+    warmup_candles: int = 300,
+) -> ReplayInputs:
+    tf = config.timeframe_ms
+    symbols = list(pairs or config.universe.symbols or list_pairs(data_dir, config.timeframe))
+    if not symbols:
+        raise ConfigError(
+            f"{data_dir}: no {config.timeframe} candle files found; download some with "
+            f"`vigil download-data --pairs BTC/USDT --timeframe {config.timeframe} --days 30`"
+        )
+    warm_ms = warmup_candles * tf
+    loaded = load_many(
+        data_dir,
+        symbols,
+        config.timeframe,
+        from_ms=None if from_ms is None else from_ms - warm_ms,
+        to_ms=to_ms,
+    )
+    series = {s: sr for s, (sr, _) in loaded.items() if len(sr)}
+    reports = {s: rep for s, (_, rep) in loaded.items()}
+    if not series:
+        raise ConfigError(f"{data_dir}: the candle files hold no data in the requested range")
+    first = min(sr.first_ts for sr in series.values())
+    last = max(sr.last_ts for sr in series.values())
+    start = first + tf + warm_ms
+    if from_ms is not None:
+        start = max(start, from_ms - from_ms % tf)
+    end = last + tf
+    if start > end:
+        raise ConfigError(
+            f"{data_dir}: {len(series)} pair(s) hold too little data for {warmup_candles} "
+            "warm-up candles; lower loop.warmup_candles or give more data"
+        )
+    return ReplayInputs(series, reports, markets_from_series(series), tf, start, end)
+
+
+def sim_exchange(inputs: ReplayInputs, sim: SimConfig, clock: Clock) -> SimExchange:
+    return SimExchange(
+        markets=inputs.markets,
+        config=sim,
+        rng=random.Random(sim.seed),
+        clock=clock,
+        timeframe_ms=inputs.timeframe_ms,
+    )
+
+
+def replay_exchange(mode: Mode, sim: SimExchange, clock: Clock) -> Exchange:
+    """The adapter decides the mode: PAPER trades on the sim, DRY_RUN sends nothing."""
+    if mode is Mode.PAPER:
+        return sim
+    if mode is Mode.DRY_RUN:
+        return DryRunExchange(sim, now_ms=clock.now_ms)
+    raise ConfigError(
+        "mode: LIVE cannot replay recorded candles; use PAPER or DRY_RUN with --replay"
+    )
+
+
+def replay_feed(inputs: ReplayInputs) -> ReplayFeed:
+    return ReplayFeed(inputs.series, timeframe_ms=inputs.timeframe_ms)

@@ -1,0 +1,240 @@
+"""`vigil backtest`, `vigil backtest compare` and `vigil download-data`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from core.errors import ConfigError
+from runner import __version__, exit_codes
+
+
+def add_backtest_commands(
+    sub: Any, common: Callable[[argparse.ArgumentParser], None], epilog: str
+) -> None:
+    from runner.cli import parse_date_ms
+
+    bt = sub.add_parser(
+        "backtest",
+        help="replay the daemon's pipeline over historical candles",
+        epilog=epilog + " Compare reports with: vigil backtest compare CURRENT BASELINE "
+        "--tolerance 2",
+        description="Run the daemon's own pipeline (same run_cycle, risk and SimExchange) "
+        "over recorded candles, stepped by a simulated clock.",
+    )
+    common(bt)
+    bt.add_argument("--data", type=Path, required=True, help="directory of candle files")
+    bt.add_argument(
+        "--pairs",
+        help="comma-separated, e.g. BTC/USDT,ETH/USDT (default: "
+        "universe.symbols, else every pair in --data)",
+    )
+    bt.add_argument("--timeframe", help="candle timeframe (default: from config)")
+    bt.add_argument("--from", dest="from_ms", type=parse_date_ms, help="start, UTC date")
+    bt.add_argument("--to", dest="to_ms", type=parse_date_ms, help="end, UTC date (exclusive)")
+    bt.add_argument("--seed", type=int, help="fill-model seed (default: sim.seed)")
+    bt.add_argument("--output", type=Path, default=Path("report.json"), help="report JSON")
+    bt.add_argument("--html", type=Path, help="also write an HTML report here")
+    bt.add_argument(
+        "--audit",
+        type=Path,
+        help="also write the decision stream as an audit log into this directory",
+    )
+    bt.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    cmp_ = sub.add_parser("backtest-compare", help=argparse.SUPPRESS, epilog=epilog)
+    cmp_.add_argument("current", type=Path)
+    cmp_.add_argument("baseline", type=Path)
+    cmp_.add_argument(
+        "--tolerance",
+        type=float,
+        default=2.0,
+        help="allowed relative difference in percent (default 2)",
+    )
+    cmp_.add_argument("--log-level", default="WARNING")
+
+    dl = sub.add_parser(
+        "download-data", help="fetch candles through ccxt into a directory", epilog=epilog
+    )
+    common(dl)
+    dl.add_argument("--exchange", default="binance", help="ccxt exchange id")
+    dl.add_argument("--pairs", required=True, help="comma-separated pairs")
+    dl.add_argument("--timeframe", default="5m")
+    dl.add_argument("--days", type=int, default=30, help="how far back")
+    dl.add_argument("--out", type=Path, default=Path("data/ohlcv"), help="target directory")
+    dl.add_argument(
+        "--format", default="feather", choices=["feather", "parquet", "csv", "json", "json.gz"]
+    )
+    dl.add_argument("--base-url", help=argparse.SUPPRESS)  # tests point this at the fake
+
+
+def _pairs(text: str | None) -> list[str] | None:
+    if not text:
+        return None
+    return [p.strip().upper() for p in text.split(",") if p.strip()]
+
+
+def _progress_bar() -> Callable[[int, int], None]:
+    start = time.monotonic()
+
+    def show(done: int, total: int) -> None:
+        frac = min(1.0, done / total) if total else 1.0
+        bar = "#" * int(frac * 30)
+        elapsed = time.monotonic() - start
+        eta = elapsed / frac - elapsed if frac > 0 else 0.0
+        sys.stderr.write(f"\r[{bar:<30}] {frac * 100:5.1f}% {done}/{total} cycles eta {eta:5.0f}s")
+        if frac >= 1.0:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+    return show
+
+
+def cmd_backtest(args: argparse.Namespace) -> int:
+    from backtest.html_report import render_html
+
+    from backtest.report import build_report, summary_table, write_report
+    from backtest.runner import run_backtest
+    from infra.audit import AuditLog
+    from infra.config_loader import load_config
+    from runner.app import prepare_replay
+
+    env = dict(os.environ)
+    pairs = _pairs(args.pairs)
+    if pairs:
+        env["VIGIL_UNIVERSE__SYMBOLS"] = json.dumps(pairs)
+    if args.timeframe:
+        env["VIGIL_TIMEFRAME"] = args.timeframe
+    loaded = load_config(args.config, env)
+    cfg = loaded.config
+    feed_pairs = list(cfg.universe.symbols) if cfg.universe.symbols else None
+    if feed_pairs is not None and cfg.regime.index_symbol not in feed_pairs:
+        # The regime reads the index even when it is not traded.
+        feed_pairs.append(cfg.regime.index_symbol)
+    try:
+        inputs = prepare_replay(
+            cfg,
+            args.data,
+            pairs=feed_pairs,
+            from_ms=args.from_ms,
+            to_ms=args.to_ms,
+            warmup_candles=cfg.loop.warmup_candles,
+        )
+    except FileNotFoundError as exc:
+        raise ConfigError(str(exc)) from None
+    for rep in inputs.reports.values():
+        if not rep.ok:
+            print(f"data: {rep.summary()}", file=sys.stderr)
+    progress = None
+    if not args.no_progress and sys.stderr.isatty():
+        progress = _progress_bar()
+    audit = None
+    if args.audit is not None:
+        from core.clock import SimClock
+
+        audit_clock = SimClock(inputs.start_ms)
+        audit = AuditLog(
+            args.audit, config_hash=loaded.config_hash, clock=audit_clock, fsync=False
+        ).open()
+    try:
+        result = asyncio.run(
+            run_backtest(
+                cfg,
+                inputs,
+                config_hash=loaded.config_hash,
+                seed=args.seed,
+                audit=_ClockedSink(audit, audit_clock) if audit else None,
+                progress=progress,
+            )
+        )
+    finally:
+        if audit is not None:
+            audit.close()
+    report = build_report(result, version=__version__)
+    write_report(report, args.output)
+    if args.html:
+        args.html.write_text(render_html(report, result), encoding="utf-8")
+    print(summary_table(report))
+    print(f"report: {args.output}" + (f", html: {args.html}" if args.html else ""))
+    return exit_codes.OK
+
+
+class _ClockedSink:
+    """Stamps audit records with the simulated time of the cycle that produced them."""
+
+    def __init__(self, log: Any, clock: Any) -> None:
+        self._log = log
+        self._clock = clock
+
+    def append(self, kind: str, data: Any, *, sync: bool = False) -> None:
+        ts = data.get("cycle_ts") or data.get("ts")
+        if isinstance(ts, int) and ts >= self._clock.now_ms():
+            self._clock.advance_to(ts)
+        self._log.append(kind, data, sync=sync)
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from backtest.compare import compare, format_compare, load_report
+
+    try:
+        current, baseline = load_report(args.current), load_report(args.baseline)
+        res = compare(current, baseline, args.tolerance)
+    except (ValueError, OSError) as exc:
+        print(f"compare error: {exc}", file=sys.stderr)
+        return exit_codes.CONFIG
+    print(format_compare(res))
+    return exit_codes.OK if res.ok else exit_codes.FAILURE
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    from backtest.download import download_candles, make_ccxt_exchange
+    from core.clock import DAY_MS
+
+    pairs = _pairs(args.pairs) or []
+    now = int(datetime.now(UTC).timestamp() * 1000)
+    since = now - args.days * DAY_MS
+
+    async def go() -> int:
+        ex = make_ccxt_exchange(args.exchange, base_url=args.base_url)
+        worst = exit_codes.OK
+        try:
+            for pair in pairs:
+                try:
+                    res = await download_candles(
+                        ex,
+                        pair,
+                        args.timeframe,
+                        since_ms=since,
+                        until_ms=now,
+                        out_dir=args.out,
+                        fmt=args.format,
+                    )
+                except Exception as exc:  # one pair failing must not hide the others
+                    print(f"{pair}: FAILED: {type(exc).__name__}: {exc}", file=sys.stderr)
+                    worst = exit_codes.FAILURE
+                    continue
+                print(
+                    f"{pair}: {res.rows_before} -> {res.rows_before + res.rows_added} rows "
+                    f"(+{res.rows_added}) in {res.path}; {res.report.summary()}"
+                )
+        finally:
+            await ex.close()
+        return worst
+
+    return asyncio.run(go())
+
+
+def dispatch_backtest(args: argparse.Namespace) -> int:
+    if args.cmd == "backtest":
+        return cmd_backtest(args)
+    if args.cmd == "backtest-compare":
+        return cmd_compare(args)
+    return cmd_download(args)

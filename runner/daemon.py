@@ -1,0 +1,317 @@
+"""`vigil run`: wire the daemon together, run it, shut it down cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import sys
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from core.errors import ConfigError
+from infra.audit import AuditLog
+from infra.clock import ReplayClock
+from infra.config_loader import LoadedConfig
+from infra.exchange.sim_config import SimConfig
+from infra.lock import InstanceLock
+from infra.metrics import Metrics
+from infra.settings import Mode, VigilConfig
+from infra.state_store import StateStore
+from runner import __version__
+from runner.app import (
+    build_engine,
+    prepare_replay,
+    replay_exchange,
+    replay_feed,
+    sim_exchange,
+)
+from runner.engine import Engine
+from runner.loop import (
+    KillFiles,
+    KillWatcher,
+    Pacer,
+    ReplayPacer,
+    install_signal_handlers,
+    run_loop,
+)
+from runner.store import SqliteStore
+
+log = logging.getLogger("vigil.daemon")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    replay: Path | None = None
+    speed: float = 60.0
+    from_ms: int | None = None
+    to_ms: int | None = None
+    max_cycles: int | None = None
+
+
+def banner(loaded: LoadedConfig) -> str:
+    c = loaded.config
+    r = c.risk
+    enabled = ",".join(n for n, _ in c.enabled_strategies()) or "none"
+    return (
+        f"vigil {__version__} | mode={c.mode.value} read_only={c.read_only} "
+        f"exchange={c.exchange.id}{' (sandbox)' if c.exchange.sandbox else ''} "
+        f"config_hash={loaded.config_hash} | timeframe={c.timeframe} strategies={enabled} | "
+        f"max_total={r.max_total_exposure_pct}% max_asset={r.max_asset_exposure_pct}% "
+        f"max_theme={r.max_theme_exposure_pct}% max_positions={r.max_open_positions} "
+        f"stop={c.exits.stop_loss_pct}% daily_stop={r.daily_loss_stop_pct}% "
+        f"max_dd={r.max_drawdown_pct}%"
+    )
+
+
+def _live_refusal(cfg: VigilConfig) -> str | None:
+    if cfg.mode is Mode.LIVE:
+        return (
+            "mode: LIVE needs the exchange adapter, which is not part of this build yet; "
+            "run PAPER or DRY_RUN with --replay DIR"
+        )
+    return "running without --replay needs the exchange adapter; use --replay DIR for now"
+
+
+async def _run(loaded: LoadedConfig, opts: RunOptions) -> int:
+    cfg = loaded.config
+    paths = cfg.paths.resolved()
+    paths.data_dir.mkdir(parents=True, exist_ok=True)
+    lock = InstanceLock(paths.lock_file)
+    lock.acquire()
+    try:
+        return await _run_locked(loaded, opts, paths)
+    finally:
+        lock.release()
+
+
+async def _run_locked(loaded: LoadedConfig, opts: RunOptions, paths: Any) -> int:
+    cfg = loaded.config
+    if opts.replay is None:
+        raise ConfigError(_live_refusal(cfg) or "")
+    db = StateStore.open(paths.state_db, quarantine_dir=paths.quarantine_dir)
+    try:
+        return await _run_replay(loaded, opts, paths, db)
+    finally:
+        db.close()
+
+
+def _resume_point(
+    cfg: VigilConfig, db: StateStore, opts: RunOptions
+) -> tuple[int | None, SimConfig]:
+    """A replay restarted on an existing state.db continues after its last cycle, with the
+    paper wallet rebuilt from the stored cash and positions; time never runs backwards."""
+    last = db.kv_get("last_cycle_ms")
+    if last is None:
+        return opts.from_ms, cfg.sim
+    resume = int(last) + cfg.timeframe_ms
+    if opts.from_ms is not None and opts.from_ms < resume:
+        raise ConfigError(
+            f"--from: {paths_hint(db)} already holds a replay up to {last} ms; replaying "
+            "earlier data would run time backwards. Use a fresh paths.data_dir."
+        )
+    balances = dict(cfg.sim.starting_balances)
+    cash = db.kv_get("cash")
+    if cash is not None:
+        balances[cfg.universe.quote_currency] = Decimal(str(cash))
+    for pos in db.load_positions().values():
+        base = pos.symbol.split("/")[0]
+        balances[base] = balances.get(base, Decimal(0)) + pos.quantity
+    return max(resume, opts.from_ms or 0), cfg.sim.model_copy(
+        update={"starting_balances": balances}
+    )
+
+
+def paths_hint(db: StateStore) -> str:
+    return str(db.path)
+
+
+async def _run_replay(loaded: LoadedConfig, opts: RunOptions, paths: Any, db: StateStore) -> int:
+    cfg = loaded.config
+    assert opts.replay is not None
+    from_ms, sim_cfg = _resume_point(cfg, db, opts)
+    inputs = prepare_replay(
+        cfg,
+        opts.replay,
+        from_ms=from_ms,
+        to_ms=opts.to_ms,
+        warmup_candles=cfg.loop.warmup_candles,
+    )
+    if from_ms is not None and inputs.start_ms > inputs.end_ms:
+        raise ConfigError(
+            f"--replay: the data in {opts.replay} ends before {from_ms} ms, "
+            "where this state.db left off; nothing left to replay"
+        )
+    for rep in inputs.reports.values():
+        if not rep.ok:
+            log.warning("data: %s", rep.summary())
+    clock = ReplayClock(inputs.start_ms, opts.speed)
+    audit = AuditLog(paths.audit_dir, config_hash=loaded.config_hash, clock=clock).open()
+    metrics = Metrics()
+    metrics.set_info(
+        version=__version__,
+        mode=cfg.mode.value,
+        exchange="replay",
+        config_hash=loaded.config_hash,
+    )
+    sim = sim_exchange(inputs, sim_cfg, clock)
+    exchange = replay_exchange(cfg.mode, sim, clock)
+    feed = replay_feed(inputs)
+    engine = build_engine(
+        config=cfg,
+        exchange=exchange,
+        feed=feed,
+        store=SqliteStore(db),
+        sink=audit,
+        listeners=[sim.on_candle],
+        telemetry=metrics,
+        history=cfg.loop.history_candles,
+    )
+    text = banner(loaded)
+    print(text, file=sys.stderr, flush=True)
+    log.info("%s", text)
+    audit.append(
+        "config_loaded",
+        {
+            "version": __version__,
+            "banner": text,
+            "sources": list(loaded.sources),
+            "warnings": list(loaded.warnings),
+            "replay": str(opts.replay),
+            "speed": opts.speed,
+        },
+        sync=True,
+    )
+    pacer: Pacer = ReplayPacer(
+        clock=clock,
+        feed=feed,
+        start_ms=inputs.start_ms,
+        end_ms=inputs.end_ms,
+        speed=opts.speed,
+        jitter_pct=cfg.loop.jitter_pct,
+        rng=random.Random(),
+    )
+    try:
+        return await _serve(loaded, engine, clock, pacer, paths, metrics, audit, opts)
+    finally:
+        await exchange.close()
+        audit.close()
+
+
+async def _serve(
+    loaded: LoadedConfig,
+    engine: Engine,
+    clock: Any,
+    pacer: Pacer,
+    paths: Any,
+    metrics: Metrics,
+    audit: AuditLog,
+    opts: RunOptions,
+) -> int:
+    from infra.http import HttpServer, health_report
+
+    cfg = loaded.config
+    stop = asyncio.Event()
+    install_signal_handlers(stop)
+    await engine.start(clock.now_ms(), warmup_bars=cfg.loop.warmup_candles)
+    if engine.state.kill_switch:
+        log.warning(
+            "trading HALTED by the kill-switch latch (%s); run `vigil resume`",
+            engine.state.kill_reason,
+        )
+    server = None
+    if cfg.http.enabled:
+        server = HttpServer(
+            host=cfg.http.host,
+            port=cfg.http.port,
+            metrics=metrics,
+            health=lambda: health_report(
+                engine,
+                now_ms=clock.now_ms(),
+                mode=cfg.mode.value,
+                config_hash=loaded.config_hash,
+                stale_after_s=max(3 * engine.config.timeframe_ms / 1000, 60),
+            ),
+            ready=lambda: (
+                engine.health.started,
+                "started" if engine.health.started else "starting",
+            ),
+        )
+        port = await server.start()
+        paths.health_dir.mkdir(parents=True, exist_ok=True)
+        (paths.health_dir / "http_port").write_text(f"{port}\n")
+        log.info("HTTP on http://%s:%d (/metrics /health /ready)", cfg.http.host, port)
+    watcher = KillWatcher(
+        engine=engine,
+        clock=clock,
+        files=KillFiles(paths.kill_switch, paths.data_dir / "RESUME"),
+        on_latency=metrics.observe_kill_latency,
+    )
+    if opts.max_cycles is not None:
+        pacer = _Limited(pacer, opts.max_cycles)
+    t0 = time.monotonic()
+    try:
+        cycles = await run_loop(
+            engine=engine,
+            pacer=pacer,
+            watcher=watcher,
+            stop=stop,
+            budget_ms=cfg.loop.cycle_budget_ms,
+            on_budget_exceeded=lambda: metrics.event("budget_exceeded"),
+        )
+    finally:
+        await _shutdown(engine, clock, cfg, audit, metrics)
+        if server is not None:
+            await server.stop()
+    log.info("stopped after %d cycles in %.1fs", cycles, time.monotonic() - t0)
+    return 0
+
+
+class _Limited:
+    def __init__(self, inner: Pacer, n: int) -> None:
+        self._inner = inner
+        self._left = n
+
+    async def next_cycle(self, stop: asyncio.Event) -> int | None:
+        if self._left <= 0:
+            return None
+        self._left -= 1
+        return await self._inner.next_cycle(stop)
+
+
+async def _shutdown(
+    engine: Engine, clock: Any, cfg: VigilConfig, audit: AuditLog, metrics: Metrics
+) -> None:
+    """Stop new orders, cancel open ones (configurable), flush state and audit."""
+    now = clock.now_ms()
+    engine.kill_file = True  # nothing new may be sent while we wind down
+    canceled = 0
+    if cfg.loop.cancel_on_shutdown and engine.book.live():
+        try:
+            canceled = await asyncio.wait_for(
+                engine.cancel_all(now, reason="SHUTDOWN"), timeout=5.0
+            )
+        except TimeoutError:
+            log.error("cancelling open orders timed out; they may still rest on the exchange")
+    engine.kill_file = engine.state.kill_switch
+    engine.store.save_cycle(engine.state, engine.portfolio, now)
+    audit.append(
+        "shutdown",
+        {
+            "ts": now,
+            "canceled": canceled,
+            "open_orders": len(engine.book.live()),
+            "positions": len(engine.portfolio.positions),
+            "equity": str(
+                engine.last_decision.equity if engine.last_decision else engine.portfolio.cash
+            ),
+        },
+        sync=True,
+    )
+
+
+def run(loaded: LoadedConfig, opts: RunOptions) -> int:
+    return asyncio.run(_run(loaded, opts))

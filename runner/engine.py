@@ -1,0 +1,389 @@
+"""The engine: one cycle of I/O around the pure `run_cycle`.
+
+ingest candles -> reconcile with the exchange -> snapshot -> run_cycle -> record -> execute
+-> persist. The daemon and the backtest both call `Engine.step`; they differ only in the
+clock, the exchange adapter, the feed and where records go.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from decimal import Decimal
+from typing import Any, Protocol
+
+from core.config import PipelineConfig
+from core.cycle import MarketSnapshot, note_fill, run_cycle
+from core.errors import ExchangeError, OrderNotFound
+from core.features import BadTick, FeatureBank
+from core.models import (
+    CancelRequest,
+    CycleDecision,
+    EngineState,
+    Fill,
+    Market,
+    Order,
+    OrderStatus,
+    Quote,
+)
+from core.orders import IllegalTransition, Overfill, apply_fill, merge_remote
+from core.portfolio import Portfolio, PortfolioError, update_peaks
+from core.portfolio import apply_fill as book_fill
+from core.ports import Exchange
+from core.universe import candidates
+from runner.execution import Executor, OrderBookkeeper
+from runner.recorder import Recorder
+from runner.store import Store
+from strategy.base import CandleHistory
+
+log = logging.getLogger("vigil.engine")
+
+CandleSink = Callable[[str, int, float, float, float, float, float], Any]
+
+
+class CandleFeed(Protocol):
+    timeframe_ms: int
+
+    async def warmup(self, start_ms: int, bars: int, sink: CandleSink) -> int: ...
+
+    async def poll(self, now_ms: int, sink: CandleSink) -> int: ...
+
+
+class Telemetry(Protocol):
+    def cycle(self, d: CycleDecision, engine: Engine, seconds: float) -> None: ...
+
+    def event(self, name: str, **labels: str) -> None: ...
+
+
+class NullTelemetry:
+    def cycle(self, d: CycleDecision, engine: Engine, seconds: float) -> None:
+        return None
+
+    def event(self, name: str, **labels: str) -> None:
+        return None
+
+
+@dataclass
+class Health:
+    """Last successful update per component (ms) and a short status each."""
+
+    market_data_ms: int = 0
+    exchange_ms: int = 0
+    execution_ms: int = 0
+    strategies_ms: int = 0
+    store_ms: int = 0
+    exchange_error: str = ""
+    started: bool = False
+
+
+class Engine:
+    def __init__(
+        self,
+        *,
+        config: PipelineConfig,
+        exchange: Exchange,
+        feed: CandleFeed,
+        bank: FeatureBank,
+        store: Store,
+        recorder: Recorder,
+        candle_listeners: Sequence[CandleSink] = (),
+        telemetry: Telemetry | None = None,
+        quote_currency: str | None = None,
+        error_window_ms: int = 3_600_000,
+    ) -> None:
+        self.config = config
+        self.exchange = exchange
+        self.feed = feed
+        self.bank = bank
+        self.store = store
+        self.recorder = recorder
+        self.telemetry: Telemetry = telemetry or NullTelemetry()
+        self.quote = quote_currency or config.universe.quote_currency
+        self._listeners = tuple(candle_listeners)
+        self.markets: dict[str, Market] = {}
+        self.state = EngineState()
+        self.portfolio = Portfolio(cash=Decimal(0), quote=self.quote)
+        self.book = OrderBookkeeper()
+        self.api_errors: deque[int] = deque(maxlen=1000)
+        self.rejections: deque[int] = deque(maxlen=1000)
+        self._error_window = error_window_ms
+        self.health = Health()
+        self.kill_file = False  # the kill-switch file is present (set by the loop's watcher)
+        self.kill_reason = ""
+        self.last_decision: CycleDecision | None = None
+        self.bad_ticks = 0
+        self._seen_fills: set[str] = set()
+        self._fills_since: int | None = None
+        self._foreign_reported: set[str] = set()
+        self._history = CandleHistory(bank)
+        self.executor = Executor(
+            exchange=exchange,
+            recorder=recorder,
+            book=self.book,
+            kill_active=self.kill_active,
+            on_rejection=lambda ts, sym: self.rejections.append(ts),
+            on_api_error=self._api_error,
+            persist=store.save_order,
+        )
+
+    # ---- lifecycle --------------------------------------------------------------------------
+
+    def kill_active(self) -> bool:
+        return self.kill_file or self.state.kill_switch
+
+    def _api_error(self, ts: int, kind: str) -> None:
+        self.api_errors.append(ts)
+        self.telemetry.event("api_error", kind=kind)
+
+    async def start(self, now_ms: int, *, warmup_bars: int) -> None:
+        """Restore state, load markets, warm indicators up, reconcile once."""
+        self.state = self.store.load_engine_state()
+        positions = self.store.load_positions()
+        self.book = OrderBookkeeper(self.store.load_orders(live_only=True))
+        self.executor._book = self.book
+        self.markets = await self.exchange.load_markets()
+        balances = await self.exchange.fetch_balances()
+        cash = balances[self.quote].total if self.quote in balances else Decimal(0)
+        self.portfolio = Portfolio(cash=cash, positions=positions, quote=self.quote)
+        fills = self.store.load_fills()
+        self._seen_fills = {f.fill_id for f in fills}
+        self._fills_since = fills[-1].ts if fills else None
+        if warmup_bars > 0:
+            await self.feed.warmup(now_ms, warmup_bars, self._sink)
+        self.health.started = True
+        self.health.store_ms = now_ms
+
+    # ---- the cycle --------------------------------------------------------------------------
+
+    def _sink(
+        self, symbol: str, ts: int, o: float, h: float, lo: float, c: float, v: float
+    ) -> None:
+        try:
+            self.bank.push(symbol, ts, o, h, lo, c, v)
+        except BadTick as exc:
+            self.bad_ticks += 1
+            log.warning("bad tick rejected: %s", exc)
+            self.recorder.event(
+                "bad_tick", {"symbol": symbol, "ts": ts, "reason": exc.reason, "detail": exc.detail}
+            )
+            self.telemetry.event("bad_tick", reason=exc.reason)
+            return
+        for listener in self._listeners:
+            listener(symbol, ts, o, h, lo, c, v)
+
+    async def step(self, now_ms: int) -> CycleDecision:
+        t0 = time.perf_counter()
+        missing: list[str] = []
+        if await self.feed.poll(now_ms, self._sink):
+            self.health.market_data_ms = now_ms
+        await self._reconcile(now_ms, missing)
+        symbols = self._quote_symbols()
+        try:
+            quotes: dict[str, Quote] = await self.exchange.fetch_quotes(symbols)
+            self.health.exchange_ms = now_ms
+        except ExchangeError as exc:
+            self._api_error(now_ms, type(exc).__name__)
+            self.health.exchange_error = type(exc).__name__
+            quotes = {}
+            missing.append("quotes")
+        if quotes:
+            marks = {s: quotes[s].last for s in self.portfolio.positions if s in quotes}
+            if marks:
+                self.portfolio = update_peaks(self.portfolio, marks)
+        prior = self.state
+        snapshot = MarketSnapshot(
+            ts=now_ms,
+            markets=self.markets,
+            features=self.bank.latest(),
+            quotes=quotes,
+            open_orders=tuple(self.book.live()),
+            state=prior,
+            api_errors=self._recent(self.api_errors, now_ms),
+            rejections=self._recent(self.rejections, now_ms),
+            kill_switch=self.kill_file,
+            kill_reason=self.kill_reason,
+            missing=tuple(missing),
+            history=self._history,
+        )
+        decision = run_cycle(snapshot, self.portfolio, self.config, now_ms, timer=time.perf_counter)
+        self.state = decision.state
+        self.health.strategies_ms = now_ms
+        self.recorder.decision(
+            decision,
+            prior.breakers,
+            positions=len(self.portfolio.positions),
+            open_orders=len(snapshot.open_orders),
+        )
+        if decision.state.kill_switch and not prior.kill_switch:
+            self.recorder.event(
+                "kill_switch", {"reason": decision.state.kill_reason, "source": "cycle"}, sync=True
+            )
+        await self._execute(decision, now_ms)
+        self.store.save_cycle(self.state, self.portfolio, now_ms)
+        self.health.store_ms = now_ms
+        self.last_decision = decision
+        self.telemetry.cycle(decision, self, time.perf_counter() - t0)
+        return decision
+
+    def _recent(self, dq: deque[int], now_ms: int) -> tuple[int, ...]:
+        lo = now_ms - self._error_window
+        while dq and dq[0] <= lo:
+            dq.popleft()
+        return tuple(dq)
+
+    def _quote_symbols(self) -> list[str]:
+        syms = candidates(self.config.universe, self.markets)
+        extra = [s for s in self.portfolio.positions if s not in syms]
+        return syms + extra if extra else syms
+
+    async def _execute(self, d: CycleDecision, now_ms: int) -> None:
+        for c in d.cancels:
+            await self.executor.cancel(c, now_ms)
+        for intent in d.intents:
+            await self.executor.submit(intent, now_ms)
+        if d.cancels or d.intents:
+            self.health.execution_ms = now_ms
+
+    # ---- reconciliation ---------------------------------------------------------------------
+
+    async def _reconcile(self, now_ms: int, missing: list[str]) -> None:
+        """Exchange -> local: fills first (they move money), then order states, then cash."""
+        ex = self.exchange
+        try:
+            fills = await ex.fetch_my_trades(since_ms=self._fills_since)
+            remote_open = await ex.fetch_open_orders()
+            balances = await ex.fetch_balances()
+        except ExchangeError as exc:
+            self._api_error(now_ms, type(exc).__name__)
+            self.health.exchange_error = type(exc).__name__
+            missing.append("account")
+            return
+        self.health.exchange_ms = now_ms
+        self.health.exchange_error = ""
+        for f in fills:
+            if f.fill_id not in self._seen_fills:
+                self._book_fill(f, now_ms)
+        open_ids = set()
+        for r in remote_open:
+            open_ids.add(r.client_order_id)
+            local = self.book.orders.get(r.client_order_id)
+            if local is None:
+                self._foreign(r)
+                continue
+            self._merge(local, r)
+        for local in list(self.book.live()):
+            if local.client_order_id in open_ids:
+                continue
+            # No longer open on the exchange: learn how it ended.
+            try:
+                remote = await ex.fetch_order(local.client_order_id, local.symbol)
+            except OrderNotFound:
+                if local.status is OrderStatus.NEW:
+                    self._merge(local, replace(local, status=OrderStatus.FAILED))
+                continue
+            except ExchangeError as exc:
+                self._api_error(now_ms, type(exc).__name__)
+                missing.append("orders")
+                continue
+            self._merge(local, remote)
+        bal = balances.get(self.quote)
+        cash = bal.total if bal is not None else Decimal(0)
+        if cash != self.portfolio.cash:
+            if self.book.orders or self.portfolio.positions:
+                self.recorder.event(
+                    "reconcile",
+                    {
+                        "ts": now_ms,
+                        "what": "cash",
+                        "local": str(self.portfolio.cash),
+                        "exchange": str(cash),
+                    },
+                )
+            # The exchange is the truth for balances.
+            self.portfolio = replace(self.portfolio, cash=cash)
+
+    def _merge(self, local: Order, remote: Order) -> None:
+        try:
+            merged = merge_remote(local, remote)
+        except (IllegalTransition, ValueError) as exc:
+            log.error("order %s: exchange view refused: %s", local.client_order_id, exc)
+            self.recorder.event(
+                "reconcile",
+                {"what": "order", "client_order_id": local.client_order_id, "error": str(exc)},
+            )
+            return
+        if merged is not local:
+            self.book.put(merged)
+            self.store.save_order(merged)
+
+    def _foreign(self, r: Order) -> None:
+        if r.client_order_id in self._foreign_reported:
+            return
+        self._foreign_reported.add(r.client_order_id)
+        log.warning(
+            "order %s on %s was not placed by vigil; left alone", r.client_order_id, r.symbol
+        )
+        self.recorder.event(
+            "reconcile",
+            {"what": "foreign_order", "client_order_id": r.client_order_id, "symbol": r.symbol},
+        )
+
+    def _book_fill(self, f: Fill, now_ms: int) -> None:
+        self._seen_fills.add(f.fill_id)
+        if self._fills_since is None or f.ts > self._fills_since:
+            self._fills_since = f.ts
+        order = self.book.orders.get(f.client_order_id) or self.store.get_order(f.client_order_id)
+        if order is None:
+            log.warning("fill %s for unknown order %s ignored", f.fill_id, f.client_order_id)
+            self.recorder.event(
+                "reconcile", {"what": "foreign_fill", "fill_id": f.fill_id, "symbol": f.symbol}
+            )
+            return
+        try:
+            updated = apply_fill(order, f)
+            booking = book_fill(self.portfolio, f, strategy=order.strategy)
+        except (Overfill, IllegalTransition, PortfolioError) as exc:
+            log.error("fill %s not booked: %s", f.fill_id, exc)
+            self.recorder.event(
+                "reconcile", {"what": "fill_refused", "fill_id": f.fill_id, "error": str(exc)}
+            )
+            return
+        self.book.put(updated)
+        self.portfolio = booking.portfolio
+        self.state = note_fill(
+            self.state, f.symbol, f.ts, stop_out=order.reason == "stop_loss", risk=self.config.risk
+        )
+        self.store.record_fill(f, updated, booking, self.portfolio)
+        self.recorder.fill(
+            f, realized=booking.realized, strategy=order.strategy, order_reason=order.reason
+        )
+        self.telemetry.event("fill", side=f.side.value)
+
+    # ---- operator actions -------------------------------------------------------------------
+
+    async def engage_kill(self, reason: str, now_ms: int, source: str) -> int:
+        """Block new orders at once, cancel every live order, latch the halt."""
+        first = not self.state.kill_switch
+        self.kill_file = True
+        self.kill_reason = reason
+        self.state = replace(self.state, kill_switch=True, kill_reason=reason)
+        self.store.set_kill(True, reason)
+        if first:
+            self.recorder.event("kill_switch", {"reason": reason, "source": source}, sync=True)
+        return await self.cancel_all(now_ms, reason="KILL_SWITCH")
+
+    def resume(self, now_ms: int, source: str) -> None:
+        self.kill_file = False
+        self.kill_reason = ""
+        self.state = replace(self.state, kill_switch=False, kill_reason="")
+        self.store.set_kill(False, "")
+        self.recorder.event("resume", {"ts": now_ms, "source": source}, sync=True)
+
+    async def cancel_all(self, now_ms: int, *, reason: str) -> int:
+        live = self.book.live()
+        for o in live:
+            await self.executor.cancel(CancelRequest(o.client_order_id, o.symbol, reason), now_ms)
+        return len(live)

@@ -1,0 +1,164 @@
+"""Sends order intents and cancels through the Exchange port, safely.
+
+The intent is stored and fsynced to the audit log before the order leaves. A submit whose
+outcome is unknown (timeout, connection dropped) is never re-sent blindly: the client order
+id is looked up first. The kill switch is checked immediately before every send.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import replace
+
+from core.errors import (
+    DuplicateOrder,
+    ExchangeError,
+    InsufficientFunds,
+    InvalidOrder,
+    OrderNotFound,
+    RateLimited,
+    RequestTimeout,
+)
+from core.models import CancelRequest, Order, OrderIntent, OrderStatus
+from core.orders import merge_remote, new_order, transition
+from core.ports import Exchange
+from runner.recorder import Recorder
+
+log = logging.getLogger("vigil.execution")
+
+
+class OrderBookkeeper:
+    """The daemon's local view of its orders, keyed by client order id."""
+
+    def __init__(self, orders: list[Order] | None = None) -> None:
+        self.orders: dict[str, Order] = {o.client_order_id: o for o in orders or ()}
+
+    def live(self) -> list[Order]:
+        return [o for o in self.orders.values() if o.status.is_live]
+
+    def put(self, o: Order) -> None:
+        self.orders[o.client_order_id] = o
+
+    def forget_terminal(self, keep: int = 500) -> None:
+        """Bound memory: terminal orders are in the store; keep only the newest in RAM."""
+        terminal = [o for o in self.orders.values() if o.status.is_terminal]
+        if len(terminal) <= keep:
+            return
+        terminal.sort(key=lambda o: o.updated_ms)
+        for o in terminal[: len(terminal) - keep]:
+            del self.orders[o.client_order_id]
+
+
+class Executor:
+    def __init__(
+        self,
+        *,
+        exchange: Exchange,
+        recorder: Recorder,
+        book: OrderBookkeeper,
+        kill_active: Callable[[], bool],
+        on_rejection: Callable[[int, str], None],
+        on_api_error: Callable[[int, str], None],
+        persist: Callable[[Order], None],
+    ) -> None:
+        self._ex = exchange
+        self._rec = recorder
+        self._book = book
+        self._kill_active = kill_active
+        self._on_rejection = on_rejection
+        self._on_api_error = on_api_error
+        self._persist = persist
+
+    async def submit(self, intent: OrderIntent, now_ms: int) -> Order:
+        if self._kill_active():
+            o = transition(new_order(intent, now_ms), OrderStatus.REJECTED, now_ms)
+            o = replace(o, reason=f"{intent.reason}; blocked by kill switch")
+            self._book.put(o)
+            self._persist(o)
+            self._rec.ack(o, detail="blocked: kill switch active")
+            return o
+        if intent.client_order_id in self._book.orders:
+            # Already ours (a replayed cycle after a restart): never send twice.
+            return self._book.orders[intent.client_order_id]
+        local = new_order(intent, now_ms)
+        self._book.put(local)
+        self._persist(local)
+        self._rec.intent(intent)
+        try:
+            remote = await self._ex.create_order(intent)
+        except (InvalidOrder, InsufficientFunds) as exc:
+            return self._reject(local, now_ms, exc)
+        except DuplicateOrder:
+            return await self._resolve_unknown(local, now_ms, "duplicate client order id")
+        except (RequestTimeout, RateLimited) as exc:
+            self._on_api_error(now_ms, type(exc).__name__)
+            return await self._resolve_unknown(local, now_ms, type(exc).__name__)
+        except ExchangeError as exc:
+            self._on_api_error(now_ms, type(exc).__name__)
+            return await self._resolve_unknown(local, now_ms, type(exc).__name__)
+        return self._accept(local, remote, now_ms)
+
+    def _accept(self, local: Order, remote: Order, now_ms: int, detail: str = "") -> Order:
+        merged = merge_remote(local, replace(remote, updated_ms=max(remote.updated_ms, now_ms)))
+        self._book.put(merged)
+        self._persist(merged)
+        self._rec.ack(merged, detail=detail)
+        return merged
+
+    def _reject(self, local: Order, now_ms: int, exc: Exception) -> Order:
+        o = replace(transition(local, OrderStatus.REJECTED, now_ms), reason=local.reason)
+        self._book.put(o)
+        self._persist(o)
+        self._on_rejection(now_ms, o.symbol)
+        self._rec.ack(o, detail=f"{type(exc).__name__}: {exc}")
+        log.warning("order %s rejected: %s", o.client_order_id, exc)
+        return o
+
+    async def _resolve_unknown(self, local: Order, now_ms: int, why: str) -> Order:
+        """The submit may or may not have landed. Ask; only a definite 'not found' is final."""
+        try:
+            remote = await self._ex.fetch_order(local.client_order_id, local.symbol)
+        except OrderNotFound:
+            o = transition(local, OrderStatus.FAILED, now_ms)
+            self._book.put(o)
+            self._persist(o)
+            self._rec.ack(o, detail=f"{why}; not on the exchange")
+            return o
+        except ExchangeError as exc:
+            # Still unknown: keep it NEW so reconciliation looks again next cycle.
+            self._on_api_error(now_ms, type(exc).__name__)
+            self._rec.ack(local, detail=f"{why}; outcome unknown, will reconcile")
+            return local
+        return self._accept(local, remote, now_ms, detail=f"{why}; found on the exchange")
+
+    async def cancel(self, req: CancelRequest, now_ms: int) -> str:
+        local = self._book.orders.get(req.client_order_id)
+        try:
+            remote = await self._ex.cancel_order(req.client_order_id, req.symbol)
+        except OrderNotFound:
+            result = "not_found"
+            if local is not None and local.status.is_live:
+                # Gone from the book: filled or canceled meanwhile; reconciliation settles it.
+                try:
+                    remote = await self._ex.fetch_order(req.client_order_id, req.symbol)
+                    self._merge(local, remote)
+                except ExchangeError:
+                    pass
+            self._rec.cancel(req, result, now_ms)
+            return result
+        except ExchangeError as exc:
+            self._on_api_error(now_ms, type(exc).__name__)
+            self._rec.cancel(req, f"error: {type(exc).__name__}", now_ms)
+            return "error"
+        if local is not None:
+            self._merge(local, remote)
+        self._rec.cancel(req, "canceled", now_ms)
+        return "canceled"
+
+    def _merge(self, local: Order, remote: Order) -> Order:
+        merged = merge_remote(local, remote)
+        if merged is not local:
+            self._book.put(merged)
+            self._persist(merged)
+        return merged

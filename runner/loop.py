@@ -1,0 +1,213 @@
+"""The daemon's main loop: pacing with jitter, the kill-switch watcher, signals, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from core.clock import Clock
+from runner.engine import Engine
+
+log = logging.getLogger("vigil.loop")
+
+KILL_POLL_S = 0.05  # how often the kill-switch file is looked for; bounds the block latency
+
+
+class Pacer(Protocol):
+    async def next_cycle(self, stop: asyncio.Event) -> int | None:
+        """Wait until the next cycle is due and return its time, or None to stop."""
+        ...
+
+
+async def _wait(stop: asyncio.Event, seconds: float) -> bool:
+    """Sleep up to `seconds`; True if `stop` was set meanwhile."""
+    if seconds <= 0:
+        await asyncio.sleep(0)
+        return stop.is_set()
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+    return stop.is_set()
+
+
+class LivePacer:
+    """Cycles every `interval` seconds, each gap stretched or shrunk by a random jitter so
+    many daemons never hit an exchange in lockstep."""
+
+    def __init__(
+        self, *, clock: Clock, interval_s: float, jitter_pct: float, rng: random.Random
+    ) -> None:
+        self._clock = clock
+        self._interval = interval_s
+        self._jitter = jitter_pct / 100.0
+        self._rng = rng
+        self._first = True
+
+    def gap(self) -> float:
+        return max(0.0, self._interval * (1.0 + self._rng.uniform(-self._jitter, self._jitter)))
+
+    async def next_cycle(self, stop: asyncio.Event) -> int | None:
+        if self._first:
+            self._first = False
+        elif await _wait(stop, self.gap()):
+            return None
+        return self._clock.now_ms()
+
+
+class ReplayPacer:
+    """One cycle per recorded candle close. Simulated time jumps to each close; wall time
+    waits timeframe / speed (with jitter), so a replay can be watched or rushed."""
+
+    def __init__(
+        self,
+        *,
+        clock: ReplayClockLike,
+        feed: NextClose,
+        start_ms: int,
+        end_ms: int,
+        speed: float,
+        jitter_pct: float,
+        rng: random.Random,
+    ) -> None:
+        self._clock = clock
+        self._feed = feed
+        self._next = start_ms
+        self._end = end_ms
+        self._speed = speed
+        self._jitter = jitter_pct / 100.0
+        self._rng = rng
+        self._first = True
+
+    async def next_cycle(self, stop: asyncio.Event) -> int | None:
+        if not self._first:
+            nxt = self._feed.next_close_ms()
+            if nxt is None:
+                return None
+            gap_s = (nxt - self._next) / 1000.0 / self._speed
+            gap_s *= 1.0 + self._rng.uniform(-self._jitter, self._jitter)
+            if await _wait(stop, gap_s):
+                return None
+            self._next = nxt
+        self._first = False
+        if self._next > self._end:
+            return None
+        self._clock.advance_to(self._next)
+        return self._next
+
+
+class ReplayClockLike(Protocol):
+    def advance_to(self, ts_ms: int) -> None: ...
+
+
+class NextClose(Protocol):
+    def next_close_ms(self) -> int | None: ...
+
+
+@dataclass
+class KillFiles:
+    kill: Path
+    resume: Path
+
+
+class KillWatcher:
+    """Watches for the kill-switch file between cycles too: the moment it appears, new
+    orders are blocked and every open order is canceled."""
+
+    def __init__(
+        self, *, engine: Engine, clock: Clock, files: KillFiles, on_latency: object = None
+    ) -> None:
+        self._engine = engine
+        self._clock = clock
+        self._files = files
+        self._on_latency = on_latency
+
+    def read_reason(self) -> str:
+        try:
+            text = self._files.kill.read_text(encoding="utf-8", errors="replace").strip()
+        except OSError:
+            text = ""
+        return text[:500] or "kill-switch file present"
+
+    async def check(self) -> None:
+        eng = self._engine
+        present = self._files.kill.exists()
+        if present and not eng.kill_file:
+            t0 = time.monotonic()
+            eng.kill_file = True  # blocks the executor before anything else happens
+            blocked = time.monotonic() - t0
+            # No lock with the cycle: cancels must not wait for a cycle that is mid-flight.
+            n = await eng.engage_kill(self.read_reason(), self._clock.now_ms(), "file")
+            canceled = time.monotonic() - t0
+            log.warning("KILL SWITCH engaged: %d open order(s) canceled", n)
+            if callable(self._on_latency):
+                self._on_latency(blocked, canceled)
+        elif not present and eng.kill_file and not eng.state.kill_switch:
+            eng.kill_file = False
+        if self._files.resume.exists():
+            if present:
+                log.error("resume requested but %s still exists; remove it first", self._files.kill)
+            else:
+                eng.resume(self._clock.now_ms(), "file")
+                log.warning("trading resumed by operator")
+            with contextlib.suppress(FileNotFoundError):
+                self._files.resume.unlink()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.check()
+            except Exception:  # the watcher must outlive any single failure
+                log.exception("kill-switch watcher error")
+            await _wait(stop, KILL_POLL_S)
+
+
+def install_signal_handlers(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+
+
+async def run_loop(
+    *,
+    engine: Engine,
+    pacer: Pacer,
+    watcher: KillWatcher,
+    stop: asyncio.Event,
+    budget_ms: int,
+    on_budget_exceeded: object = None,
+) -> int:
+    """Cycle until `stop` is set or the pacer ends. Returns the number of cycles run."""
+    cycles = 0
+    watch = asyncio.create_task(watcher.run(stop), name="kill-watcher")
+    try:
+        while not stop.is_set():
+            now = await pacer.next_cycle(stop)
+            if now is None:
+                break
+            await watcher.check()
+            t0 = time.monotonic()
+            d = await engine.step(now)
+            cycles += 1
+            took_ms = (time.monotonic() - t0) * 1000.0
+            if took_ms > budget_ms:
+                log.warning("cycle took %.0f ms, over its %d ms budget", took_ms, budget_ms)
+                if callable(on_budget_exceeded):
+                    on_budget_exceeded()
+            if engine.kill_active() and engine.book.live():
+                # An order that was in flight when the switch flipped: take it down too.
+                await engine.cancel_all(now, reason="KILL_SWITCH")
+            if d.no_trade_reason:
+                log.debug("cycle %d: no trade (%s)", cycles, d.no_trade_reason)
+    finally:
+        stop.set()
+        watch.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watch
+    return cycles

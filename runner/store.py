@@ -1,0 +1,138 @@
+"""What the engine persists, behind one small interface with two adapters.
+
+`SqliteStore` (the daemon) writes a NEW order at once, so an order can never exist on the
+exchange without a row here, and buffers everything else for one transaction per cycle.
+`MemoryStore` (backtests) keeps only what the engine reads back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+from core.clock import day_start_ms
+from core.models import EngineState, Fill, Order, OrderStatus, Position
+from core.portfolio import Booking, Portfolio
+from infra.state_store import StateStore
+
+KV_CASH = "cash"
+KV_LAST_CYCLE = "last_cycle_ms"
+
+
+class Store(Protocol):
+    def load_engine_state(self) -> EngineState: ...
+
+    def load_positions(self) -> dict[str, Position]: ...
+
+    def load_orders(self, *, live_only: bool = False) -> list[Order]: ...
+
+    def load_fills(self) -> list[Fill]: ...
+
+    def get_order(self, client_order_id: str) -> Order | None: ...
+
+    def save_order(self, o: Order) -> None: ...
+
+    def record_fill(
+        self, f: Fill, order: Order, booking: Booking, portfolio: Portfolio
+    ) -> None: ...
+
+    def save_cycle(self, state: EngineState, portfolio: Portfolio, now_ms: int) -> None: ...
+
+    def set_kill(self, on: bool, reason: str) -> None: ...
+
+
+class MemoryStore:
+    """No persistence; enough memory for the engine to find orders it placed."""
+
+    def __init__(self) -> None:
+        self.orders: dict[str, Order] = {}
+        self.fills: list[Fill] = []
+
+    def load_engine_state(self) -> EngineState:
+        return EngineState()
+
+    def load_positions(self) -> dict[str, Position]:
+        return {}
+
+    def load_orders(self, *, live_only: bool = False) -> list[Order]:
+        return [o for o in self.orders.values() if o.status.is_live or not live_only]
+
+    def load_fills(self) -> list[Fill]:
+        return list(self.fills)
+
+    def get_order(self, client_order_id: str) -> Order | None:
+        return self.orders.get(client_order_id)
+
+    def save_order(self, o: Order) -> None:
+        self.orders[o.client_order_id] = o
+
+    def record_fill(self, f: Fill, order: Order, booking: Booking, portfolio: Portfolio) -> None:
+        self.fills.append(f)
+        self.orders[order.client_order_id] = order
+
+    def save_cycle(self, state: EngineState, portfolio: Portfolio, now_ms: int) -> None:
+        return None
+
+    def set_kill(self, on: bool, reason: str) -> None:
+        return None
+
+
+class SqliteStore:
+    def __init__(self, db: StateStore) -> None:
+        self.db = db
+        self._pending: list[Callable[[], None]] = []
+        self._saved_positions: dict[str, Position] = db.load_positions()
+
+    def load_engine_state(self) -> EngineState:
+        return self.db.load_engine_state()
+
+    def load_positions(self) -> dict[str, Position]:
+        return self.db.load_positions()
+
+    def load_orders(self, *, live_only: bool = False) -> list[Order]:
+        return self.db.load_orders(live_only=live_only)
+
+    def load_fills(self) -> list[Fill]:
+        return self.db.load_fills()
+
+    def get_order(self, client_order_id: str) -> Order | None:
+        return self.db.get_order(client_order_id)
+
+    def save_order(self, o: Order) -> None:
+        if o.status is OrderStatus.NEW:
+            # Before the order leaves: a crash after sending must still find this row.
+            with self.db.transaction():
+                self.db.upsert_order(o)
+        else:
+            self._pending.append(lambda: self.db.upsert_order(o))
+
+    def record_fill(self, f: Fill, order: Order, booking: Booking, portfolio: Portfolio) -> None:
+        def write() -> None:
+            if self.db.record_fill(f):
+                self.db.add_daily_pnl(day_start_ms(f.ts), booking.realized, f.fee, 1)
+            self.db.upsert_order(order)
+
+        self._pending.append(write)
+
+    def save_cycle(self, state: EngineState, portfolio: Portfolio, now_ms: int) -> None:
+        pending, self._pending = self._pending, []
+        with self.db.transaction():
+            for op in pending:
+                op()
+            self._sync_positions(portfolio)
+            self.db.save_engine_state(state)
+            self.db.kv_set(KV_CASH, str(portfolio.cash))
+            self.db.kv_set(KV_LAST_CYCLE, now_ms)
+
+    def _sync_positions(self, portfolio: Portfolio) -> None:
+        current = portfolio.positions
+        for sym in [s for s in self._saved_positions if s not in current]:
+            self.db.delete_position(sym)
+        for sym, pos in current.items():
+            if self._saved_positions.get(sym) != pos:
+                self.db.save_position(pos)
+        self._saved_positions = dict(current)
+
+    def set_kill(self, on: bool, reason: str) -> None:
+        with self.db.transaction():
+            self.db.set_kill_switch(on, reason)
