@@ -7,7 +7,7 @@ pure: the same snapshot, portfolio, config and time always give the same decisio
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from types import MappingProxyType
 from typing import Any
@@ -19,7 +19,7 @@ from core.breakers import (
     roll_marks,
     trading_state,
 )
-from core.config import PipelineConfig
+from core.config import PipelineConfig, RiskConfig
 from core.exits import evaluate_exit
 from core.features import SymbolFeatures
 from core.models import (
@@ -390,3 +390,18 @@ def _cancels(
             continue
         out.append(CancelRequest(o.client_order_id, o.symbol, why))
     return tuple(out)
+
+
+def note_fill(
+    state: EngineState, symbol: str, ts: int, *, stop_out: bool, risk: RiskConfig
+) -> EngineState:
+    """Start the symbol's cooldown after a fill; a stop-out earns the longer one."""
+    minutes = risk.cooldown_after_stop_minutes if stop_out else risk.cooldown_after_fill_minutes
+    if minutes <= 0:
+        return state
+    until = ts + minutes * 60_000
+    if state.cooldowns.get(symbol, 0) >= until:
+        return state
+    cooldowns = dict(state.cooldowns)
+    cooldowns[symbol] = until
+    return replace(state, cooldowns=MappingProxyType(cooldowns))

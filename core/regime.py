@@ -32,12 +32,13 @@ def classify(f: SymbolFeatures | None, cfg: RegimeConfig) -> Regime | None:
     if fast is None or slow is None or atr is None or peak is None:
         return None
     close = f.close
-    drawdown_pct = (close / peak - 1.0) * 100.0
-    atr_pct = atr / close * 100.0
-    if drawdown_pct <= -float(cfg.crash_drawdown_pct) or atr_pct >= float(cfg.crash_atr_pct):
+    # Thresholds as products, not ratios: an exact 10% fall must count as 10%.
+    crash_floor = peak * (1.0 - float(cfg.crash_drawdown_pct) / 100.0)
+    bear_floor = peak * (1.0 - float(cfg.bear_drawdown_pct) / 100.0)
+    if close <= crash_floor or atr * 100.0 >= float(cfg.crash_atr_pct) * close:
         return Regime.CRASH
     trend_down = fast < slow and close < slow
-    if trend_down or drawdown_pct <= -float(cfg.bear_drawdown_pct):
+    if trend_down or close <= bear_floor:
         return Regime.BEAR
     if fast > slow and close > slow:
         return Regime.BULL

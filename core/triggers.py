@@ -85,9 +85,10 @@ def scan(
         if med is None:
             rejected.append(Exclusion(sym, TriggerReject.WARMING_UP, k_med))
             continue
-        if abs(close / med - 1.0) > max_dev:
+        # Compared as products: `close / med - 1` rounds and would misjudge the exact limit.
+        if abs(close - med) > max_dev * med:
             ovol = v.get(k_ovol)
-            if not ovol or volume < og.volume_confirm_mult * ovol:
+            if ovol is None or ovol <= 0.0 or volume < og.volume_confirm_mult * ovol:
                 rejected.append(
                     Exclusion(
                         sym,
@@ -100,18 +101,25 @@ def scan(
 
         if bo.enabled:
             hh, avg = v.get(k_hh), v.get(k_bvol)
-            if hh is not None and avg and close > hh and volume >= bo.volume_mult * avg:
+            if (
+                hh is not None
+                and avg
+                and avg > 0.0
+                and close > hh
+                and volume >= bo.volume_mult * avg
+            ):
                 ratio = volume / (bo.volume_mult * avg)
                 out.append(
                     Trigger(sym, BREAKOUT, _strength(ratio), ts, f"close>{hh:g} vol x{ratio:.2f}")
                 )
         if mo.enabled:
             roc = v.get(k_roc)
-            if roc is not None and roc >= mom_min:
+            # A tolerance of 1e-12 absorbs float rounding: an exact +1.5% move fires at 1.5%.
+            if roc is not None and roc >= mom_min - 1e-12:
                 out.append(Trigger(sym, MOMENTUM, _strength(roc / mom_min), ts, f"roc {roc:.4f}"))
         if vs.enabled and close > f.open:
             avg = v.get(k_svol)
-            if avg and volume >= vs.mult * avg:
+            if avg and avg > 0.0 and volume >= vs.mult * avg:
                 ratio = volume / (vs.mult * avg)
                 out.append(Trigger(sym, VOLUME_SPIKE, _strength(ratio), ts, f"vol x{ratio:.2f}"))
         if rs.enabled:

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict
 
 from core.config import StrategyBudget
 from core.features import SymbolFeatures
-from core.models import Candle, Position, Quote, Regime, TradeProposal, Trigger
+from core.models import Candle, Position, ProposalKind, Quote, Regime, TradeProposal, Trigger
 
 
 class NoParams(BaseModel):
@@ -76,10 +76,15 @@ def aggregate(proposals: Sequence[TradeProposal]) -> list[TradeProposal]:
     for p in proposals:
         key = (p.symbol, p.kind.value)
         cur = best.get(key)
-        if cur is None or (p.confidence, _neg(p.strategy)) > (cur.confidence, _neg(cur.strategy)):
+        if (
+            cur is None
+            or p.confidence > cur.confidence
+            or (p.confidence == cur.confidence and p.strategy < cur.strategy)
+        ):
             best[key] = p
-    return sorted(best.values(), key=lambda p: (-p.confidence, p.symbol, p.strategy))
-
-
-def _neg(name: str) -> tuple[int, ...]:
-    return tuple(-ord(c) for c in name)
+    # Exits sort first; then by confidence, symbol and strategy, so order never depends on
+    # the order strategies ran in.
+    return sorted(
+        best.values(),
+        key=lambda p: (p.kind is not ProposalKind.EXIT, -p.confidence, p.symbol, p.strategy),
+    )
