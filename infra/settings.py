@@ -109,6 +109,11 @@ class HttpSettings(Frozen):
         default="127.0.0.1", description="Bind address. Keep it on loopback; use a proxy to expose."
     )
     port: int = Field(default=9108, ge=0, le=65535, description="Port; 0 picks a free port.")
+    allow_remote: bool = Field(
+        default=False,
+        description="Allow a non-loopback host. /metrics and /health reveal positions and "
+        "state; expose them only behind an authenticating proxy.",
+    )
 
 
 @dataclass(frozen=True, slots=True)

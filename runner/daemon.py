@@ -211,7 +211,7 @@ async def _serve(
     audit: AuditLog,
     opts: RunOptions,
 ) -> int:
-    from infra.http import HttpServer, health_report
+    from infra.http import HttpServer, health_report, readiness
 
     cfg = loaded.config
     stop = asyncio.Event()
@@ -235,10 +235,8 @@ async def _serve(
                 config_hash=loaded.config_hash,
                 stale_after_s=max(3 * engine.config.timeframe_ms / 1000, 60),
             ),
-            ready=lambda: (
-                engine.health.started,
-                "started" if engine.health.started else "starting",
-            ),
+            ready=lambda: readiness(engine),
+            allow_remote=cfg.http.allow_remote,
         )
         port = await server.start()
         paths.health_dir.mkdir(parents=True, exist_ok=True)

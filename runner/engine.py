@@ -127,6 +127,7 @@ class Engine:
             on_rejection=lambda ts, sym: self.rejections.append(ts),
             on_api_error=self._api_error,
             persist=store.save_order,
+            on_order=lambda result: self.telemetry.event("order", result=result),
         )
 
     # ---- lifecycle --------------------------------------------------------------------------

@@ -61,6 +61,7 @@ class Executor:
         on_rejection: Callable[[int, str], None],
         on_api_error: Callable[[int, str], None],
         persist: Callable[[Order], None],
+        on_order: Callable[[str], None] = lambda result: None,
     ) -> None:
         self._ex = exchange
         self._rec = recorder
@@ -69,6 +70,7 @@ class Executor:
         self._on_rejection = on_rejection
         self._on_api_error = on_api_error
         self._persist = persist
+        self._on_order = on_order
 
     async def submit(self, intent: OrderIntent, now_ms: int) -> Order:
         if self._kill_active():
@@ -77,6 +79,7 @@ class Executor:
             self._book.put(o)
             self._persist(o)
             self._rec.ack(o, detail="blocked: kill switch active")
+            self._on_order("blocked")
             return o
         if intent.client_order_id in self._book.orders:
             # Already ours (a replayed cycle after a restart): never send twice.
@@ -104,6 +107,7 @@ class Executor:
         self._book.put(merged)
         self._persist(merged)
         self._rec.ack(merged, detail=detail)
+        self._on_order("accepted")
         return merged
 
     def _reject(self, local: Order, now_ms: int, exc: Exception) -> Order:
@@ -112,6 +116,7 @@ class Executor:
         self._persist(o)
         self._on_rejection(now_ms, o.symbol)
         self._rec.ack(o, detail=f"{type(exc).__name__}: {exc}")
+        self._on_order("rejected")
         log.warning("order %s rejected: %s", o.client_order_id, exc)
         return o
 
@@ -124,6 +129,7 @@ class Executor:
             self._book.put(o)
             self._persist(o)
             self._rec.ack(o, detail=f"{why}; not on the exchange")
+            self._on_order("failed")
             return o
         except ExchangeError as exc:
             # Still unknown: keep it NEW so reconciliation looks again next cycle.
