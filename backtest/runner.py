@@ -178,6 +178,7 @@ async def run_backtest(
         listeners=[sim.on_candle],
         cycle_summaries=audit is not None,
         history=config.loop.history_candles,
+        stage_timing=audit is not None,
     )
     t0 = time.perf_counter()
     await engine.start(inputs.start_ms, warmup_bars=config.loop.warmup_candles)

@@ -42,8 +42,7 @@ def count_recent(timestamps: Sequence[int], now_ms: int, window_ms: int) -> int:
 
 
 def spec_of(cfg: BreakersConfig, name: str) -> BreakerSpec:
-    spec: BreakerSpec | None = getattr(cfg, name, None)
-    return spec if isinstance(spec, BreakerSpec) else _LOSS_SPEC
+    return cfg.specs.get(name, _LOSS_SPEC)
 
 
 def data_conditions(
@@ -59,25 +58,35 @@ def data_conditions(
     errs = count_recent(api_errors, now_ms, cfg.api_error_window_seconds * 1000)
     rejs = count_recent(rejections, now_ms, cfg.rejection_window_seconds * 1000)
     stale = data_age_ms is None or data_age_ms > cfg.stale_data_seconds * 1000
-    age_text = "no data" if data_age_ms is None else f"data {data_age_ms // 1000}s old"
+    burst = errs >= cfg.api_error_count
+    rejected = rejs >= cfg.rejection_count
+    degraded = degraded_share_pct >= cfg.degraded_products_pct
+    crash = regime is Regime.CRASH
+    # Reasons are only formatted when they will be read: this runs every cycle.
     return [
-        Condition(Breaker.STALE_DATA, stale, age_text),
+        Condition(
+            Breaker.STALE_DATA,
+            stale,
+            ("no data" if data_age_ms is None else f"data {data_age_ms // 1000}s old")
+            if stale
+            else "",
+        ),
         Condition(
             Breaker.API_ERRORS,
-            errs >= cfg.api_error_count,
-            f"{errs} API errors in {cfg.api_error_window_seconds}s",
+            burst,
+            f"{errs} API errors in {cfg.api_error_window_seconds}s" if burst else "",
         ),
         Condition(
             Breaker.REJECTIONS,
-            rejs >= cfg.rejection_count,
-            f"{rejs} rejections in {cfg.rejection_window_seconds}s",
+            rejected,
+            f"{rejs} rejections in {cfg.rejection_window_seconds}s" if rejected else "",
         ),
         Condition(
             Breaker.DEGRADED_PRODUCTS,
-            degraded_share_pct >= cfg.degraded_products_pct,
-            f"{degraded_share_pct:.0f}% of products degraded",
+            degraded,
+            f"{degraded_share_pct:.0f}% of products degraded" if degraded else "",
         ),
-        Condition(Breaker.CRASH_REGIME, regime is Regime.CRASH, "index regime is crash"),
+        Condition(Breaker.CRASH_REGIME, crash, "index regime is crash" if crash else ""),
     ]
 
 
@@ -102,10 +111,13 @@ def loss_conditions(risk: RiskConfig, marks: EquityMarks, equity: Decimal) -> li
         return (equity / ref - 1) * _HUNDRED if ref > 0 else Decimal(0)
 
     day, week, dd = pct(marks.day_start_equity), pct(marks.week_start_equity), pct(marks.hwm)
+    d_hit = day <= risk.daily_loss_stop_pct
+    w_hit = week <= risk.weekly_loss_stop_pct
+    dd_hit = dd <= risk.max_drawdown_pct
     return [
-        Condition(Breaker.DAILY_LOSS, day <= risk.daily_loss_stop_pct, f"day {day:.2f}%"),
-        Condition(Breaker.WEEKLY_LOSS, week <= risk.weekly_loss_stop_pct, f"week {week:.2f}%"),
-        Condition(Breaker.MAX_DRAWDOWN, dd <= risk.max_drawdown_pct, f"drawdown {dd:.2f}%"),
+        Condition(Breaker.DAILY_LOSS, d_hit, f"day {day:.2f}%" if d_hit else ""),
+        Condition(Breaker.WEEKLY_LOSS, w_hit, f"week {week:.2f}%" if w_hit else ""),
+        Condition(Breaker.MAX_DRAWDOWN, dd_hit, f"drawdown {dd:.2f}%" if dd_hit else ""),
     ]
 
 
@@ -115,6 +127,8 @@ def latch(
     cfg: BreakersConfig,
     now_ms: int,
 ) -> tuple[Mapping[str, BreakerState], list[BreakerEvent]]:
+    if not current and not any(c.active for c in conditions):
+        return current, []  # the usual cycle: nothing tripped, nothing to trip
     clear_ms = cfg.clear_after_seconds * 1000
     out: dict[str, BreakerState] = dict(current)
     events: list[BreakerEvent] = []

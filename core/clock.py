@@ -60,7 +60,7 @@ def timeframe_ms(timeframe: str) -> int:
     """'5m' -> 300000. Raises ValueError naming the accepted forms."""
     unit = timeframe[-1:]
     count = timeframe[:-1]
-    if unit not in _TIMEFRAME_UNITS or not count.isdigit() or int(count) <= 0:
+    if unit not in _TIMEFRAME_UNITS or not (count.isascii() and count.isdigit()) or int(count) <= 0:
         raise ValueError(f"bad timeframe {timeframe!r}: use forms like 1m, 5m, 1h, 1d")
     return int(count) * _TIMEFRAME_UNITS[unit]
 

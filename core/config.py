@@ -10,12 +10,37 @@ from __future__ import annotations
 from collections.abc import Mapping
 from decimal import Decimal
 from functools import cached_property
-from typing import Any
+from types import MappingProxyType
+from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SerializerFunctionWrapHandler,
+    WrapSerializer,
+    model_validator,
+)
 
 from core.clock import timeframe_ms
 from core.models import MarketStatus, Regime
+
+V = TypeVar("V")
+
+
+def _freeze(value: Mapping[str, Any]) -> Mapping[str, Any]:
+    return MappingProxyType(dict(value))
+
+
+def _thaw(value: Mapping[str, Any], handler: SerializerFunctionWrapHandler) -> Any:
+    return handler(dict(value))
+
+
+# A mapping that is read-only after validation: the config whose hash was logged is the one
+# that runs. Serialises as a plain dict.
+FrozenMap = Annotated[Mapping[str, V], AfterValidator(_freeze), WrapSerializer(_thaw)]
 
 
 class Frozen(BaseModel):
@@ -68,7 +93,7 @@ class UniverseConfig(Frozen):
         description="Product statuses that count as healthy; any other status is 'degraded' "
         "and excludes the symbol.",
     )
-    themes: Mapping[str, str] = Field(
+    themes: FrozenMap[str] = Field(
         default_factory=dict,
         description="Base asset -> theme (e.g. SOL: layer1). Themes share an exposure cap.",
     )
@@ -344,6 +369,15 @@ class BreakersConfig(Frozen):
         description="A tripped breaker stays latched until its condition has been clear this long.",
     )
 
+    @cached_property
+    def specs(self) -> dict[str, BreakerSpec]:
+        """Breaker name -> its spec, for the breakers that have one."""
+        return {
+            name: value
+            for name in type(self).model_fields
+            if isinstance(value := getattr(self, name), BreakerSpec)
+        }
+
 
 # --------------------------------------------------------------------------- execution
 
@@ -404,7 +438,7 @@ class StrategyConfig(Frozen):
     budget: StrategyBudget = Field(
         default_factory=StrategyBudget, description="Risk budget checked before global caps."
     )
-    params: dict[str, Any] = Field(
+    params: FrozenMap[Any] = Field(
         default_factory=dict, description="Strategy parameters, validated by its own model."
     )
     _resolved: Any = PrivateAttr(default=None)
@@ -429,7 +463,7 @@ class PipelineConfig(Frozen):
     execution: ExecutionConfig = Field(
         default_factory=ExecutionConfig, description="Order placement."
     )
-    strategies: dict[str, StrategyConfig] = Field(
+    strategies: FrozenMap[StrategyConfig] = Field(
         default_factory=lambda: {"rules": StrategyConfig(enabled=True)},
         description="Strategy name -> its settings. Names resolve through the registry.",
     )

@@ -312,7 +312,7 @@ def run_cycle(
             positions=positions,
             equity=equity,
             budget=spec.budget,
-            params=spec.resolved_params,
+            params=strat.params,
             history=snapshot.history,
         )
         raw.extend(strat.propose(ctx))
@@ -327,6 +327,7 @@ def run_cycle(
             snapshot.open_orders,
             base_of=lambda s: markets[s].base if s in markets else s.split("/")[0],
             theme_of=config.universe.theme_of,
+            price_of=lambda s: quotes[s].ask if s in quotes else None,
         )
         inputs = RiskInputs(
             now_ms=now_ms,

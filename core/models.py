@@ -6,7 +6,7 @@ only in indicator values and scores, never in prices, quantities, fees or balanc
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
@@ -162,6 +162,33 @@ class Quote:
         return (self.ask - self.bid) / mid * BPS
 
 
+class QuoteBoard(Mapping[str, "Quote"]):
+    """Quotes by symbol, read-only. `spread_bps` answers without building a Quote, so the
+    universe can screen hundreds of symbols cheaply; adapters may build Quotes lazily."""
+
+    __slots__ = ("_quotes",)
+
+    def __init__(self, quotes: Mapping[str, Quote] | None = None) -> None:
+        self._quotes: Mapping[str, Quote] = quotes if quotes is not None else {}
+
+    def __getitem__(self, symbol: str) -> Quote:
+        return self._quotes[symbol]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._quotes)
+
+    def __len__(self) -> int:
+        return len(self._quotes)
+
+    def spread_bps(self, symbol: str) -> float | None:
+        q = self._quotes.get(symbol)
+        return None if q is None else float(q.spread_bps)
+
+    @staticmethod
+    def of(quotes: Mapping[str, Quote]) -> QuoteBoard:
+        return quotes if isinstance(quotes, QuoteBoard) else QuoteBoard(quotes)
+
+
 @dataclass(frozen=True, slots=True)
 class BookLevel:
     price: Decimal
@@ -203,10 +230,11 @@ class Position:
     opened_ms: int
     peak_price: Decimal  # highest mark seen since entry, for trailing stops
     strategy: str = ""
+    cost: Decimal | None = None  # exact quote paid for `quantity`; avg price is this / qty
 
     @property
     def cost_basis(self) -> Decimal:
-        return self.quantity * self.avg_entry_price
+        return self.cost if self.cost is not None else self.quantity * self.avg_entry_price
 
 
 @dataclass(frozen=True, slots=True)

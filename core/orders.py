@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import replace
 from decimal import Decimal
 
@@ -47,7 +48,8 @@ def client_order_id(strategy: str, symbol: str, side: Side, amount: Decimal, cyc
     32 characters of [a-z0-9]: inside every major venue's rules (Binance allows 36 of
     [.A-Z:/a-z0-9_-], Coinbase and MEXC accept it too).
     """
-    key = f"{strategy}|{symbol}|{side.value}|{amount.normalize():f}|{cycle_ms}"
+    # JSON, not a joined string: ("a|b", "c") and ("a", "b|c") must not collide.
+    key = json.dumps([strategy, symbol, side.value, f"{amount.normalize():f}", cycle_ms])
     digest = hashlib.sha256(key.encode()).hexdigest()
     return CLIENT_ID_PREFIX + digest[: CLIENT_ID_LEN - len(CLIENT_ID_PREFIX)]
 
@@ -82,6 +84,15 @@ def apply_fill(order: Order, fill: Fill) -> Order:
     """Accumulate one fill: quantity, volume-weighted price, fee, PARTIAL or FILLED."""
     if fill.client_order_id != order.client_order_id:
         raise ValueError(f"fill {fill.fill_id} belongs to {fill.client_order_id}")
+    if fill.symbol != order.symbol or fill.side is not order.side:
+        raise ValueError(
+            f"fill {fill.fill_id} is a {fill.side} of {fill.symbol}; the order is a "
+            f"{order.side} of {order.symbol}"
+        )
+    if fill.amount <= 0 or fill.price <= 0 or fill.fee < 0:
+        raise ValueError(
+            f"fill {fill.fill_id}: amount and price must be positive and the fee not negative"
+        )
     if order.status.is_terminal and order.status is not S.CANCELED:
         raise IllegalTransition(order, S.FILLED)
     filled = order.filled + fill.amount
@@ -109,6 +120,15 @@ def apply_fill(order: Order, fill: Fill) -> Order:
 def merge_remote(local: Order, remote: Order) -> Order:
     """Fold the exchange's view of an order into ours. The exchange is the truth for
     status and filled quantity; an impossible move is refused rather than papered over."""
+    if remote.client_order_id != local.client_order_id:
+        raise ValueError(
+            f"order {local.client_order_id}: exchange view is of {remote.client_order_id}"
+        )
+    if remote.filled > local.amount:
+        raise Overfill(
+            f"order {local.client_order_id}: exchange reports {remote.filled} filled of "
+            f"{local.amount}"
+        )
     target = remote.status
     if local.status is target and local.filled == remote.filled:
         return local

@@ -15,6 +15,9 @@ from types import MappingProxyType
 from core.models import ZERO, Fill, Order, Position, Side
 
 
+SHARE_QUANTUM = Decimal("1e-12")  # far below any venue's price or fee resolution
+
+
 class PortfolioError(ValueError):
     pass
 
@@ -62,15 +65,18 @@ def apply_fill(p: Portfolio, fill: Fill, *, strategy: str = "") -> Booking:
                 opened_ms=fill.ts,
                 peak_price=fill.price,
                 strategy=strategy,
+                cost=notional,
             )
         else:
             qty = pos.quantity + fill.amount
+            cost = pos.cost_basis + notional
             pos = replace(
                 pos,
                 quantity=qty,
-                avg_entry_price=(pos.cost_basis + notional) / qty,
+                avg_entry_price=cost / qty,
                 entry_fees=pos.entry_fees + fill.fee,
                 peak_price=max(pos.peak_price, fill.price),
+                cost=cost,
             )
         positions[fill.symbol] = pos
         return Booking(
@@ -91,14 +97,26 @@ def apply_fill(p: Portfolio, fill: Fill, *, strategy: str = "") -> Booking:
             f"fill {fill.fill_id}: sells {fill.amount} {fill.symbol} but only "
             f"{pos.quantity} is held"
         )
-    share_fees = pos.entry_fees * fill.amount / pos.quantity
-    realized = (fill.price - pos.avg_entry_price) * fill.amount - share_fees - fill.fee
     remaining = pos.quantity - fill.amount
+    cost = pos.cost_basis
+    if remaining == 0:
+        # The closing sale takes whatever cost and fees remain, so rounding in earlier
+        # partial sales never leaks: a round trip loses exactly its fees.
+        share_cost, share_fees = cost, pos.entry_fees
+    else:
+        # Quantized so that what is taken out and what stays add up exactly: a 28-digit
+        # quotient would make the remainder round, and accounting would drift.
+        share_cost = (cost * fill.amount / pos.quantity).quantize(SHARE_QUANTUM)
+        share_fees = (pos.entry_fees * fill.amount / pos.quantity).quantize(SHARE_QUANTUM)
+    realized = notional - share_cost - share_fees - fill.fee
     if remaining == 0:
         del positions[fill.symbol]
     else:
         positions[fill.symbol] = replace(
-            pos, quantity=remaining, entry_fees=pos.entry_fees - share_fees
+            pos,
+            quantity=remaining,
+            entry_fees=pos.entry_fees - share_fees,
+            cost=cost - share_cost,
         )
     return Booking(
         replace(
@@ -141,8 +159,8 @@ def value(p: Portfolio, marks: Mapping[str, Decimal]) -> Valuation:
     unrealized = ZERO
     by_symbol: dict[str, Decimal] = {}
     for sym, pos in p.positions.items():
-        m = marks.get(sym, pos.avg_entry_price)
-        mv = pos.quantity * m
+        m = marks.get(sym)
+        mv = pos.cost_basis if m is None else pos.quantity * m
         by_symbol[sym] = mv
         total += mv
         unrealized += mv - pos.cost_basis - pos.entry_fees
@@ -167,7 +185,9 @@ def exposure(
     *,
     base_of: Callable[[str], str],
     theme_of: Callable[[str], str],
+    price_of: Callable[[str], Decimal | None] = lambda s: None,
 ) -> Exposure:
+    """`price_of` prices pending market buys on symbols without a mark (their ask)."""
     by_asset: dict[str, Decimal] = {}
     by_theme: dict[str, Decimal] = {}
     by_strategy: dict[str, Decimal] = {}
@@ -187,7 +207,8 @@ def exposure(
         add(sym, pos.strategy, pos.quantity * marks.get(sym, pos.avg_entry_price))
     for o in open_orders:
         if o.side is Side.BUY and o.status.is_live:
-            amt = o.remaining_notional(marks.get(o.symbol, o.price or ZERO))
+            ref = o.price if o.price is not None else marks.get(o.symbol) or price_of(o.symbol)
+            amt = o.remaining * (ref or ZERO)
             pending += amt
             add(o.symbol, o.strategy, amt)
     return Exposure(total, by_asset, by_theme, by_strategy, pending)

@@ -52,6 +52,7 @@ class RiskReason(StrEnum):
     MARKET_NOT_TRADABLE = "MARKET_NOT_TRADABLE"  # status forbids this order
     NO_QUOTE = "NO_QUOTE"
     STALE_QUOTE = "STALE_QUOTE"
+    CROSSED_QUOTE = "CROSSED_QUOTE"  # bid at or above ask: the data is wrong
     SPREAD_TOO_WIDE = "SPREAD_TOO_WIDE"
     THIN_BOOK = "THIN_BOOK"  # depth below min_depth_multiple x notional
     BELOW_MIN_NOTIONAL = "BELOW_MIN_NOTIONAL"  # even rounded up, the budget cannot pay

@@ -116,7 +116,7 @@ def _assess_exit(
         return _verdict(p, R.MARKET_NOT_TRADABLE, market.status if market else "no market"), None
     quote = inp.quotes.get(p.symbol)
     bid = quote.bid if quote is not None else p.ref_price
-    qty = min(p.quantity or pos.quantity, pos.quantity)
+    qty = pos.quantity if p.quantity is None else min(p.quantity, pos.quantity)
     order_type = OrderType(cfg.execution.exit_order_type)
     post_only = False
     price: Decimal | None = None
@@ -190,6 +190,8 @@ def _assess_entry(
         return _verdict(p, R.NO_QUOTE), None
     if inp.now_ms - quote.ts > ex.stale_quote_seconds * 1000:
         return _verdict(p, R.STALE_QUOTE, f"{(inp.now_ms - quote.ts) // 1000}s old"), None
+    if quote.bid >= quote.ask:
+        return _verdict(p, R.CROSSED_QUOTE, f"bid {quote.bid} >= ask {quote.ask}"), None
     spread = quote.spread_bps
     if spread > ex.max_spread_bps:
         return _verdict(p, R.SPREAD_TOO_WIDE, f"{spread:.1f}bps"), None

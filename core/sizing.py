@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from decimal import Decimal
 
 from core.models import ONE, ZERO, Market
 from core.reasons import RiskReason
 
 
 def floor_to(x: Decimal, step: Decimal) -> Decimal:
-    return (x / step).to_integral_value(rounding=ROUND_FLOOR) * step
+    # `//` is exact; `x / step` rounds in the 28-digit context and could round up first.
+    q = x // step
+    if q * step > x:  # negative x: // truncates toward zero
+        q -= 1
+    return q * step
 
 
 def ceil_to(x: Decimal, step: Decimal) -> Decimal:
-    return (x / step).to_integral_value(rounding=ROUND_CEILING) * step
+    q = x // step
+    if q * step < x:
+        q += 1
+    return q * step
 
 
 def on_grid(x: Decimal, step: Decimal) -> bool:

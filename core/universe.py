@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from core.clock import DAY_MS
 from core.config import UniverseConfig
 from core.features import SymbolFeatures
-from core.models import Exclusion, Market, Quote, UniverseResult
+from core.models import Exclusion, Market, Quote, QuoteBoard, UniverseResult
 from core.reasons import UniverseReason as R
 
 
@@ -36,6 +36,7 @@ def select_universe(
 ) -> UniverseResult:
     """Point in time: only `features` and `quotes` as of now are consulted."""
     vkey = volume_key(timeframe_ms)
+    board = QuoteBoard.of(quotes)
     tradable = cfg.tradable_statuses
     red = set(cfg.red_flags)
     core_set = set(cfg.core_symbols)
@@ -64,11 +65,10 @@ def select_universe(
             excluded.append(Exclusion(sym, R.DEGRADED_STATUS, m.status.value))
             continue
         f = features.get(sym)
-        q = quotes.get(sym)
-        if f is None or q is None:
+        spread = board.spread_bps(sym)
+        if f is None or spread is None:
             excluded.append(Exclusion(sym, R.NO_DATA))
             continue
-        spread = float(q.spread_bps)
         if spread > max_spread:
             excluded.append(Exclusion(sym, R.WIDE_SPREAD, f"{spread:.1f}bps"))
             continue

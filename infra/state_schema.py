@@ -54,7 +54,8 @@ CREATE TABLE positions (
     entry_fees      TEXT NOT NULL,
     opened_ms       INTEGER NOT NULL,
     peak_price      TEXT NOT NULL,
-    strategy        TEXT NOT NULL DEFAULT ''
+    strategy        TEXT NOT NULL DEFAULT '',
+    cost            TEXT
 );
 
 CREATE TABLE orders (

@@ -38,6 +38,7 @@ def build_engine(
     telemetry: Telemetry | None = None,
     cycle_summaries: bool = True,
     history: int = 64,
+    stage_timing: bool = True,
 ) -> Engine:
     return Engine(
         config=config,
@@ -48,6 +49,7 @@ def build_engine(
         recorder=Recorder(sink, cycle_summaries=cycle_summaries),
         candle_listeners=listeners,
         telemetry=telemetry,
+        stage_timing=stage_timing,
     )
 
 

@@ -93,6 +93,7 @@ class Engine:
         telemetry: Telemetry | None = None,
         quote_currency: str | None = None,
         error_window_ms: int = 3_600_000,
+        stage_timing: bool = True,
     ) -> None:
         self.config = config
         self.exchange = exchange
@@ -103,6 +104,7 @@ class Engine:
         self.telemetry: Telemetry = telemetry or NullTelemetry()
         self.quote = quote_currency or config.universe.quote_currency
         self._listeners = tuple(candle_listeners)
+        self._timer = time.perf_counter if stage_timing else None
         self.markets: dict[str, Market] = {}
         self.state = EngineState()
         self.portfolio = Portfolio(cash=Decimal(0), quote=self.quote)
@@ -209,7 +211,7 @@ class Engine:
             missing=tuple(missing),
             history=self._history,
         )
-        decision = run_cycle(snapshot, self.portfolio, self.config, now_ms, timer=time.perf_counter)
+        decision = run_cycle(snapshot, self.portfolio, self.config, now_ms, timer=self._timer)
         self.state = decision.state
         self.health.strategies_ms = now_ms
         self.recorder.decision(
@@ -227,6 +229,8 @@ class Engine:
         self.health.store_ms = now_ms
         self.last_decision = decision
         self.telemetry.cycle(decision, self, time.perf_counter() - t0)
+        if len(self.book.orders) > 1000:
+            self.book.forget_terminal()
         return decision
 
     def _recent(self, dq: deque[int], now_ms: int) -> tuple[int, ...]:

@@ -29,16 +29,28 @@ log = logging.getLogger("vigil.execution")
 
 
 class OrderBookkeeper:
-    """The daemon's local view of its orders, keyed by client order id."""
+    """The daemon's local view of its orders, keyed by client order id. Live orders are
+    indexed apart: every cycle asks for them, and terminal ones pile up."""
 
     def __init__(self, orders: list[Order] | None = None) -> None:
-        self.orders: dict[str, Order] = {o.client_order_id: o for o in orders or ()}
+        self.orders: dict[str, Order] = {}
+        self._live: dict[str, Order] = {}
+        for o in orders or ():
+            self.put(o)
 
     def live(self) -> list[Order]:
-        return [o for o in self.orders.values() if o.status.is_live]
+        return list(self._live.values())
+
+    def has_live(self) -> bool:
+        return bool(self._live)
 
     def put(self, o: Order) -> None:
-        self.orders[o.client_order_id] = o
+        coid = o.client_order_id
+        self.orders[coid] = o
+        if o.status.is_live:
+            self._live[coid] = o
+        else:
+            self._live.pop(coid, None)
 
     def forget_terminal(self, keep: int = 500) -> None:
         """Bound memory: terminal orders are in the store; keep only the newest in RAM."""

@@ -32,11 +32,13 @@ from core.models import (
     OrderIntent,
     OrderStatus,
     Quote,
+    QuoteBoard,
     Side,
 )
 from infra.exchange.sim_book import (
     NEVER,
     SimOrder,
+    SimQuoteBoard,
     SymbolBook,
     affordable,
     floor_to,
@@ -383,13 +385,9 @@ class SimExchange:
     async def fetch_balances(self) -> dict[str, Balance]:
         return balances(self._free, self._used)
 
-    async def fetch_quotes(self, symbols: Sequence[str]) -> dict[str, Quote]:
-        out: dict[str, Quote] = {}
-        for symbol in symbols:
-            quote = self._quote(self._book(symbol))
-            if quote is not None:
-                out[symbol] = quote
-        return out
+    async def fetch_quotes(self, symbols: Sequence[str]) -> QuoteBoard:
+        books = {s: self._book(s) for s in symbols}
+        return SimQuoteBoard(books, self._half_spread, self._tf_ms)
 
     async def fetch_ohlcv(
         self, symbol: str, timeframe: str, since_ms: int | None = None, limit: int | None = None

@@ -5,7 +5,9 @@ Nothing here is public API; `infra.exchange.sim.SimExchange` is the adapter othe
 
 from __future__ import annotations
 
+import math
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from typing import Any
@@ -23,6 +25,7 @@ from core.models import (
     OrderStatus,
     OrderType,
     Quote,
+    QuoteBoard,
     Side,
 )
 
@@ -113,6 +116,52 @@ def candle_quote(market: Market, row: CandleRow, half_spread: Decimal, tf_ms: in
     return Quote(symbol=market.symbol, bid=bid, ask=ask, last=last, ts=row[0] + tf_ms)
 
 
+def float_spread_bps(close: float, half_spread: float, inc: float) -> float:
+    """What candle_quote's Decimal spread comes to, computed in float."""
+    bid = math.floor(close * (1.0 - half_spread) / inc) * inc
+    ask = math.ceil(close * (1.0 + half_spread) / inc) * inc
+    if bid <= 0:
+        bid = inc
+    if ask - bid < inc * 0.999999:
+        ask = bid + inc
+    return (ask - bid) / ((ask + bid) / 2.0) * 10_000.0
+
+
+class SimQuoteBoard(QuoteBoard):
+    """Quotes built on first access: a backtest screens every symbol's spread each cycle but
+    needs a full Decimal quote only for the few it trades or holds. Valid for the cycle it
+    was fetched in."""
+
+    __slots__ = ("_books", "_half", "_tf")
+
+    def __init__(self, books: dict[str, SymbolBook], half_spread: Decimal, tf_ms: int) -> None:
+        super().__init__({})
+        self._books = books
+        self._half = half_spread
+        self._tf = tf_ms
+
+    def __getitem__(self, symbol: str) -> Quote:
+        book = self._books.get(symbol)
+        q = None if book is None else book.quote(self._half, self._tf)
+        if q is None:
+            raise KeyError(symbol)
+        return q
+
+    def __iter__(self) -> Iterator[str]:
+        return (s for s, b in self._books.items() if b.history or b.pushed is not None)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def __contains__(self, symbol: object) -> bool:
+        b = self._books.get(symbol) if isinstance(symbol, str) else None
+        return b is not None and (bool(b.history) or b.pushed is not None)
+
+    def spread_bps(self, symbol: str) -> float | None:
+        book = self._books.get(symbol)
+        return None if book is None else book.spread_bps(self._half, self._tf)
+
+
 def row_to_candle(row: CandleRow) -> Candle:
     ts, o, h, lo, c, v = row
     return Candle(
@@ -123,15 +172,40 @@ def row_to_candle(row: CandleRow) -> Candle:
 class SymbolBook:
     """Everything the sim keeps for one symbol. Mutable, owned by one SimExchange."""
 
-    __slots__ = ("cached", "history", "last_ts", "market", "orders", "pushed")
+    __slots__ = (
+        "cached",
+        "history",
+        "last_ts",
+        "market",
+        "orders",
+        "price_inc_f",
+        "pushed",
+        "spread_f",
+        "spread_ts",
+    )
 
     def __init__(self, market: Market, history_size: int) -> None:
         self.market = market
+        self.price_inc_f = float(market.price_increment)
+        self.spread_ts = NEVER
+        self.spread_f = 0.0
         self.history: deque[CandleRow] = deque(maxlen=history_size)
         self.last_ts = NEVER
         self.pushed: Quote | None = None  # from set_quote (PAPER mode)
         self.cached: Quote | None = None  # built from history[-1] on demand
         self.orders: list[SimOrder] = []  # live orders, oldest first
+
+    def spread_bps(self, half_spread: Decimal, tf_ms: int) -> float | None:
+        """The spread of `quote()` in float, without building it (universe screening)."""
+        pushed = self.pushed
+        if self.history:
+            row = self.history[-1]
+            if pushed is None or pushed.ts < row[0] + tf_ms:
+                if self.spread_ts != row[0]:
+                    self.spread_ts = row[0]
+                    self.spread_f = float_spread_bps(row[4], float(half_spread), self.price_inc_f)
+                return self.spread_f
+        return None if pushed is None else float(pushed.spread_bps)
 
     def quote(self, half_spread: Decimal, tf_ms: int) -> Quote | None:
         """The newest of the pushed quote and the one derived from the last candle."""

@@ -22,16 +22,23 @@ class SimConfig(BaseModel):
         default=Decimal(2), ge=0, description="Base slippage of taker fills (bps)."
     )
     slippage_vol_mult: Decimal = Field(
-        default=Decimal("0.1"), ge=0, description="Extra slippage as a fraction of the fill "
-        "candle's high-low range (volatility scaling)."
+        default=Decimal("0.1"),
+        ge=0,
+        description="Extra slippage as a fraction of the fill "
+        "candle's high-low range (volatility scaling).",
     )
     participation_cap: Decimal = Field(
-        default=Decimal("0.1"), gt=0, le=1, description="Most of a candle's volume one order "
-        "may take; the rest fills on later candles (partial fills)."
+        default=Decimal("0.1"),
+        gt=0,
+        le=1,
+        description="Most of a candle's volume one order "
+        "may take; the rest fills on later candles (partial fills).",
     )
     latency_ms: int = Field(
-        default=0, ge=0, description="Simulated order-entry latency: an order only becomes "
-        "fillable this long after it was placed."
+        default=0,
+        ge=0,
+        description="Simulated order-entry latency: an order only becomes "
+        "fillable this long after it was placed.",
     )
     maker_fee: Decimal | None = Field(
         default=None, ge=0, description="Override the markets' maker fee rate (e.g. 0.001)."

@@ -306,8 +306,11 @@ def test_no_reference_equity_means_no_loss() -> None:
 
 def test_loss_condition_reasons_are_readable() -> None:
     marks = EquityMarks(Decimal(1000), 0, Decimal(1000), 0, Decimal(1000))
-    got = [c.reason for c in loss_conditions(RISK, marks, Decimal(970))]
-    assert got == ["day -3.00%", "week -3.00%", "drawdown -3.00%"]
+    got = [c.reason for c in loss_conditions(RISK, marks, Decimal(800))]
+    assert got == ["day -20.00%", "week -20.00%", "drawdown -20.00%"]
+    # Reasons are formatted only for active conditions: this runs every cycle.
+    calm = [c.reason for c in loss_conditions(RISK, marks, Decimal(990))]
+    assert calm == ["", "", ""]
 
 
 # --------------------------------------------------------------------------- trading state

@@ -442,7 +442,7 @@ def make_v1_file(path: Path) -> None:
     conn.execute("PRAGMA user_version = 1")
     conn.execute(
         "INSERT INTO positions VALUES "
-        "('BTC/USDT', '1E-8', '123456789.123456789', '0.10', ?, '1E+9', 'ema_cross')",
+        "('BTC/USDT', '1E-8', '123456789.123456789', '0.10', ?, '1E+9', 'ema_cross', NULL)",
         (T0,),
     )
     conn.close()
