@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from types import MappingProxyType
+from typing import NamedTuple
 
 from core.clock import day_start_ms, week_start_ms
 from core.config import BreakersConfig, BreakerSpec, RiskConfig
@@ -22,8 +23,9 @@ _HUNDRED = Decimal(100)
 _LOSS_SPEC = BreakerSpec(enabled=True, action="REDUCING")
 
 
-@dataclass(frozen=True, slots=True)
-class Condition:
+class Condition(NamedTuple):
+    """One breaker's condition this cycle (a tuple: eight are built every cycle)."""
+
     name: str
     active: bool
     reason: str = ""

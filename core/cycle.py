@@ -118,12 +118,8 @@ def _marks(
 
 
 def _data_age(snapshot: MarketSnapshot, symbols: list[str], tf_ms: int, now_ms: int) -> int | None:
-    newest = -1
     feats = snapshot.features
-    for s in symbols:
-        f = feats.get(s)
-        if f is not None and f.ts > newest:
-            newest = f.ts
+    newest = max((feats[s].ts for s in symbols if s in feats), default=-1)
     return None if newest < 0 else now_ms - (newest + tf_ms)
 
 
@@ -187,9 +183,14 @@ def run_cycle(
 
     # --- breakers and the trading state
     tradable = config.universe.tradable_statuses
-    known = [markets[s] for s in cands if s in markets]
-    degraded = sum(1 for m in known if m.status not in tradable)
-    degraded_pct = Decimal(degraded * 100) / Decimal(len(known)) if known else ZERO
+    known = degraded = 0
+    for s in cands:
+        m = markets.get(s)
+        if m is not None:
+            known += 1
+            if m.status not in tradable:
+                degraded += 1
+    degraded_pct = Decimal(degraded * 100) / Decimal(known) if degraded else ZERO
     conditions = data_conditions(
         config.breakers,
         now_ms=now_ms,
@@ -219,15 +220,26 @@ def run_cycle(
         new_bans: Mapping[str, int] = bans,
         universe_: UniverseResult = universe,
     ) -> CycleDecision:
-        state = EngineState(
-            regime=regime_state,
-            breakers=breakers,
-            cooldowns=cooldowns,
-            bans=new_bans,
-            kill_switch=kill,
-            kill_reason=kill_reason,
-            marks=eq_marks,
-        )
+        if (
+            regime_state is prior.regime
+            and breakers is prior.breakers
+            and cooldowns is prior.cooldowns
+            and new_bans is prior.bans
+            and kill is prior.kill_switch
+            and kill_reason == prior.kill_reason
+            and eq_marks is prior.marks
+        ):
+            state = prior  # the usual quiet cycle changes nothing worth a new object
+        else:
+            state = EngineState(
+                regime=regime_state,
+                breakers=breakers,
+                cooldowns=cooldowns,
+                bans=new_bans,
+                kill_switch=kill,
+                kill_reason=kill_reason,
+                marks=eq_marks,
+            )
         st.mark("plan")
         return CycleDecision(
             ts=now_ms,

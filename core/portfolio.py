@@ -14,7 +14,6 @@ from types import MappingProxyType
 
 from core.models import ZERO, Fill, Order, Position, Side
 
-
 SHARE_QUANTUM = Decimal("1e-12")  # far below any venue's price or fee resolution
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Protocol
 
@@ -20,7 +20,9 @@ class Exchange(Protocol):
 
     async def load_markets(self, reload: bool = False) -> dict[str, Market]: ...
 
-    async def fetch_quotes(self, symbols: Sequence[str]) -> dict[str, Quote]: ...
+    async def fetch_quotes(self, symbols: Sequence[str]) -> Mapping[str, Quote]:
+        """Latest quotes; adapters may return a QuoteBoard that builds them lazily."""
+        ...
 
     async def fetch_ohlcv(
         self, symbol: str, timeframe: str, since_ms: int | None = None, limit: int | None = None

@@ -28,6 +28,8 @@ class ReplayFeed:
             for s in self.symbols
         }
         self._idx = dict.fromkeys(self.symbols, 0)
+        self._next: int | None = None
+        self._next_valid = False  # poll recomputes the next close while it walks the data
 
     def first_close_ms(self) -> int | None:
         firsts = [cols[0][0] for cols in self._cols.values() if cols[0]]
@@ -35,6 +37,8 @@ class ReplayFeed:
 
     def next_close_ms(self) -> int | None:
         """When the next undelivered candle closes, or None when the data is used up."""
+        if self._next_valid:
+            return self._next
         best: int | None = None
         for s in self.symbols:
             ts = self._cols[s][0]
@@ -43,6 +47,7 @@ class ReplayFeed:
                 close = ts[i] + self.timeframe_ms
                 if best is None or close < best:
                     best = close
+        self._next, self._next_valid = best, True
         return best
 
     def last_close_ms(self) -> int | None:
@@ -58,9 +63,11 @@ class ReplayFeed:
         return await self.poll(start_ms, sink)
 
     async def poll(self, now_ms: int, sink: CandleSink) -> int:
-        limit = now_ms - self.timeframe_ms  # open times at or before this have closed
+        tf = self.timeframe_ms
+        limit = now_ms - tf  # open times at or before this have closed
         delivered = 0
         idx = self._idx
+        best: int | None = None
         for s in self.symbols:
             i = idx[s]
             ts, o, h, lo, c, v = self._cols[s]
@@ -70,6 +77,9 @@ class ReplayFeed:
                 i += 1
                 delivered += 1
             idx[s] = i
+            if i < n and (best is None or ts[i] + tf < best):
+                best = ts[i] + tf
+        self._next, self._next_valid = best, True
         return delivered
 
     def seek(self, start_ms: int) -> None:
@@ -81,3 +91,4 @@ class ReplayFeed:
             while i < len(ts) and ts[i] < limit:
                 i += 1
             self._idx[s] = i
+        self._next_valid = False

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any, Protocol
@@ -185,14 +185,14 @@ class Engine:
         await self._reconcile(now_ms, missing)
         symbols = self._quote_symbols()
         try:
-            quotes: dict[str, Quote] = await self.exchange.fetch_quotes(symbols)
+            quotes: Mapping[str, Quote] = await self.exchange.fetch_quotes(symbols)
             self.health.exchange_ms = now_ms
         except ExchangeError as exc:
             self._api_error(now_ms, type(exc).__name__)
             self.health.exchange_error = type(exc).__name__
             quotes = {}
             missing.append("quotes")
-        if quotes:
+        if self.portfolio.positions:
             marks = {s: quotes[s].last for s in self.portfolio.positions if s in quotes}
             if marks:
                 self.portfolio = update_peaks(self.portfolio, marks)
@@ -202,7 +202,7 @@ class Engine:
             markets=self.markets,
             features=self.bank.latest(),
             quotes=quotes,
-            open_orders=tuple(self.book.live()),
+            open_orders=tuple(self.book.live()) if self.book.has_live() else (),
             state=prior,
             api_errors=self._recent(self.api_errors, now_ms),
             rejections=self._recent(self.rejections, now_ms),
@@ -234,6 +234,8 @@ class Engine:
         return decision
 
     def _recent(self, dq: deque[int], now_ms: int) -> tuple[int, ...]:
+        if not dq:
+            return ()
         lo = now_ms - self._error_window
         while dq and dq[0] <= lo:
             dq.popleft()

@@ -3,7 +3,7 @@ to the wrapped adapter; orders are recorded as not sent and never reach it."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 
 from core.errors import OrderNotFound
@@ -34,7 +34,7 @@ class DryRunExchange:
     async def load_markets(self, reload: bool = False) -> dict[str, Market]:
         return await self._inner.load_markets(reload)
 
-    async def fetch_quotes(self, symbols: Sequence[str]) -> dict[str, Quote]:
+    async def fetch_quotes(self, symbols: Sequence[str]) -> Mapping[str, Quote]:
         return await self._inner.fetch_quotes(symbols)
 
     async def fetch_ohlcv(

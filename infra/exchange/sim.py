@@ -103,6 +103,7 @@ class SimExchange:
             if amount < 0:
                 raise ValueError(f"starting balance of {asset} is negative ({amount})")
             self._free[asset] = amount
+        self._balances: dict[str, Balance] | None = None
         self._orders: dict[str, SimOrder] = {}  # every order ever accepted, by client order id
         self._fills: list[Fill] = []
         self._seq = 0
@@ -160,6 +161,7 @@ class SimExchange:
         if free < 0:
             raise ValueError(f"balance of {asset} must not be negative, got {free}")
         self._free[asset] = Decimal(free)
+        self._balances = None
 
     # ---- matching -------------------------------------------------------------------------
 
@@ -298,6 +300,7 @@ class SimExchange:
         book.orders.remove(order)
 
     def _shift(self, asset: str, free_delta: Decimal, used_delta: Decimal) -> None:
+        self._balances = None
         # `or ZERO` keeps an emptied balance at a plain 0 rather than 0E-8 or 0.00000.
         if free_delta:
             self._free[asset] = (self._free.get(asset, ZERO) + free_delta) or ZERO
@@ -383,7 +386,10 @@ class SimExchange:
     # ---- account and market data out -------------------------------------------------------
 
     async def fetch_balances(self) -> dict[str, Balance]:
-        return balances(self._free, self._used)
+        # Cached until money moves: engines ask every cycle, money moves on fills only.
+        if self._balances is None:
+            self._balances = balances(self._free, self._used)
+        return dict(self._balances)
 
     async def fetch_quotes(self, symbols: Sequence[str]) -> QuoteBoard:
         books = {s: self._book(s) for s in symbols}
@@ -459,6 +465,7 @@ class SimExchange:
         markets = {s: b.market for s, b in self._books.items()}
         st = parse_state(state, timeframe_ms=self._tf_ms, markets=markets)
         self._free, self._used, self._orders = st.free, st.used, st.orders
+        self._balances = None
         self._fills, self._seq = sorted(st.fills, key=_fill_ts), st.next_seq
         live = sorted((o for o in st.orders.values() if o.status.is_live), key=lambda o: o.seq)
         for symbol, book in self._books.items():

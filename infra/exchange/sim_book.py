@@ -132,12 +132,13 @@ class SimQuoteBoard(QuoteBoard):
     needs a full Decimal quote only for the few it trades or holds. Valid for the cycle it
     was fetched in."""
 
-    __slots__ = ("_books", "_half", "_tf")
+    __slots__ = ("_books", "_half", "_half_f", "_tf")
 
     def __init__(self, books: dict[str, SymbolBook], half_spread: Decimal, tf_ms: int) -> None:
         super().__init__({})
         self._books = books
         self._half = half_spread
+        self._half_f = float(half_spread)
         self._tf = tf_ms
 
     def __getitem__(self, symbol: str) -> Quote:
@@ -159,7 +160,7 @@ class SimQuoteBoard(QuoteBoard):
 
     def spread_bps(self, symbol: str) -> float | None:
         book = self._books.get(symbol)
-        return None if book is None else book.spread_bps(self._half, self._tf)
+        return None if book is None else book.spread_bps(self._half_f, self._tf)
 
 
 def row_to_candle(row: CandleRow) -> Candle:
@@ -195,17 +196,18 @@ class SymbolBook:
         self.cached: Quote | None = None  # built from history[-1] on demand
         self.orders: list[SimOrder] = []  # live orders, oldest first
 
-    def spread_bps(self, half_spread: Decimal, tf_ms: int) -> float | None:
+    def spread_bps(self, half_spread: float, tf_ms: int) -> float | None:
         """The spread of `quote()` in float, without building it (universe screening)."""
-        pushed = self.pushed
-        if self.history:
-            row = self.history[-1]
+        history = self.history
+        if history:
+            row = history[-1]
+            pushed = self.pushed
             if pushed is None or pushed.ts < row[0] + tf_ms:
                 if self.spread_ts != row[0]:
                     self.spread_ts = row[0]
-                    self.spread_f = float_spread_bps(row[4], float(half_spread), self.price_inc_f)
+                    self.spread_f = float_spread_bps(row[4], half_spread, self.price_inc_f)
                 return self.spread_f
-        return None if pushed is None else float(pushed.spread_bps)
+        return None if self.pushed is None else float(self.pushed.spread_bps)
 
     def quote(self, half_spread: Decimal, tf_ms: int) -> Quote | None:
         """The newest of the pushed quote and the one derived from the last candle."""
