@@ -21,6 +21,7 @@ from infra.lock import InstanceLock
 from infra.metrics import Metrics
 from infra.settings import Mode, VigilConfig
 from infra.state_store import StateStore
+from infra.systemd import SystemdNotifier
 from runner import __version__
 from runner.app import (
     build_engine,
@@ -34,6 +35,7 @@ from runner.loop import (
     KillFiles,
     KillWatcher,
     Pacer,
+    Progress,
     ReplayPacer,
     install_signal_handlers,
     run_loop,
@@ -250,6 +252,9 @@ async def _serve(
     )
     if opts.max_cycles is not None:
         pacer = _Limited(pacer, opts.max_cycles)
+    systemd = SystemdNotifier()
+    stall_s = 2 * cfg.loop.interval_seconds + cfg.loop.cycle_budget_ms / 1000
+    systemd.ready(f"mode={cfg.mode.value} config={loaded.config_hash}")
     t0 = time.monotonic()
     try:
         cycles = await run_loop(
@@ -259,8 +264,10 @@ async def _serve(
             stop=stop,
             budget_ms=cfg.loop.cycle_budget_ms,
             on_budget_exceeded=lambda: metrics.event("budget_exceeded"),
+            progress=Progress(pet=systemd.pet, stall_after_s=stall_s),
         )
     finally:
+        systemd.stopping()
         await _shutdown(engine, clock, cfg, audit, metrics)
         if server is not None:
             await server.stop()

@@ -8,6 +8,7 @@ import logging
 import random
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -158,13 +159,33 @@ class KillWatcher:
             with contextlib.suppress(FileNotFoundError):
                 self._files.resume.unlink()
 
-    async def run(self, stop: asyncio.Event) -> None:
+    async def run(self, stop: asyncio.Event, on_tick: Callable[[], None] | None = None) -> None:
         while not stop.is_set():
             try:
                 await self.check()
+                if on_tick is not None:
+                    on_tick()
             except Exception:  # the watcher must outlive any single failure
                 log.exception("kill-switch watcher error")
             await _wait(stop, KILL_POLL_S)
+
+
+class Progress:
+    """Feeds the systemd watchdog only while cycles keep completing: a loop stuck inside a
+    cycle stops the petting, and systemd restarts the service."""
+
+    def __init__(self, *, pet: Callable[[], None] | None = None, stall_after_s: float = 0) -> None:
+        self._pet = pet
+        self._stall = stall_after_s
+        self._last = time.monotonic()
+
+    def cycle_done(self) -> None:
+        self._last = time.monotonic()
+        self.tick()
+
+    def tick(self) -> None:
+        if self._pet is not None and time.monotonic() - self._last <= self._stall:
+            self._pet()
 
 
 def install_signal_handlers(stop: asyncio.Event) -> None:
@@ -182,10 +203,12 @@ async def run_loop(
     stop: asyncio.Event,
     budget_ms: int,
     on_budget_exceeded: object = None,
+    progress: Progress | None = None,
 ) -> int:
     """Cycle until `stop` is set or the pacer ends. Returns the number of cycles run."""
     cycles = 0
-    watch = asyncio.create_task(watcher.run(stop), name="kill-watcher")
+    progress = progress or Progress()
+    watch = asyncio.create_task(watcher.run(stop, progress.tick), name="kill-watcher")
     try:
         while not stop.is_set():
             now = await pacer.next_cycle(stop)
@@ -194,6 +217,7 @@ async def run_loop(
             await watcher.check()
             t0 = time.monotonic()
             d = await engine.step(now)
+            progress.cycle_done()
             cycles += 1
             took_ms = (time.monotonic() - t0) * 1000.0
             if took_ms > budget_ms:
