@@ -70,8 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=60.0,
         help="replay speed: simulated seconds per wall second (default 60)",
     )
-    run.add_argument("--from", dest="from_ms", type=parse_date_ms, help="replay start (UTC)")
-    run.add_argument("--to", dest="to_ms", type=parse_date_ms, help="replay end (UTC)")
+    run.add_argument(
+        "--from", dest="from_ms", type=parse_date_ms, metavar="DATE", help="replay start (UTC)"
+    )
+    run.add_argument(
+        "--to", dest="to_ms", type=parse_date_ms, metavar="DATE", help="replay end (UTC)"
+    )
     run.add_argument("--max-cycles", type=int, help="stop after this many cycles")
 
     kill = sub.add_parser(
@@ -82,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     resume = sub.add_parser("resume", help="re-arm trading after a kill", epilog=EPILOG)
     _common(resume)
+    resume.add_argument("--reason", default="operator resume via CLI", help="why (recorded)")
 
     status = sub.add_parser("status", help="show the daemon's state", epilog=EPILOG)
     _common(status)
@@ -159,7 +164,7 @@ def dispatch(args: argparse.Namespace) -> int:
     if args.cmd == "kill":
         return ops.cmd_kill(loaded, args.reason)
     if args.cmd == "resume":
-        return ops.cmd_resume(loaded)
+        return ops.cmd_resume(loaded, args.reason)
     if args.cmd == "status":
         return ops.cmd_status(loaded, args.json)
     if args.cmd == "config":

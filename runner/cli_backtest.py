@@ -38,8 +38,12 @@ def add_backtest_commands(
         "universe.symbols, else every pair in --data)",
     )
     bt.add_argument("--timeframe", help="candle timeframe (default: from config)")
-    bt.add_argument("--from", dest="from_ms", type=parse_date_ms, help="start, UTC date")
-    bt.add_argument("--to", dest="to_ms", type=parse_date_ms, help="end, UTC date (exclusive)")
+    bt.add_argument(
+        "--from", dest="from_ms", type=parse_date_ms, metavar="DATE", help="start, UTC date"
+    )
+    bt.add_argument(
+        "--to", dest="to_ms", type=parse_date_ms, metavar="DATE", help="end, UTC date (exclusive)"
+    )
     bt.add_argument("--seed", type=int, help="fill-model seed (default: sim.seed)")
     bt.add_argument("--output", type=Path, default=Path("report.json"), help="report JSON")
     bt.add_argument("--html", type=Path, help="also write an HTML report here")
@@ -50,7 +54,13 @@ def add_backtest_commands(
     )
     bt.add_argument("--no-progress", action="store_true", help="no progress bar")
 
-    cmp_ = sub.add_parser("backtest-compare", help=argparse.SUPPRESS, epilog=epilog)
+    cmp_ = sub.add_parser(
+        "backtest-compare",
+        help="compare two backtest reports (also spelled `vigil backtest compare`)",
+        epilog=epilog,
+        description="Compare total trades, win rate, total PnL %, max drawdown % and profit "
+        "factor of CURRENT against BASELINE. Exit 0 pass, 1 fail, 2 error.",
+    )
     cmp_.add_argument("current", type=Path)
     cmp_.add_argument("baseline", type=Path)
     cmp_.add_argument(
@@ -100,7 +110,6 @@ def _progress_bar() -> Callable[[int, int], None]:
 
 def cmd_backtest(args: argparse.Namespace) -> int:
     from backtest.html_report import render_html
-
     from backtest.report import build_report, summary_table, write_report
     from backtest.runner import run_backtest
     from infra.audit import AuditLog

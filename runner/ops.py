@@ -69,7 +69,7 @@ def cmd_kill(loaded: LoadedConfig, reason: str) -> int:
     return exit_codes.OK
 
 
-def cmd_resume(loaded: LoadedConfig) -> int:
+def cmd_resume(loaded: LoadedConfig, reason: str = "operator resume via CLI") -> int:
     paths = loaded.config.paths.resolved()
     try:
         paths.kill_switch.unlink()
@@ -78,7 +78,7 @@ def cmd_resume(loaded: LoadedConfig) -> int:
         removed = False
     pid = _running_pid(paths)
     if pid is not None:
-        _atomic_write(paths.data_dir / RESUME_FILE, "resume\n")
+        _atomic_write(paths.data_dir / RESUME_FILE, reason.strip() + "\n")
         print(
             f"resume requested from vigil (pid {pid})"
             + ("; kill-switch file removed" if removed else "")
@@ -91,7 +91,7 @@ def cmd_resume(loaded: LoadedConfig) -> int:
                 db.set_kill_switch(False, "")
         finally:
             db.close()
-    _audit_event(loaded, paths, "resume", {"source": "cli"})
+    _audit_event(loaded, paths, "resume", {"source": "cli", "reason": reason})
     print("kill-switch latch cleared; trading resumes at the next start")
     return exit_codes.OK
 
