@@ -16,7 +16,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -268,33 +267,14 @@ def _save_partial(
 
 
 def make_ccxt_exchange(exchange_id: str, *, base_url: str | None = None) -> Any:
-    """A ccxt.async_support exchange with rate limiting, spot markets only.
+    """A ccxt.async_support client for public candle downloads (spot markets only), with
+    ccxt's own throttle on: downloads are bursty and have no rate limiter of ours.
 
-    base_url (tests only) points every REST endpoint at a local fake, keeping each URL's
-    path: for binance, urls['api']['public'] becomes base_url + '/api/v3'. Close the
-    exchange with `await exchange.close()`.
+    base_url (tests only) points every REST endpoint at a local fake. Close the exchange with
+    `await exchange.close()`.
     """
-    import ccxt.async_support as ccxt_async  # heavy import, only when a download is asked for
+    from infra.exchange.ccxt_factory import make_ccxt
 
-    if exchange_id not in ccxt_async.exchanges:
-        raise ValueError(
-            f"unknown exchange {exchange_id!r}: use a ccxt id such as binance, coinbase or mexc"
-        )
-    exchange = getattr(ccxt_async, exchange_id)(
-        {"enableRateLimit": True, "options": {"defaultType": "spot"}}
-    )
-    fetch_markets = exchange.options.get("fetchMarkets")
-    if isinstance(fetch_markets, dict) and "types" in fetch_markets:
-        # vigil trades spot; loading futures and options markets is wasted requests.
-        exchange.options["fetchMarkets"] = {**fetch_markets, "types": ["spot"]}
-    if base_url is not None:
-        exchange.urls["api"] = _rebase(exchange.urls["api"], base_url.rstrip("/"))
+    exchange = make_ccxt(exchange_id, base_url=base_url)
+    exchange.enableRateLimit = True
     return exchange
-
-
-def _rebase(urls: Any, base: str) -> Any:
-    if isinstance(urls, dict):
-        return {k: _rebase(v, base) for k, v in urls.items()}
-    if isinstance(urls, str):
-        return base + urlsplit(urls).path
-    return urls

@@ -70,6 +70,7 @@ class MarketSnapshot:
     kill_switch: bool = False  # the kill-switch file exists right now
     kill_reason: str = ""
     missing: tuple[str, ...] = ()  # critical inputs the runner could not fetch
+    exchange_down: bool = False  # the exchange could not be reached this cycle
     history: CandleHistory | None = None
 
 
@@ -261,6 +262,8 @@ def run_cycle(
 
     if kill:
         return decide(no_trade=NoTradeReason.KILL_SWITCH)
+    if snapshot.exchange_down:
+        return decide(no_trade=f"{NoTradeReason.EXCHANGE_DOWN}:{','.join(snapshot.missing)}")
     if snapshot.missing:
         return decide(no_trade=f"{NoTradeReason.MISSING_DATA}:{','.join(snapshot.missing)}")
     if state_now is TradingState.HALTED:

@@ -189,6 +189,12 @@ def health_report(
         if c.status is not Status.OK:
             notes.append(f"{name} {c.status.value}: {c.detail}")
 
+    if not h.started:
+        # Alive and retrying (exchange unreachable at start, warm-up running): degraded, not
+        # down; a supervisor restarting it would not help.
+        status = Status.DEGRADED
+        if h.exchange_error:
+            notes.insert(0, f"starting: exchange unreachable ({h.exchange_error}), retrying")
     d = engine.last_decision
     kill = engine.kill_active()
     trading = d.trading_state.value if d is not None else "UNKNOWN"

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import random
 import sys
 import time
@@ -12,14 +14,15 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from core.errors import ConfigError
+from core.errors import ConfigError, ExchangeError
 from infra.audit import AuditLog
-from infra.clock import ReplayClock
+from infra.clock import LiveClock, ReplayClock
 from infra.config_loader import LoadedConfig
 from infra.exchange.sim_config import SimConfig
 from infra.lock import InstanceLock
 from infra.metrics import Metrics
-from infra.settings import Mode, VigilConfig
+from infra.secrets import load_secrets
+from infra.settings import VigilConfig
 from infra.state_store import StateStore
 from infra.systemd import SystemdNotifier
 from runner import __version__
@@ -34,6 +37,7 @@ from runner.engine import Engine
 from runner.loop import (
     KillFiles,
     KillWatcher,
+    LivePacer,
     Pacer,
     Progress,
     ReplayPacer,
@@ -69,15 +73,6 @@ def banner(loaded: LoadedConfig) -> str:
     )
 
 
-def _live_refusal(cfg: VigilConfig) -> str | None:
-    if cfg.mode is Mode.LIVE:
-        return (
-            "mode: LIVE needs the exchange adapter, which is not part of this build yet; "
-            "run PAPER or DRY_RUN with --replay DIR"
-        )
-    return "running without --replay needs the exchange adapter; use --replay DIR for now"
-
-
 async def _run(loaded: LoadedConfig, opts: RunOptions) -> int:
     cfg = loaded.config
     paths = cfg.paths.resolved()
@@ -91,14 +86,66 @@ async def _run(loaded: LoadedConfig, opts: RunOptions) -> int:
 
 
 async def _run_locked(loaded: LoadedConfig, opts: RunOptions, paths: Any) -> int:
-    cfg = loaded.config
-    if opts.replay is None:
-        raise ConfigError(_live_refusal(cfg) or "")
     db = StateStore.open(paths.state_db, quarantine_dir=paths.quarantine_dir)
     try:
-        return await _run_replay(loaded, opts, paths, db)
+        if opts.replay is not None:
+            return await _run_replay(loaded, opts, paths, db)
+        return await _run_live(loaded, opts, paths, db)
     finally:
         db.close()
+
+
+def _config_record(loaded: LoadedConfig, **extra: Any) -> dict[str, Any]:
+    text = banner(loaded)
+    print(text, file=sys.stderr, flush=True)
+    log.info("%s", text)
+    return {
+        "version": __version__,
+        "banner": text,
+        "sources": list(loaded.sources),
+        "warnings": list(loaded.warnings),
+        **extra,
+    }
+
+
+async def _run_live(loaded: LoadedConfig, opts: RunOptions, paths: Any, db: StateStore) -> int:
+    from runner.live import FeedSymbols, build_live
+
+    cfg = loaded.config
+    clock = LiveClock()
+    symbols = FeedSymbols(cfg)
+    parts = build_live(cfg, load_secrets(os.environ), clock, db, symbols)
+    audit = AuditLog(paths.audit_dir, config_hash=loaded.config_hash, clock=clock).open()
+    metrics = Metrics()
+    metrics.set_info(
+        version=__version__,
+        mode=cfg.mode.value,
+        exchange=cfg.exchange.id,
+        config_hash=loaded.config_hash,
+    )
+    engine = build_engine(
+        config=cfg,
+        exchange=parts.exchange,
+        feed=parts.feed,
+        store=SqliteStore(db),
+        sink=audit,
+        listeners=parts.listeners,
+        telemetry=metrics,
+        history=cfg.loop.history_candles,
+    )
+    symbols.engine = engine
+    audit.append("config_loaded", _config_record(loaded, exchange=cfg.exchange.id), sync=True)
+    pacer: Pacer = LivePacer(
+        clock=clock,
+        interval_s=cfg.loop.interval_seconds,
+        jitter_pct=cfg.loop.jitter_pct,
+        rng=random.Random(),
+    )
+    try:
+        return await _serve(loaded, engine, clock, pacer, paths, metrics, audit, opts)
+    finally:
+        await parts.exchange.close()
+        audit.close()
 
 
 def _resume_point(
@@ -172,19 +219,9 @@ async def _run_replay(loaded: LoadedConfig, opts: RunOptions, paths: Any, db: St
         telemetry=metrics,
         history=cfg.loop.history_candles,
     )
-    text = banner(loaded)
-    print(text, file=sys.stderr, flush=True)
-    log.info("%s", text)
     audit.append(
         "config_loaded",
-        {
-            "version": __version__,
-            "banner": text,
-            "sources": list(loaded.sources),
-            "warnings": list(loaded.warnings),
-            "replay": str(opts.replay),
-            "speed": opts.speed,
-        },
+        _config_record(loaded, replay=str(opts.replay), speed=opts.speed),
         sync=True,
     )
     pacer: Pacer = ReplayPacer(
@@ -213,37 +250,103 @@ async def _serve(
     audit: AuditLog,
     opts: RunOptions,
 ) -> int:
+    stop = asyncio.Event()
+    install_signal_handlers(stop)
+    server = await _start_http(loaded, engine, clock, paths, metrics)
+    try:
+        if await _start_engine(engine, clock, loaded.config, stop):
+            return await _cycle(loaded, engine, clock, pacer, paths, metrics, audit, opts, stop)
+        log.info("stopped before the exchange could be reached")
+        audit.append("shutdown", {"ts": clock.now_ms(), "started": False}, sync=True)
+        return 0
+    finally:
+        if server is not None:
+            await server.stop()
+
+
+async def _start_engine(engine: Engine, clock: Any, cfg: VigilConfig, stop: asyncio.Event) -> bool:
+    """Start, retrying with capped backoff while the exchange cannot be reached. One line
+    per failed attempt; SIGTERM during the retries ends the daemon cleanly."""
+    rng = random.Random()
+    attempt = 0
+    while not stop.is_set():
+        start = asyncio.create_task(
+            engine.start(clock.now_ms(), warmup_bars=cfg.loop.warmup_candles)
+        )
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait({start, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if not start.done():  # SIGTERM while still connecting: do not wait for timeouts
+            start.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ExchangeError):
+                await start
+            return False
+        try:
+            start.result()
+            return True
+        except ExchangeError as exc:
+            engine.health.exchange_error = type(exc).__name__
+            delay = min(60.0, 2.0**attempt) * rng.uniform(0.5, 1.0)
+            attempt += 1
+            text = " ".join(str(exc).split())[:200]
+            log.error(
+                "exchange %s unreachable (%s: %s); trading nothing, retrying in %.0fs",
+                cfg.exchange.id,
+                type(exc).__name__,
+                text,
+                delay,
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=delay)
+    return False
+
+
+async def _start_http(
+    loaded: LoadedConfig, engine: Engine, clock: Any, paths: Any, metrics: Metrics
+) -> Any:
     from infra.http import HttpServer, health_report, readiness
 
     cfg = loaded.config
-    stop = asyncio.Event()
-    install_signal_handlers(stop)
-    await engine.start(clock.now_ms(), warmup_bars=cfg.loop.warmup_candles)
+    if not cfg.http.enabled:
+        return None
+    server = HttpServer(
+        host=cfg.http.host,
+        port=cfg.http.port,
+        metrics=metrics,
+        health=lambda: health_report(
+            engine,
+            now_ms=clock.now_ms(),
+            mode=cfg.mode.value,
+            config_hash=loaded.config_hash,
+            stale_after_s=max(3 * engine.config.timeframe_ms / 1000, 60),
+        ),
+        ready=lambda: readiness(engine),
+        allow_remote=cfg.http.allow_remote,
+    )
+    port = await server.start()
+    paths.health_dir.mkdir(parents=True, exist_ok=True)
+    (paths.health_dir / "http_port").write_text(f"{port}\n")
+    log.info("HTTP on http://%s:%d (/metrics /health /ready)", cfg.http.host, port)
+    return server
+
+
+async def _cycle(
+    loaded: LoadedConfig,
+    engine: Engine,
+    clock: Any,
+    pacer: Pacer,
+    paths: Any,
+    metrics: Metrics,
+    audit: AuditLog,
+    opts: RunOptions,
+    stop: asyncio.Event,
+) -> int:
+    cfg = loaded.config
     if engine.state.kill_switch:
         log.warning(
             "trading HALTED by the kill-switch latch (%s); run `vigil resume`",
             engine.state.kill_reason,
         )
-    server = None
-    if cfg.http.enabled:
-        server = HttpServer(
-            host=cfg.http.host,
-            port=cfg.http.port,
-            metrics=metrics,
-            health=lambda: health_report(
-                engine,
-                now_ms=clock.now_ms(),
-                mode=cfg.mode.value,
-                config_hash=loaded.config_hash,
-                stale_after_s=max(3 * engine.config.timeframe_ms / 1000, 60),
-            ),
-            ready=lambda: readiness(engine),
-            allow_remote=cfg.http.allow_remote,
-        )
-        port = await server.start()
-        paths.health_dir.mkdir(parents=True, exist_ok=True)
-        (paths.health_dir / "http_port").write_text(f"{port}\n")
-        log.info("HTTP on http://%s:%d (/metrics /health /ready)", cfg.http.host, port)
     watcher = KillWatcher(
         engine=engine,
         clock=clock,
@@ -269,8 +372,6 @@ async def _serve(
     finally:
         systemd.stopping()
         await _shutdown(engine, clock, cfg, audit, metrics)
-        if server is not None:
-            await server.stop()
     log.info("stopped after %d cycles in %.1fs", cycles, time.monotonic() - t0)
     return 0
 

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from core.config import PipelineConfig
 from core.cycle import MarketSnapshot, note_fill, run_cycle
-from core.errors import ExchangeError, OrderNotFound
+from core.errors import ExchangeError, ExchangeUnavailable, OrderNotFound
 from core.features import BadTick, FeatureBank
 from core.models import (
     CancelRequest,
@@ -120,6 +120,7 @@ class Engine:
         self._seen_fills: set[str] = set()
         self._fills_since: int | None = None
         self._foreign_reported: set[str] = set()
+        self._down = False  # an ExchangeUnavailable happened during this cycle
         self._history = CandleHistory(bank)
         self.executor = Executor(
             exchange=exchange,
@@ -136,6 +137,12 @@ class Engine:
 
     def kill_active(self) -> bool:
         return self.kill_file or self.state.kill_switch
+
+    def _exchange_failed(self, now_ms: int, exc: ExchangeError) -> None:
+        self._api_error(now_ms, type(exc).__name__)
+        self.health.exchange_error = type(exc).__name__
+        if isinstance(exc, ExchangeUnavailable):
+            self._down = True
 
     def _api_error(self, ts: int, kind: str) -> None:
         self.api_errors.append(ts)
@@ -180,16 +187,20 @@ class Engine:
     async def step(self, now_ms: int) -> CycleDecision:
         t0 = time.perf_counter()
         missing: list[str] = []
-        if await self.feed.poll(now_ms, self._sink):
-            self.health.market_data_ms = now_ms
+        self._down = False
+        try:
+            if await self.feed.poll(now_ms, self._sink):
+                self.health.market_data_ms = now_ms
+        except ExchangeError as exc:
+            self._exchange_failed(now_ms, exc)
+            missing.append("candles")
         await self._reconcile(now_ms, missing)
         symbols = self._quote_symbols()
         try:
             quotes: Mapping[str, Quote] = await self.exchange.fetch_quotes(symbols)
             self.health.exchange_ms = now_ms
         except ExchangeError as exc:
-            self._api_error(now_ms, type(exc).__name__)
-            self.health.exchange_error = type(exc).__name__
+            self._exchange_failed(now_ms, exc)
             quotes = {}
             missing.append("quotes")
         if self.portfolio.positions:
@@ -209,6 +220,7 @@ class Engine:
             kill_switch=self.kill_file,
             kill_reason=self.kill_reason,
             missing=tuple(missing),
+            exchange_down=self._down,
             history=self._history,
         )
         decision = run_cycle(snapshot, self.portfolio, self.config, now_ms, timer=self._timer)
@@ -264,8 +276,7 @@ class Engine:
             remote_open = await ex.fetch_open_orders()
             balances = await ex.fetch_balances()
         except ExchangeError as exc:
-            self._api_error(now_ms, type(exc).__name__)
-            self.health.exchange_error = type(exc).__name__
+            self._exchange_failed(now_ms, exc)
             missing.append("account")
             return
         self.health.exchange_ms = now_ms

@@ -1,0 +1,123 @@
+"""Wiring for the daemon on a real venue: the mode decides which adapter the engine gets.
+
+LIVE   -> CcxtExchange with keys (real orders)
+PAPER  -> PaperExchange: the venue's public market data, fills from the SimExchange
+DRY_RUN-> DryRunExchange over PAPER: decide and record, send nothing
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from core.clock import Clock
+from core.models import Market
+from core.ports import Exchange
+from core.universe import candidates
+from infra.exchange.ccxt_exchange import CcxtExchange
+from infra.exchange.dry_run import DryRunExchange
+from infra.exchange.paper import PaperExchange
+from infra.exchange.sim import SimExchange
+from infra.exchange.sim_config import SimConfig
+from infra.live_feed import ExchangeFeed
+from infra.secrets import Secrets, require_live_credentials
+from infra.settings import Mode, VigilConfig
+from infra.state_store import StateStore
+
+log = logging.getLogger("vigil.live")
+
+# Polling candles for hundreds of symbols every cycle would spend the whole request budget;
+# list the symbols you trade in universe.symbols.
+MAX_FEED_SYMBOLS = 60
+
+
+@dataclass
+class LiveParts:
+    exchange: Exchange
+    data: CcxtExchange
+    feed: ExchangeFeed
+    listeners: list[Any]
+
+
+def paper_wallet(cfg: VigilConfig, db: StateStore) -> SimConfig:
+    """The paper wallet continues from state.db: cash plus the base assets of positions."""
+    cash = db.kv_get("cash")
+    if cash is None:
+        return cfg.sim
+    balances: dict[str, Decimal] = {cfg.universe.quote_currency: Decimal(str(cash))}
+    for pos in db.load_positions().values():
+        base = pos.symbol.split("/")[0]
+        balances[base] = balances.get(base, Decimal(0)) + pos.quantity
+    return cfg.sim.model_copy(update={"starting_balances": balances})
+
+
+class FeedSymbols:
+    """What the feed polls: the universe's candidates, the regime index and held symbols."""
+
+    def __init__(self, cfg: VigilConfig) -> None:
+        self._cfg = cfg
+        self.engine: Any = None
+        self._warned = False
+
+    def __call__(self) -> Sequence[str]:
+        eng = self.engine
+        if eng is None or not eng.markets:
+            return list(self._cfg.universe.symbols)
+        cands = [s for s in candidates(self._cfg.universe, eng.markets) if s in eng.markets]
+        if len(cands) > MAX_FEED_SYMBOLS:
+            if not self._warned:
+                log.warning(
+                    "%d candidate symbols; polling candles for the first %d only. List "
+                    "the symbols you trade in universe.symbols.",
+                    len(cands),
+                    MAX_FEED_SYMBOLS,
+                )
+                self._warned = True
+            cands = cands[:MAX_FEED_SYMBOLS]
+        extra = [self._cfg.regime.index_symbol, *eng.portfolio.positions]
+        return cands + [s for s in extra if s not in cands and s in eng.markets]
+
+
+def build_live(
+    cfg: VigilConfig, secrets: Secrets, clock: Clock, db: StateStore, symbols: FeedSymbols
+) -> LiveParts:
+    live = cfg.mode is Mode.LIVE
+    if live:
+        require_live_credentials(cfg, secrets)
+    data = CcxtExchange(
+        exchange_id=cfg.exchange.id,
+        clock=clock,
+        rng=random.Random(),
+        api_key=secrets.api_key if live else None,
+        api_secret=secrets.api_secret if live else None,
+        api_password=secrets.api_password if live else None,
+        sandbox=cfg.exchange.sandbox,
+        base_url=cfg.exchange.base_url,
+        timeout_ms=cfg.exchange.timeout_ms,
+        markets_refresh_s=cfg.exchange.markets_refresh_seconds,
+        quote_currency=cfg.universe.quote_currency,
+    )
+    feed = ExchangeFeed(exchange=data, symbols=symbols, timeframe=cfg.timeframe)
+    if live:
+        return LiveParts(exchange=data, data=data, feed=feed, listeners=[])
+    wallet = paper_wallet(cfg, db)
+
+    def make_sim(markets: Mapping[str, Market]) -> SimExchange:
+        return SimExchange(
+            markets=markets,
+            config=wallet,
+            rng=random.Random(wallet.seed),
+            clock=clock,
+            timeframe_ms=cfg.timeframe_ms,
+            history_size=4,
+        )
+
+    paper = PaperExchange(data=data, sim_factory=make_sim)
+    exchange: Exchange = paper
+    if cfg.mode is Mode.DRY_RUN:
+        exchange = DryRunExchange(paper, now_ms=clock.now_ms)
+    return LiveParts(exchange=exchange, data=data, feed=feed, listeners=[paper.on_candle])
