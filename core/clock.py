@@ -53,7 +53,8 @@ HOUR_MS = 60 * MINUTE_MS
 DAY_MS = 24 * HOUR_MS
 WEEK_MS = 7 * DAY_MS
 
-_TIMEFRAME_UNITS = {"m": MINUTE_MS, "h": HOUR_MS, "d": DAY_MS, "w": WEEK_MS}
+SECOND_MS = 1_000
+_TIMEFRAME_UNITS = {"s": SECOND_MS, "m": MINUTE_MS, "h": HOUR_MS, "d": DAY_MS, "w": WEEK_MS}
 
 
 def timeframe_ms(timeframe: str) -> int:
@@ -61,7 +62,7 @@ def timeframe_ms(timeframe: str) -> int:
     unit = timeframe[-1:]
     count = timeframe[:-1]
     if unit not in _TIMEFRAME_UNITS or not (count.isascii() and count.isdigit()) or int(count) <= 0:
-        raise ValueError(f"bad timeframe {timeframe!r}: use forms like 1m, 5m, 1h, 1d")
+        raise ValueError(f"bad timeframe {timeframe!r}: use forms like 1s, 1m, 5m, 1h, 1d")
     return int(count) * _TIMEFRAME_UNITS[unit]
 
 

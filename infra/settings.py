@@ -47,6 +47,16 @@ class ExchangeSettings(Frozen):
     markets_refresh_seconds: int = Field(
         default=300, ge=1, description="How often market metadata (precision, limits) is reloaded."
     )
+    weight_per_minute: int = Field(
+        default=1200,
+        ge=10,
+        description="Request-weight budget per minute. vigil slows down at 80% and pauses at "
+        "90% of it, before the venue would answer 429. Binance spot allows 6000; 1200 leaves "
+        "room for other clients on the same IP.",
+    )
+    orders_per_10s: int = Field(
+        default=50, ge=1, description="Order-entry budget per 10 seconds (Binance: 100)."
+    )
     live_confirm: str | None = Field(
         default=None,
         description="Explicit confirmation for mode LIVE: must equal the exchange id. Usually "

@@ -14,7 +14,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from core.errors import ConfigError, ExchangeError
+from core.errors import ConfigError, ExchangeError, ExchangeUnavailable
 from infra.audit import AuditLog
 from infra.clock import LiveClock, ReplayClock
 from infra.config_loader import LoadedConfig
@@ -289,9 +289,11 @@ async def _start_engine(engine: Engine, clock: Any, cfg: VigilConfig, stop: asyn
             delay = min(60.0, 2.0**attempt) * rng.uniform(0.5, 1.0)
             attempt += 1
             text = " ".join(str(exc).split())[:200]
+            what = "unreachable" if isinstance(exc, ExchangeUnavailable) else "refused start-up"
             log.error(
-                "exchange %s unreachable (%s: %s); trading nothing, retrying in %.0fs",
+                "exchange %s %s (%s: %s); trading nothing, retrying in %.0fs",
                 cfg.exchange.id,
+                what,
                 type(exc).__name__,
                 text,
                 delay,

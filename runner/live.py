@@ -24,6 +24,7 @@ from infra.exchange.paper import PaperExchange
 from infra.exchange.sim import SimExchange
 from infra.exchange.sim_config import SimConfig
 from infra.live_feed import ExchangeFeed
+from infra.ratelimit import Budget
 from infra.secrets import Secrets, require_live_credentials
 from infra.settings import Mode, VigilConfig
 from infra.state_store import StateStore
@@ -100,6 +101,10 @@ def build_live(
         timeout_ms=cfg.exchange.timeout_ms,
         markets_refresh_s=cfg.exchange.markets_refresh_seconds,
         quote_currency=cfg.universe.quote_currency,
+        budgets={
+            "weight": Budget(capacity=cfg.exchange.weight_per_minute, per_seconds=60),
+            "orders": Budget(capacity=cfg.exchange.orders_per_10s, per_seconds=10),
+        },
     )
     feed = ExchangeFeed(exchange=data, symbols=symbols, timeframe=cfg.timeframe)
     if live:

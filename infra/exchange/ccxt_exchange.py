@@ -127,9 +127,15 @@ class CcxtExchange:
             log.warning("%s: %s; pausing requests for %.0fs", self.name, type(exc).__name__, pause)
 
     async def _call(
-        self, what: str, fn: Callable[[], Awaitable[T]], *, order: bool = False, retry: bool = True
+        self,
+        what: str,
+        fn: Callable[[], Awaitable[T]],
+        *,
+        order: bool = False,
+        retry: bool = True,
+        weight: float | None = None,
     ) -> T:
-        weights: dict[str, float] = {"weight": WEIGHTS.get(what, 1)}
+        weights: dict[str, float] = {"weight": WEIGHTS.get(what, 1) if weight is None else weight}
         if order:
             weights["orders"] = 1
 
@@ -172,7 +178,9 @@ class CcxtExchange:
             return QuoteBoard({})
         now = self._clock.now_ms()
         if self._ex.has.get("fetchTickers"):
-            raw = await self._call("tickers", lambda: self._ex.fetch_tickers(wanted))
+            # Binance prices a multi-symbol ticker request by how many symbols it names.
+            weight = 2 if len(wanted) <= 20 else 40 if len(wanted) <= 100 else 80
+            raw = await self._call("tickers", lambda: self._ex.fetch_tickers(wanted), weight=weight)
         else:
             raw = {}
             for s in wanted:

@@ -114,10 +114,10 @@ def test_unit_constants() -> None:
 
 
 @pytest.mark.parametrize(
-    "tf", ["", "m", "5", "0m", "00m", "-1m", "1.5h", "5x", "5M", "1s", " 5m", "5m ", "h1", "5mm"]
+    "tf", ["", "m", "5", "0m", "00m", "-1m", "1.5h", "5x", "5M", "1S", " 5m", "5m ", "h1", "5mm"]
 )
 def test_timeframe_ms_rejects_with_accepted_forms(tf: str) -> None:
-    with pytest.raises(ValueError, match=r"bad timeframe .*1m, 5m, 1h, 1d"):
+    with pytest.raises(ValueError, match=r"bad timeframe .*1s, 1m, 5m, 1h, 1d"):
         timeframe_ms(tf)
 
 

@@ -226,7 +226,7 @@ def test_bear_drawdown_must_be_below_crash() -> None:
 
 @pytest.mark.parametrize("tf", ["5x", "0m", "", "1.5h", "five minutes"])
 def test_bad_timeframe_is_refused_with_the_accepted_forms(tf: str) -> None:
-    with pytest.raises(ValidationError, match=r"bad timeframe .*1m, 5m, 1h, 1d"):
+    with pytest.raises(ValidationError, match=r"bad timeframe .*1s, 1m, 5m, 1h, 1d"):
         PipelineConfig(timeframe=tf)
 
 

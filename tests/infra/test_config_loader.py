@@ -279,7 +279,7 @@ def test_env_error_names_variable_field_value_and_fix(tmp_path: Path) -> None:
          "fix: change the values so the rule holds"),
         ("policy", "regime:\n  ema_slow: 400\n", "regime.ema_slow", "400",
          "raise it to at least 400"),
-        ("policy", "timeframe: 7x\n", "timeframe", "'7x'", "use forms like 1m"),
+        ("policy", "timeframe: 7x\n", "timeframe", "'7x'", "use forms like 1s, 1m"),
         ("policy", "exchange:\n  id: binanse\n", "exchange.id", "'binanse'",
          "did you mean binance"),
         ("universe", "universe:\n  symbols: BTC/USDT\n", "universe.symbols", "'BTC/USDT'",
