@@ -414,6 +414,12 @@ class ExecutionConfig(Frozen):
     order_ttl_seconds: int = Field(
         default=900, ge=1, description="Open orders older than this are canceled as stale."
     )
+    foreign_orders: str = Field(
+        default="leave",
+        pattern="^(leave|cancel)$",
+        description="Open orders on the account that this vigil did not place: 'leave' them "
+        "(reported once) or 'cancel' them.",
+    )
 
     @property
     def ttl_ms(self) -> int:

@@ -273,9 +273,17 @@ class Fill:
     side: Side
     price: Decimal
     amount: Decimal
-    fee: Decimal  # in the quote currency
+    fee: Decimal  # in the quote currency: everything charged, converted
     ts: int
     liquidity: Liquidity = Liquidity.TAKER
+    # Base units the venue kept instead of quote (Binance takes buy fees from the coin bought):
+    # the holding grows by amount - base_fee, and fee already includes their quote value.
+    base_fee: Decimal = ZERO
+
+    @property
+    def quote_fee_paid(self) -> Decimal:
+        """The part of `fee` that left the quote balance."""
+        return self.fee - self.base_fee * self.price
 
     @property
     def notional(self) -> Decimal:

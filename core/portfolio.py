@@ -49,31 +49,38 @@ class Booking:
 def apply_fill(p: Portfolio, fill: Fill, *, strategy: str = "") -> Booking:
     if fill.amount <= 0 or fill.price <= 0:
         raise PortfolioError(f"fill {fill.fill_id}: amount and price must be positive")
-    if fill.fee < 0:
+    if fill.fee < 0 or fill.base_fee < 0 or fill.quote_fee_paid < 0:
         raise PortfolioError(f"fill {fill.fill_id}: negative fee")
+    if fill.base_fee and (fill.side is Side.SELL or fill.base_fee >= fill.amount):
+        raise PortfolioError(
+            f"fill {fill.fill_id}: a base-asset fee is only understood on buys, below the amount"
+        )
     positions = dict(p.positions)
     pos = positions.get(fill.symbol)
     notional = fill.price * fill.amount
     if fill.side is Side.BUY:
+        # The fee in base units is paid by holding less; only the quote part leaves the cash.
+        received = fill.amount - fill.base_fee
+        cash_fee = fill.quote_fee_paid
         if pos is None:
             pos = Position(
                 symbol=fill.symbol,
-                quantity=fill.amount,
-                avg_entry_price=fill.price,
-                entry_fees=fill.fee,
+                quantity=received,
+                avg_entry_price=notional / received if fill.base_fee else fill.price,
+                entry_fees=cash_fee,
                 opened_ms=fill.ts,
                 peak_price=fill.price,
                 strategy=strategy,
                 cost=notional,
             )
         else:
-            qty = pos.quantity + fill.amount
+            qty = pos.quantity + received
             cost = pos.cost_basis + notional
             pos = replace(
                 pos,
                 quantity=qty,
                 avg_entry_price=cost / qty,
-                entry_fees=pos.entry_fees + fill.fee,
+                entry_fees=pos.entry_fees + cash_fee,
                 peak_price=max(pos.peak_price, fill.price),
                 cost=cost,
             )
@@ -81,7 +88,7 @@ def apply_fill(p: Portfolio, fill: Fill, *, strategy: str = "") -> Booking:
         return Booking(
             replace(
                 p,
-                cash=p.cash - notional - fill.fee,
+                cash=p.cash - notional - cash_fee,
                 positions=_frozen(positions),
                 fees_paid=p.fees_paid + fill.fee,
             ),
@@ -128,6 +135,26 @@ def apply_fill(p: Portfolio, fill: Fill, *, strategy: str = "") -> Booking:
         realized,
         remaining == 0,
     )
+
+
+def resize_position(p: Portfolio, symbol: str, quantity: Decimal) -> Portfolio:
+    """Set a holding to what the exchange says it is (never more than we think we hold).
+
+    Cost and fees stay: the coins went somewhere we did not see (a fee in base units, a
+    transfer), so the average entry rises and stops judge the smaller holding conservatively.
+    """
+    pos = p.positions.get(symbol)
+    if pos is None or quantity >= pos.quantity:
+        return p
+    positions = dict(p.positions)
+    if quantity <= 0:
+        del positions[symbol]
+    else:
+        cost = pos.cost_basis
+        positions[symbol] = replace(
+            pos, quantity=quantity, avg_entry_price=cost / quantity, cost=cost
+        )
+    return replace(p, positions=_frozen(positions))
 
 
 def update_peaks(p: Portfolio, marks: Mapping[str, Decimal]) -> Portfolio:

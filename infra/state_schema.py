@@ -91,7 +91,8 @@ CREATE TABLE fills (
     amount          TEXT NOT NULL,
     fee             TEXT NOT NULL,
     ts              INTEGER NOT NULL,
-    liquidity       TEXT NOT NULL
+    liquidity       TEXT NOT NULL,
+    base_fee        TEXT NOT NULL DEFAULT '0'
 );
 CREATE INDEX fills_ts ON fills (ts, fill_id);
 CREATE INDEX fills_symbol_ts ON fills (symbol, ts);

@@ -16,25 +16,21 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from core.config import PipelineConfig
-from core.cycle import MarketSnapshot, note_fill, run_cycle
-from core.errors import ExchangeError, ExchangeUnavailable, OrderNotFound
+from core.cycle import MarketSnapshot, run_cycle
+from core.errors import ExchangeError, ExchangeUnavailable
 from core.features import BadTick, FeatureBank
 from core.models import (
     CancelRequest,
     CycleDecision,
     EngineState,
-    Fill,
     Market,
-    Order,
-    OrderStatus,
     Quote,
 )
-from core.orders import IllegalTransition, Overfill, apply_fill, merge_remote
-from core.portfolio import Portfolio, PortfolioError, update_peaks
-from core.portfolio import apply_fill as book_fill
+from core.portfolio import Portfolio, update_peaks
 from core.ports import Exchange
 from core.universe import candidates
 from runner.execution import Executor, OrderBookkeeper
+from runner.reconcile import Reconciler
 from runner.recorder import Recorder
 from runner.store import Store
 from strategy.base import CandleHistory
@@ -117,11 +113,9 @@ class Engine:
         self.kill_reason = ""
         self.last_decision: CycleDecision | None = None
         self.bad_ticks = 0
-        self._seen_fills: set[str] = set()
-        self._fills_since: int | None = None
-        self._foreign_reported: set[str] = set()
         self._down = False  # an ExchangeUnavailable happened during this cycle
         self._history = CandleHistory(bank)
+        self.reconciler = Reconciler(self)
         self.executor = Executor(
             exchange=exchange,
             recorder=recorder,
@@ -158,9 +152,7 @@ class Engine:
         balances = await self.exchange.fetch_balances()
         cash = balances[self.quote].total if self.quote in balances else Decimal(0)
         self.portfolio = Portfolio(cash=cash, positions=positions, quote=self.quote)
-        fills = self.store.load_fills()
-        self._seen_fills = {f.fill_id for f in fills}
-        self._fills_since = fills[-1].ts if fills else None
+        self.reconciler.restore(self.store.load_fills())
         if warmup_bars > 0:
             await self.feed.warmup(now_ms, warmup_bars, self._sink)
         self.health.started = True
@@ -269,116 +261,7 @@ class Engine:
     # ---- reconciliation ---------------------------------------------------------------------
 
     async def _reconcile(self, now_ms: int, missing: list[str]) -> None:
-        """Exchange -> local: fills first (they move money), then order states, then cash."""
-        ex = self.exchange
-        try:
-            fills = await ex.fetch_my_trades(since_ms=self._fills_since)
-            remote_open = await ex.fetch_open_orders()
-            balances = await ex.fetch_balances()
-        except ExchangeError as exc:
-            self._exchange_failed(now_ms, exc)
-            missing.append("account")
-            return
-        self.health.exchange_ms = now_ms
-        self.health.exchange_error = ""
-        for f in fills:
-            if f.fill_id not in self._seen_fills:
-                self._book_fill(f, now_ms)
-        open_ids = set()
-        for r in remote_open:
-            open_ids.add(r.client_order_id)
-            local = self.book.orders.get(r.client_order_id)
-            if local is None:
-                self._foreign(r)
-                continue
-            self._merge(local, r)
-        for local in list(self.book.live()):
-            if local.client_order_id in open_ids:
-                continue
-            # No longer open on the exchange: learn how it ended.
-            try:
-                remote = await ex.fetch_order(local.client_order_id, local.symbol)
-            except OrderNotFound:
-                if local.status is OrderStatus.NEW:
-                    self._merge(local, replace(local, status=OrderStatus.FAILED))
-                continue
-            except ExchangeError as exc:
-                self._api_error(now_ms, type(exc).__name__)
-                missing.append("orders")
-                continue
-            self._merge(local, remote)
-        bal = balances.get(self.quote)
-        cash = bal.total if bal is not None else Decimal(0)
-        if cash != self.portfolio.cash:
-            if self.book.orders or self.portfolio.positions:
-                self.recorder.event(
-                    "reconcile",
-                    {
-                        "ts": now_ms,
-                        "what": "cash",
-                        "local": str(self.portfolio.cash),
-                        "exchange": str(cash),
-                    },
-                )
-            # The exchange is the truth for balances.
-            self.portfolio = replace(self.portfolio, cash=cash)
-
-    def _merge(self, local: Order, remote: Order) -> None:
-        try:
-            merged = merge_remote(local, remote)
-        except (IllegalTransition, ValueError) as exc:
-            log.error("order %s: exchange view refused: %s", local.client_order_id, exc)
-            self.recorder.event(
-                "reconcile",
-                {"what": "order", "client_order_id": local.client_order_id, "error": str(exc)},
-            )
-            return
-        if merged is not local:
-            self.book.put(merged)
-            self.store.save_order(merged)
-
-    def _foreign(self, r: Order) -> None:
-        if r.client_order_id in self._foreign_reported:
-            return
-        self._foreign_reported.add(r.client_order_id)
-        log.warning(
-            "order %s on %s was not placed by vigil; left alone", r.client_order_id, r.symbol
-        )
-        self.recorder.event(
-            "reconcile",
-            {"what": "foreign_order", "client_order_id": r.client_order_id, "symbol": r.symbol},
-        )
-
-    def _book_fill(self, f: Fill, now_ms: int) -> None:
-        self._seen_fills.add(f.fill_id)
-        if self._fills_since is None or f.ts > self._fills_since:
-            self._fills_since = f.ts
-        order = self.book.orders.get(f.client_order_id) or self.store.get_order(f.client_order_id)
-        if order is None:
-            log.warning("fill %s for unknown order %s ignored", f.fill_id, f.client_order_id)
-            self.recorder.event(
-                "reconcile", {"what": "foreign_fill", "fill_id": f.fill_id, "symbol": f.symbol}
-            )
-            return
-        try:
-            updated = apply_fill(order, f)
-            booking = book_fill(self.portfolio, f, strategy=order.strategy)
-        except (Overfill, IllegalTransition, PortfolioError) as exc:
-            log.error("fill %s not booked: %s", f.fill_id, exc)
-            self.recorder.event(
-                "reconcile", {"what": "fill_refused", "fill_id": f.fill_id, "error": str(exc)}
-            )
-            return
-        self.book.put(updated)
-        self.portfolio = booking.portfolio
-        self.state = note_fill(
-            self.state, f.symbol, f.ts, stop_out=order.reason == "stop_loss", risk=self.config.risk
-        )
-        self.store.record_fill(f, updated, booking, self.portfolio)
-        self.recorder.fill(
-            f, realized=booking.realized, strategy=order.strategy, order_reason=order.reason
-        )
-        self.telemetry.event("fill", side=f.side.value)
+        await self.reconciler.run(now_ms, missing)
 
     # ---- operator actions -------------------------------------------------------------------
 

@@ -194,6 +194,7 @@ def rebuild_from_audit(directory: Path) -> tuple[Portfolio, Decimal, int]:
             fee=Decimal(d["fee"]),
             ts=int(d["ts"]),
             liquidity=Liquidity(d["liquidity"]),
+            base_fee=Decimal(d.get("base_fee", "0")),
         )
         booking = apply_fill(pf, fill, strategy=d.get("strategy", ""))
         pf = booking.portfolio

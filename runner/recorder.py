@@ -129,6 +129,7 @@ def fill_data(f: Fill, *, realized: Decimal, strategy: str, order_reason: str) -
         "fee": str(f.fee),
         "ts": f.ts,
         "liquidity": f.liquidity.value,
+        "base_fee": str(f.base_fee),
         "realized": str(realized),
         "strategy": strategy,
         "order_reason": order_reason,

@@ -689,6 +689,10 @@ class OrderWire(_Charged):
         )
 
 
+def fill_side_is_buy(side: str | None) -> bool:
+    return (side or "").lower() == "buy"
+
+
 @dataclass(frozen=True, slots=True)
 class ConvertedFill:
     fill: Fill
@@ -729,6 +733,7 @@ class TradeWire(_Charged):
             fee=fee.amount,
             ts=self.timestamp,
             liquidity=Liquidity.MAKER if self.takerOrMaker == "maker" else Liquidity.TAKER,
+            base_fee=fee.base_fee if fill_side_is_buy(self.side) else ZERO,
         )
         return ConvertedFill(fill=fill, fee=fee, exchange_order_id=self.order or "")
 

@@ -263,7 +263,36 @@ def test_exposure_counts_a_pending_market_buy_at_the_mark() -> None:
 def test_exposure_never_counts_a_pending_market_buy_as_free() -> None:
     mkt = order(order_type=OrderType.MARKET, price=None, status=OrderStatus.NEW)
     ex = exposure(
-        Portfolio(cash=D(1)), {}, [mkt], base_of=base_of, theme_of=theme_of,
+        Portfolio(cash=D(1)),
+        {},
+        [mkt],
+        base_of=base_of,
+        theme_of=theme_of,
         price_of=lambda s: D(2000),  # the quote's ask, as run_cycle passes it
     )
     assert ex.total > 0
+
+
+def test_buy_fee_taken_in_base_shrinks_the_holding_not_the_cash() -> None:
+    """Binance charges a buy's fee in the coin bought: 1 BTC filled, 0.001 BTC kept."""
+    f = Fill("f1", "c1", "BTC/USDT", Side.BUY, D(100), D(1), D("0.1"), 1, base_fee=D("0.001"))
+    assert f.quote_fee_paid == 0
+    b = apply_fill(Portfolio(cash=D(1000)), f)
+    pos = b.portfolio.positions["BTC/USDT"]
+    assert pos.quantity == D("0.999")
+    assert pos.cost_basis == D(100) and pos.entry_fees == 0
+    assert b.portfolio.cash == D(900)
+    # Selling what is held at the entry price loses exactly the fee (0.001 BTC = 0.1 USDT).
+    s = Fill("f2", "c2", "BTC/USDT", Side.SELL, D(100), D("0.999"), D(0), 2)
+    out = apply_fill(b.portfolio, s)
+    assert out.realized == D("-0.1")
+    assert out.portfolio.cash == D("999.9")
+
+
+def test_base_fee_on_a_sell_is_refused() -> None:
+    p = apply_fill(
+        Portfolio(cash=D(1000)), Fill("f1", "c", "X/USDT", Side.BUY, D(1), D(10), D(0), 1)
+    ).portfolio
+    bad = Fill("f2", "c", "X/USDT", Side.SELL, D(1), D(5), D("0.01"), 2, base_fee=D("0.01"))
+    with pytest.raises(PortfolioError):
+        apply_fill(p, bad)
