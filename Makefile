@@ -5,15 +5,25 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DATA ?= ../shared/data/binance_spot_2024
 
-.PHONY: run test lint bench clean
+.PHONY: run replay backtest test lint bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $(STAMP)
 
+# The daemon in PAPER mode on Binance's public market data: no keys, simulated fills.
 run: $(STAMP)
-	$(BIN)/python tools/bench_cycle.py
+	$(BIN)/vigil run --mode PAPER
+
+# The real daemon over recorded candles, 3000x real time.
+replay: $(STAMP)
+	$(BIN)/vigil run --mode PAPER --replay $(DATA) --speed 3000
+
+backtest: $(STAMP)
+	mkdir -p reports
+	$(BIN)/vigil backtest --data $(DATA) --timeframe 5m --output reports/backtest.json \
+		--html reports/backtest.html
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
@@ -22,9 +32,13 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/python tools/export_schema.py --check
+	$(BIN)/python tools/gen_cli_docs.py --check
 
 bench: $(STAMP)
 	$(BIN)/python tools/bench_cycle.py
+	$(BIN)/python tools/bench_killswitch.py
+	$(BIN)/python tools/bench_backtest.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
