@@ -157,6 +157,9 @@ def _one_hot(family: _Family, values: Iterable[str], current: str) -> None:
 # --------------------------------------------------------------------------- metrics
 
 
+SLIPPAGE_BUCKETS = (-50.0, -20.0, -10.0, -5.0, -2.0, 0.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0)
+
+
 class Metrics:
     """The daemon's Prometheus metrics; satisfies `runner.engine.Telemetry`.
 
@@ -336,6 +339,32 @@ class Metrics:
         )
         self.kill_block = kill_latency.labels("block")
         self.kill_cancel = kill_latency.labels("cancel")
+        self.shadow_orders = Counter(
+            "vigil_shadow_orders",
+            "Shadow mode: orders compared, by how they ended live and in the sim.",
+            ["live_status", "sim_status"],
+            registry=r,
+        )
+        self.shadow_slippage = Histogram(
+            "vigil_shadow_slippage_bps",
+            "Shadow mode: live fill price vs intended, basis points, positive = worse for us.",
+            ["side", "type"],
+            buckets=SLIPPAGE_BUCKETS,
+            registry=r,
+        )
+        self.shadow_gap = Histogram(
+            "vigil_shadow_sim_vs_live_bps",
+            "Shadow mode: live slippage minus the sim's for the same order, basis points.",
+            ["side", "type"],
+            buckets=SLIPPAGE_BUCKETS,
+            registry=r,
+        )
+        self.shadow_ack = Histogram(
+            "vigil_shadow_ack_latency_seconds",
+            "Shadow mode: order submit to acknowledgement.",
+            buckets=KILL_BUCKETS,
+            registry=r,
+        )
         self.info = Gauge(
             "vigil_info",
             "Always 1; the labels describe the running daemon.",
@@ -404,6 +433,26 @@ class Metrics:
                 # A breaker the enum does not list: still exported, never silently dropped.
                 child(name).set(1 if b.tripped else 0)
         self.kill_switch.set(1 if engine.kill_active() else 0)
+
+    def on_shadow(self, data: Mapping[str, Any]) -> None:
+        """ShadowObserver hook: one call per `shadow_order` record."""
+        live, sim = data.get("live") or {}, data.get("sim") or {}
+        self.shadow_orders.labels(
+            clean_label(str(live.get("status", "?"))), clean_label(str(sim.get("status", "?")))
+        ).inc()
+        side, kind = (
+            clean_label(str(data.get("side", "?"))),
+            clean_label(str(data.get("type", "?"))),
+        )
+        for value, hist in (
+            (data.get("slippage_bps"), self.shadow_slippage),
+            (data.get("sim_vs_live_bps"), self.shadow_gap),
+        ):
+            if value is not None:
+                hist.labels(side, kind).observe(float(value))
+        ack = live.get("ack_latency_ms")
+        if ack is not None:
+            self.shadow_ack.observe(ack / 1000.0)
 
     def observe_kill_latency(self, block_s: float, cancel_s: float) -> None:
         self.kill_block.observe(block_s)

@@ -62,6 +62,11 @@ class ExchangeSettings(Frozen):
         description="Explicit confirmation for mode LIVE: must equal the exchange id. Usually "
         "given as VIGIL_EXCHANGE__LIVE_CONFIRM in the service environment.",
     )
+    shadow: bool = Field(
+        default=False,
+        description="LIVE only: run the paper engine beside the live one and record intended "
+        "vs actual fills for `vigil shadow report` (see docs/shadow.md).",
+    )
 
     @field_validator("id", mode="before")
     @classmethod
@@ -248,6 +253,11 @@ class VigilConfig(PipelineConfig):
                 f"mode LIVE needs exchange.live_confirm equal to the exchange id "
                 f"({self.exchange.id!r}) as an explicit confirmation; set "
                 f"VIGIL_EXCHANGE__LIVE_CONFIRM={self.exchange.id}"
+            )
+        if self.exchange.shadow and self.mode is not Mode.LIVE:
+            raise ValueError(
+                f"exchange.shadow compares real fills with simulated ones, so it needs mode "
+                f"LIVE (mode is {self.mode.value}); set exchange.shadow: false"
             )
         need = max(self.regime.ema_slow, self.regime.drawdown_lookback)
         if self.loop.warmup_candles < need:

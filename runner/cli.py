@@ -113,6 +113,25 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("-n", type=int, default=20, help="how many records")
             p.add_argument("--kind", action="append", help="only these kinds (repeatable)")
 
+    shadow = sub.add_parser("shadow", help="shadow mode: live vs simulated fills", epilog=EPILOG)
+    ssub = shadow.add_subparsers(dest="sub", required=True, metavar="ACTION")
+    rep = ssub.add_parser(
+        "report",
+        help="summarise slippage, fill rates and latency from "
+        "the shadow records; suggest fill-model settings",
+        epilog=EPILOG,
+    )
+    _common(rep)
+    rep.add_argument("--dir", type=Path, help="audit directory (default: from config)")
+    rep.add_argument(
+        "--since",
+        dest="since_ms",
+        type=parse_date_ms,
+        metavar="DATE",
+        help="only orders submitted since (UTC)",
+    )
+    rep.add_argument("--json", action="store_true", help="machine-readable output")
+
     from runner.cli_backtest import add_backtest_commands
 
     add_backtest_commands(sub, _common, EPILOG)
@@ -169,6 +188,11 @@ def dispatch(args: argparse.Namespace) -> int:
         return ops.cmd_status(loaded, args.json)
     if args.cmd == "config":
         return ops.cmd_config_check(loaded) if args.sub == "check" else ops.cmd_config_show(loaded)
+    if args.cmd == "shadow":
+        from runner.shadow_report import cmd_shadow_report
+
+        directory = args.dir or loaded.config.paths.resolved().audit_dir
+        return cmd_shadow_report(directory, args.json, since_ms=args.since_ms)
     if args.cmd == "audit":
         directory = args.dir or loaded.config.paths.resolved().audit_dir
         if args.sub == "verify":

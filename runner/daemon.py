@@ -114,9 +114,21 @@ async def _run_live(loaded: LoadedConfig, opts: RunOptions, paths: Any, db: Stat
     cfg = loaded.config
     clock = LiveClock()
     symbols = FeedSymbols(cfg)
-    parts = build_live(cfg, load_secrets(os.environ), clock, db, symbols)
     audit = AuditLog(paths.audit_dir, config_hash=loaded.config_hash, clock=clock).open()
     metrics = Metrics()
+    try:
+        parts = build_live(
+            cfg,
+            load_secrets(os.environ),
+            clock,
+            db,
+            symbols,
+            record=audit.append,
+            observer=metrics,
+        )
+    except BaseException:
+        audit.close()
+        raise
     metrics.set_info(
         version=__version__,
         mode=cfg.mode.value,

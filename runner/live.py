@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -21,6 +21,7 @@ from core.universe import candidates
 from infra.exchange.ccxt_exchange import CcxtExchange
 from infra.exchange.dry_run import DryRunExchange
 from infra.exchange.paper import PaperExchange
+from infra.exchange.shadow import ShadowExchange
 from infra.exchange.sim import SimExchange
 from infra.exchange.sim_config import SimConfig
 from infra.live_feed import ExchangeFeed
@@ -84,8 +85,15 @@ class FeedSymbols:
 
 
 def build_live(
-    cfg: VigilConfig, secrets: Secrets, clock: Clock, db: StateStore, symbols: FeedSymbols
+    cfg: VigilConfig,
+    secrets: Secrets,
+    clock: Clock,
+    db: StateStore,
+    symbols: FeedSymbols,
+    record: Callable[..., Any],
+    observer: Any = None,
 ) -> LiveParts:
+    """`record(kind, data)` receives shadow-mode records (the audit log's append)."""
     live = cfg.mode is Mode.LIVE
     if live:
         require_live_credentials(cfg, secrets)
@@ -107,9 +115,7 @@ def build_live(
         },
     )
     feed = ExchangeFeed(exchange=data, symbols=symbols, timeframe=cfg.timeframe)
-    if live:
-        return LiveParts(exchange=data, data=data, feed=feed, listeners=[])
-    wallet = paper_wallet(cfg, db)
+    wallet = cfg.sim if live else paper_wallet(cfg, db)
 
     def make_sim(markets: Mapping[str, Market]) -> SimExchange:
         return SimExchange(
@@ -121,6 +127,13 @@ def build_live(
             history_size=4,
         )
 
+    if live and cfg.exchange.shadow:
+        shadow = ShadowExchange(
+            live=data, sim_factory=make_sim, clock=clock, record=record, observer=observer
+        )
+        return LiveParts(exchange=shadow, data=data, feed=feed, listeners=[shadow.on_candle])
+    if live:
+        return LiveParts(exchange=data, data=data, feed=feed, listeners=[])
     paper = PaperExchange(data=data, sim_factory=make_sim)
     exchange: Exchange = paper
     if cfg.mode is Mode.DRY_RUN:

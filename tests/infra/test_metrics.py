@@ -437,8 +437,26 @@ def test_every_documented_family_is_exported_and_all_are_prefixed() -> None:
         "vigil_kill_switch_latency_seconds",
         "vigil_info",
         "vigil_last_cycle_timestamp_seconds",
+        "vigil_shadow_orders",
+        "vigil_shadow_slippage_bps",
+        "vigil_shadow_sim_vs_live_bps",
+        "vigil_shadow_ack_latency_seconds",
     }
     assert names == expected
+
+
+def test_shadow_records_feed_the_shadow_metrics() -> None:
+    m = Metrics()
+    m.on_shadow({"side": "buy", "type": "market", "slippage_bps": "8.5",
+                 "sim_vs_live_bps": "6.5", "live": {"status": "FILLED", "ack_latency_ms": 120},
+                 "sim": {"status": "FILLED"}})
+    s = scrape(m)
+    assert val(s, "vigil_shadow_orders_total", live_status="FILLED", sim_status="FILLED") == 1
+    # Histograms with negative buckets export no _sum (OpenMetrics); buckets tell the value.
+    assert val(s, "vigil_shadow_slippage_bps_count", side="buy", type="market") == 1
+    assert val(s, "vigil_shadow_slippage_bps_bucket", side="buy", type="market", le="5.0") == 0
+    assert val(s, "vigil_shadow_slippage_bps_bucket", side="buy", type="market", le="10.0") == 1
+    assert val(s, "vigil_shadow_ack_latency_seconds_sum") == 0.12
 
 
 def test_two_instances_share_nothing_and_the_global_registry_is_untouched() -> None:
