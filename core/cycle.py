@@ -43,6 +43,7 @@ from core.portfolio import Portfolio, exposure, value
 from core.reasons import CancelReason, NoTradeReason, TriggerReject, UniverseReason
 from core.regime import classify, multiplier, regime_keys, update_regime
 from core.risk import RiskInputs, assess
+from core.sizing import is_dust
 from core.triggers import scan, trigger_keys
 from core.universe import candidates, select_universe, volume_key
 from strategy.base import CandleHistory, StrategyContext, aggregate
@@ -276,6 +277,9 @@ def run_cycle(
         mark = marks.get(sym)
         if mark is None:
             continue
+        market = markets.get(sym)
+        if market is not None and is_dust(pos.quantity, mark, market):
+            continue  # unsellable until it grows or the price returns; risk lets it top up
         ex = evaluate_exit(pos, mark, now_ms, config.exits)
         if ex is not None:
             exit_props.append(

@@ -32,7 +32,7 @@ from core.models import (
 from core.orders import client_order_id
 from core.portfolio import Exposure, Portfolio
 from core.reasons import RiskReason as R
-from core.sizing import ceil_to, floor_to, size_buy, size_sell
+from core.sizing import ceil_to, floor_to, is_dust, size_buy, size_sell
 
 _HUNDRED = Decimal(100)
 _BPS = Decimal(10_000)
@@ -71,9 +71,22 @@ class _Book:
         self.selling = {
             o.symbol for o in inp.open_orders if o.status.is_live and o.side is Side.SELL
         }
-        holding = set(inp.portfolio.positions)
+        # Dust (a holding too small to sell) takes no position slot and does not block
+        # buying more of the symbol: topping it up is the way to get rid of it.
+        self.dust = dust_symbols(inp)
+        holding = set(inp.portfolio.positions) - self.dust
         self.slots = len(holding | {o.symbol for o in inp.open_orders if o.status.is_live})
         self.exits: set[str] = set()
+
+
+def dust_symbols(inp: RiskInputs) -> set[str]:
+    out = set()
+    for sym, pos in inp.portfolio.positions.items():
+        m = inp.markets.get(sym)
+        q = inp.quotes.get(sym)
+        if m is not None and is_dust(pos.quantity, q.bid if q else pos.avg_entry_price, m):
+            out.add(sym)
+    return out
 
 
 def _verdict(p: TradeProposal, reason: str, detail: str = "") -> RiskVerdict:
@@ -165,7 +178,7 @@ def _assess_entry(
         return _verdict(p, R.LOW_CONFIDENCE, f"{p.confidence:.3f} < {risk.min_confidence}"), None
     if p.symbol not in inp.eligible:
         return _verdict(p, R.NOT_ELIGIBLE), None
-    if p.symbol in inp.portfolio.positions:
+    if p.symbol in inp.portfolio.positions and p.symbol not in book.dust:
         return _verdict(p, R.ALREADY_HOLDING), None
     if p.symbol in book.busy:
         return _verdict(p, R.PENDING_ORDER), None
@@ -234,6 +247,7 @@ def _assess_entry(
         price=price_for_size,
         market=market,
         fee_rate=fee_rate,
+        margin=_HUNDRED / (_HUNDRED + cfg.exits.stop_loss_pct),
     )
     if size.reason != R.APPROVED:
         return _verdict(p, size.reason, f"room {room:.2f} below market minimum"), None

@@ -3,7 +3,8 @@
 Each record carries the hash of the one before it, so an edited, deleted or reordered line, or a
 missing day file, breaks the chain. The HEAD anchor, rewritten after every durable write, makes
 the loss of trailing records visible as well. Verification and reading live in
-infra/audit_verify.py; docs/audit.md is the operator's description of both.
+infra/audit_verify.py; docs/audit.md is the operator's description of both. Record data is made
+plain JSON by infra/audit_json.py (to_jsonable).
 
 One writer per directory (an flock on `LOCK`). Appends are one `write()` on an unbuffered
 append-mode file, so a crash can at worst tear the final line, which `open()` quarantines.
@@ -11,28 +12,24 @@ append-mode file, so a crash can at worst tear the final line, which `open()` qu
 
 from __future__ import annotations
 
-import dataclasses
 import fcntl
 import hashlib
 import json
 import logging
-import math
-import numbers
 import os
 import re
 import shutil
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import Decimal
-from enum import Enum, StrEnum
-from pathlib import Path, PurePath
+from enum import StrEnum
+from pathlib import Path
 from typing import Any, Final, Self
-
-from pydantic import BaseModel
 
 from core.clock import DAY_MS, Clock
 from core.errors import AlreadyRunning, AuditCorrupted
+from infra.audit_json import decimal_text as decimal_text
+from infra.audit_json import to_jsonable as to_jsonable
 from infra.audit_verify import (
     GENESIS_HASH,
     HEAD_NAME,
@@ -53,100 +50,6 @@ logger = logging.getLogger(__name__)
 
 LOCK_NAME: Final = "LOCK"
 KIND_RE: Final = re.compile(r"[a-z][a-z0-9_]{0,63}")
-# A Decimal like 1E+60 would expand to a wall of zeros; past this length keep str(d).
-_MAX_PLAIN_DECIMAL: Final = 40
-
-
-# --------------------------------------------------------------------------- to_jsonable
-
-
-def to_jsonable(obj: Any) -> Any:
-    """Plain JSON values from domain objects: dataclasses, Decimal, Enum, pydantic, collections.
-
-    Decimals become strings (exact, no exponent where that stays short); non-finite floats become
-    strings ("nan", "inf") because strict JSON has no spelling for them. Anything else raises
-    TypeError naming the type.
-    """
-    kind = type(obj)
-    if kind is str or kind is int or kind is bool or obj is None:
-        return obj
-    if kind is float:
-        return obj if math.isfinite(obj) else str(obj)
-    if isinstance(obj, Decimal):
-        return decimal_text(obj)
-    if kind is dict:
-        return _mapping(obj)
-    if kind is list or kind is tuple:
-        return [to_jsonable(v) for v in obj]
-    if isinstance(obj, Enum):
-        return to_jsonable(obj.value)
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        # fields() rather than __dict__ or asdict(): works for slotted classes and converts
-        # nested values our way.
-        return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-    if isinstance(obj, BaseModel):
-        return to_jsonable(obj.model_dump(mode="json"))
-    if isinstance(obj, Mapping):
-        return _mapping(obj)
-    if isinstance(obj, set | frozenset):
-        items = [to_jsonable(v) for v in obj]
-        try:
-            return sorted(items)
-        except TypeError:
-            return sorted(items, key=canonical_json)
-    if isinstance(obj, list | tuple):
-        return [to_jsonable(v) for v in obj]
-    if isinstance(obj, str):
-        return str(obj)
-    if isinstance(obj, numbers.Integral):  # numpy integers and friends
-        return int(obj)
-    if isinstance(obj, numbers.Real):  # numpy floats
-        return to_jsonable(float(obj))
-    if isinstance(obj, PurePath):
-        return str(obj)
-    raise TypeError(
-        f"cannot record a {type(obj).__name__} in the audit log: pass dataclasses, Decimal, "
-        "Enum, pydantic models, mappings, lists, sets, str, int, float, bool or None"
-    )
-
-
-def decimal_text(d: Decimal) -> str:
-    """Exact text of a Decimal, spelled out without an exponent unless that gets long."""
-    text = str(d)
-    if "E" not in text or not d.is_finite():
-        return text
-    plain = format(d, "f")
-    return plain if len(plain) <= _MAX_PLAIN_DECIMAL else text
-
-
-def _mapping(m: Mapping[Any, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in m.items():
-        text = _key_text(key)
-        if text in out:
-            raise TypeError(f"audit record keys collide once turned into text: {text!r}")
-        out[text] = to_jsonable(value)
-    return out
-
-
-def _key_text(key: Any) -> str:
-    if type(key) is str:
-        return key
-    if isinstance(key, Enum):
-        value = to_jsonable(key.value)
-        return value if isinstance(value, str) else canonical_json(value)
-    if isinstance(key, str):
-        return str(key)
-    if isinstance(key, bool):
-        return "true" if key else "false"
-    if isinstance(key, int):
-        return str(int(key))
-    if isinstance(key, Decimal):
-        return decimal_text(key)
-    raise TypeError(
-        f"cannot use a {type(key).__name__} as a key in an audit record: use str, int, "
-        "Decimal or Enum keys"
-    )
 
 
 # --------------------------------------------------------------------------- the writer

@@ -5,6 +5,7 @@ process, or two tests, never share counters. Every label value is bounded: stage
 kinds come from code, and each labelled family still caps how many distinct values it accepts
 (extra ones are counted under "other"), so a bug can never grow the scrape without limit.
 Client order ids, symbols outside the universe and free text never become labels.
+Label cleaning, the caps and the bucket bounds live in infra/metrics_labels.py.
 
 `cycle()` runs once per cycle and does a few dozen dictionary lookups and gauge sets; label
 children are cached so the hot path does not rebuild label tuples.
@@ -15,8 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -40,35 +40,19 @@ from core.models import (
     TradingState,
 )
 from core.reasons import Breaker, NoTradeReason, RiskReason
+from infra.metrics_labels import CYCLE_BUCKETS as CYCLE_BUCKETS
+from infra.metrics_labels import FILL_SIDES as FILL_SIDES
+from infra.metrics_labels import KILL_BUCKETS as KILL_BUCKETS
+from infra.metrics_labels import KILL_PHASES as KILL_PHASES
+from infra.metrics_labels import ORDER_RESULTS as ORDER_RESULTS
+from infra.metrics_labels import OTHER as OTHER
+from infra.metrics_labels import SLIPPAGE_BUCKETS as SLIPPAGE_BUCKETS
+from infra.metrics_labels import STAGE_BUCKETS as STAGE_BUCKETS
+from infra.metrics_labels import _Family, _one_hot
+from infra.metrics_labels import clean_label as clean_label
+from infra.metrics_labels import reason_code as reason_code
 
 log = logging.getLogger("vigil.metrics")
-
-OTHER = "other"  # the label value that absorbs anything beyond a family's cap
-ORDER_RESULTS = ("accepted", "rejected", "failed", "blocked")
-FILL_SIDES = ("buy", "sell")
-KILL_PHASES = ("block", "cancel")
-
-# Whole cycles: a healthy one takes milliseconds, a slow exchange can push it to seconds.
-CYCLE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
-# Pure stages run in tens of microseconds; the buckets span 0.01 ms .. 1 s.
-_SUB_MS = (1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4)
-STAGE_BUCKETS = (*_SUB_MS, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
-# Kill switch: blocking is in-process (sub-millisecond); cancelling waits on the exchange.
-KILL_BUCKETS = (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
-
-_UNSAFE = re.compile(r"[^A-Za-z0-9_.:/-]")
-_MAX_LABEL_LEN = 64
-
-
-def clean_label(value: str) -> str:
-    """A label value safe to export: short, no spaces or quotes, never empty."""
-    v = _UNSAFE.sub("_", value.strip())[:_MAX_LABEL_LEN]
-    return v or "unknown"
-
-
-def reason_code(reason: str) -> str:
-    """'BREAKER_HALT:stale_data,api_errors' -> 'BREAKER_HALT': the code, not its detail."""
-    return reason.split(":", 1)[0]
 
 
 # --------------------------------------------------------------------------- engine view
@@ -118,46 +102,7 @@ class EngineView(Protocol):
     def kill_active(self) -> bool: ...
 
 
-# --------------------------------------------------------------------------- bounded families
-
-
-class _Family:
-    """One labelled metric with cached children and a cap on distinct label values."""
-
-    __slots__ = ("_cap", "_children", "_metric", "_other")
-
-    def __init__(self, metric: Any, *, cap: int, known: Iterable[str] = ()) -> None:
-        known = tuple(known)
-        self._metric = metric
-        self._cap = cap + len(known)  # the cap limits surprises, not the declared values
-        self._children: dict[str, Any] = {}
-        self._other: Any = None
-        for k in known:
-            self.child(k)
-
-    def child(self, raw: str) -> Any:
-        c = self._children.get(raw)
-        if c is not None:
-            return c
-        if len(self._children) >= self._cap:
-            if self._other is None:
-                self._other = self._metric.labels(OTHER)
-                log.warning("metric %s: more than %d label values", self._metric, self._cap)
-            return self._other
-        c = self._metric.labels(clean_label(raw))
-        self._children[raw] = c
-        return c
-
-
-def _one_hot(family: _Family, values: Iterable[str], current: str) -> None:
-    for v in values:
-        family.child(v).set(1 if v == current else 0)
-
-
 # --------------------------------------------------------------------------- metrics
-
-
-SLIPPAGE_BUCKETS = (-50.0, -20.0, -10.0, -5.0, -2.0, 0.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0)
 
 
 class Metrics:

@@ -378,10 +378,11 @@ def test_thin_book_needs_depth_multiple_of_the_notional() -> None:
 def test_below_min_notional_when_room_cannot_pay_the_minimum() -> None:
     markets = {"SOL/USDT": mkt("SOL/USDT", min_notional=D(600))}
     assert one(entry(), markets=markets) == R.BELOW_MIN_NOTIONAL
-    # A small target rounds up to the minimum when the room allows it.
+    # A small target rounds up to the minimum when the room allows it; the minimum keeps a
+    # margin so the holding is still sellable after a fall to the -10% stop.
     ([v], _) = run([entry()], multiplier=D("0.001"))
-    assert v.approved and v.quantity == D("0.051")  # target 0.5 -> 5 / (100 x 0.999) on grid
-    assert v.notional * D("0.999") >= D(5)
+    assert v.approved and v.quantity == D("0.056")  # 5 / 0.9 / (100 x 0.999) on the grid
+    assert v.notional * D("0.9") * D("0.999") >= D(5)
 
 
 def test_crossed_quote_is_refused() -> None:
@@ -619,3 +620,20 @@ def test_every_risk_reason_has_a_scenario_in_this_module() -> None:
     source = Path(__file__).read_text(encoding="utf-8")
     missing = [r.name for r in R if f"R.{r.name}" not in source]
     assert missing == [], f"no scenario asserts {missing}"
+
+
+# --------------------------------------------------------------------------- dust
+
+
+def test_dust_takes_no_slot_and_may_be_topped_up() -> None:
+    # 0.04 SOL at 100 is 4 USDT: below the 5 USDT minimum, the venue will not buy it back.
+    p = held(("SOL/USDT", "0.04", "100"))
+    assert one(entry(), portfolio=p) == R.APPROVED  # not ALREADY_HOLDING
+    cfg = config(max_open_positions=1)
+    assert one(entry("ETH/USDT"), cfg, portfolio=p) == R.APPROVED  # the dust holds no slot
+
+
+def test_dust_gets_no_exit_proposal_every_cycle() -> None:
+    p = held(("SOL/USDT", "0.04", "150"))  # bought at 150, now 100: far below the stop
+    d = cycle(p)
+    assert not [v for v in d.verdicts if v.proposal.kind is ProposalKind.EXIT]

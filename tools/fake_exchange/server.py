@@ -2,8 +2,8 @@
 
 It owns a market clock (a SimClock the tests or a background task advance one candle at a time),
 the candle feed, the SimExchange that matches orders, the order index (Binance's numeric order ids
-and quote quantities), the weight limiter and the fault book. Binance routes are in binance_api;
-the control API (/_control/...) is here. See docs/fake_exchange.md.
+and quote quantities), the weight limiter and the fault book. Binance routes are in binance_api,
+the control API (/_control/...) in control_api. See docs/fake_exchange.md.
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ from infra.exchange.sim import SimExchange
 from infra.exchange.sim_config import SimConfig
 from tools.fake_exchange.binance_api import BinanceApi
 from tools.fake_exchange.candles import CandleFeed, synthetic_series
-from tools.fake_exchange.faults import FaultBook, FaultSpec, RateLimiter, RequestGate, parse_faults
+from tools.fake_exchange.control_api import ControlApi
+from tools.fake_exchange.faults import FaultBook, FaultSpec, RateLimiter, RequestGate
 from tools.fake_exchange.markets import (
     EXCHANGE_INFO_FILE,
     SYMBOL_STATUS,
@@ -429,7 +430,7 @@ class FakeExchange:
             raise ValueError(f"the fake exchange serves loopback only (127.0.0.1), not {host!r}")
         app = web.Application(middlewares=[self.gate.middleware])
         BinanceApi(self, api_key=self._key, api_secret=self._secret).add_routes(app)
-        self._add_control_routes(app)
+        ControlApi(self).add_routes(app)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await runner.setup()
         try:
@@ -464,60 +465,3 @@ class FakeExchange:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
-
-    # ---- control API --------------------------------------------------------------------------
-
-    def _add_control_routes(self, app: web.Application) -> None:
-        r = app.router
-        r.add_get("/_control/state", self._c_state)
-        r.add_post("/_control/advance", self._c_advance)
-        r.add_get("/_control/faults", self._c_faults)
-        r.add_post("/_control/faults", self._c_add_faults)
-        r.add_delete("/_control/faults", self._c_clear_faults)
-        r.add_post("/_control/reset", self._c_reset)
-        r.add_post("/_control/balance", self._c_balance)
-        r.add_post("/_control/status", self._c_status)
-
-    @staticmethod
-    async def _body(request: web.Request) -> dict[str, Any]:
-        if not request.body_exists:
-            return {}
-        try:
-            body = await request.json()
-        except ValueError as e:
-            raise ValueError(f"the body is not JSON ({e})") from e
-        if not isinstance(body, dict):
-            raise ValueError("the body must be a JSON object")
-        return body
-
-    async def _c_state(self, request: web.Request) -> web.Response:
-        return web.json_response(await self.state())
-
-    async def _c_advance(self, request: web.Request) -> web.Response:
-        body = await self._body(request)
-        return web.json_response(self.advance(int(body.get("candles", 1))))
-
-    async def _c_faults(self, request: web.Request) -> web.Response:
-        return web.json_response({"faults": self.faults.describe()})
-
-    async def _c_add_faults(self, request: web.Request) -> web.Response:
-        specs = parse_faults(await self._body(request))
-        return web.json_response({"added": [self.add_fault(s) for s in specs]})
-
-    async def _c_clear_faults(self, request: web.Request) -> web.Response:
-        self.clear_faults()
-        return web.json_response({"faults": []})
-
-    async def _c_reset(self, request: web.Request) -> web.Response:
-        self.reset()
-        return web.json_response({"market_ms": self.market_ms})
-
-    async def _c_balance(self, request: web.Request) -> web.Response:
-        body = await self._body(request)
-        self.set_balance(str(body["asset"]), str(body["free"]))
-        return web.json_response({"asset": body["asset"], "free": str(body["free"])})
-
-    async def _c_status(self, request: web.Request) -> web.Response:
-        body = await self._body(request)
-        self.set_status(str(body["symbol"]), str(body["status"]))
-        return web.json_response({"symbol": body["symbol"], "status": body["status"]})
