@@ -177,7 +177,6 @@ async def run_backtest(
         sink=sink,
         listeners=[sim.on_candle],
         cycle_summaries=audit is not None,
-        history=config.loop.history_candles,
         stage_timing=audit is not None,
     )
     t0 = time.perf_counter()

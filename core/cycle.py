@@ -77,11 +77,23 @@ class MarketSnapshot:
 
 def required_features(config: PipelineConfig) -> frozenset[str]:
     """Every feature key any stage or enabled strategy reads."""
-    keys = set(regime_keys(config.regime)) | set(trigger_keys(config.triggers))
+    common, extra = feature_plan(config)
+    return common.union(*extra.values())
+
+
+def feature_plan(config: PipelineConfig) -> tuple[frozenset[str], dict[str, frozenset[str]]]:
+    """Keys every symbol needs, and keys only some symbols need: the regime's long trend
+    indicators are read for the index symbol alone, so other symbols do not pay for them."""
+    keys = set(trigger_keys(config.triggers))
     keys.add(volume_key(config.timeframe_ms))
     for name, spec in config.enabled_strategies():
         keys |= get_strategy(name).required_features(spec.resolved_params)
-    return frozenset(keys)
+    return frozenset(keys), {config.regime.index_symbol: frozenset(regime_keys(config.regime))}
+
+
+def history_needed(config: PipelineConfig) -> int:
+    """Raw candles the enabled strategies read through StrategyContext.history."""
+    return max((strat.history_bars for _, _, strat in config.strategy_plan), default=0)
 
 
 Timer = Callable[[], float]
@@ -277,10 +289,10 @@ def run_cycle(
         mark = marks.get(sym)
         if mark is None:
             continue
-        market = markets.get(sym)
-        if market is not None and is_dust(pos.quantity, mark, market):
-            continue  # unsellable until it grows or the price returns; risk lets it top up
         ex = evaluate_exit(pos, mark, now_ms, config.exits)
+        market = markets.get(sym)
+        if ex is not None and market is not None and is_dust(pos.quantity, mark, market):
+            continue  # unsellable until it grows or the price returns; risk lets it top up
         if ex is not None:
             exit_props.append(
                 TradeProposal(

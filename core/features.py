@@ -276,19 +276,34 @@ class FeatureBank:
     What it hands out (`SymbolFeatures`) is immutable by convention and never changed later.
     """
 
-    def __init__(self, keys: Iterable[str], *, history: int = 64) -> None:
+    def __init__(
+        self,
+        keys: Iterable[str],
+        *,
+        history: int = 64,
+        extra: Mapping[str, Iterable[str]] | None = None,
+    ) -> None:
+        """`keys` for every symbol; `extra` adds keys for some symbols only (the regime's
+        long indicators are needed for its index symbol alone). `history` candles are kept
+        per symbol for strategies that read raw candles; 0 keeps none."""
         uniq = sorted(set(keys))
         for k in uniq:
             parse_key(k)
         self.keys: tuple[str, ...] = tuple(uniq)
-        self._history = max(history, 1)
+        self._extra: dict[str, tuple[str, ...]] = {}
+        for sym, more in (extra or {}).items():
+            ks = sorted(set(uniq) | set(more))
+            for k in ks:
+                parse_key(k)
+            self._extra[sym] = tuple(ks)
+        self._history = max(history, 0)
         self._series: dict[str, _Series] = {}
         self._latest: dict[str, SymbolFeatures] = {}
 
     def _get(self, symbol: str) -> _Series:
         s = self._series.get(symbol)
         if s is None:
-            s = _Series(symbol, self.keys, self._history)
+            s = _Series(symbol, self._extra.get(symbol, self.keys), self._history)
             self._series[symbol] = s
         return s
 
@@ -308,7 +323,8 @@ class FeatureBank:
         values = s.update(h, low, c, v)
         s.last_ts = ts
         s.bars += 1
-        s.ring.append((ts, o, h, low, c, v))
+        if self._history:
+            s.ring.append((ts, o, h, low, c, v))
         prev = s.latest
         feats = SymbolFeatures(
             symbol,
@@ -359,7 +375,8 @@ class FeatureBank:
 
     def warmup_bars(self) -> int:
         """Candles needed before every indicator has a value."""
-        return max((key_period(k) + 1 for k in self.keys), default=0)
+        keys = set(self.keys).union(*self._extra.values())
+        return max((key_period(k) + 1 for k in keys), default=0)
 
 
 def _dec(x: float) -> Decimal:

@@ -11,7 +11,7 @@ from pathlib import Path
 from backtest.data import CandleSeries, DataReport, list_pairs, load_many
 from core.clock import Clock
 from core.config import PipelineConfig
-from core.cycle import required_features
+from core.cycle import feature_plan, history_needed
 from core.errors import ConfigError
 from core.features import FeatureBank
 from core.models import Market
@@ -37,14 +37,14 @@ def build_engine(
     listeners: Sequence[CandleSink] = (),
     telemetry: Telemetry | None = None,
     cycle_summaries: bool = True,
-    history: int = 64,
     stage_timing: bool = True,
 ) -> Engine:
+    common, extra = feature_plan(config)
     return Engine(
         config=config,
         exchange=exchange,
         feed=feed,
-        bank=FeatureBank(required_features(config), history=history),
+        bank=FeatureBank(common, extra=extra, history=history_needed(config)),
         store=store,
         recorder=Recorder(sink, cycle_summaries=cycle_summaries),
         candle_listeners=listeners,

@@ -143,7 +143,6 @@ async def _run_live(loaded: LoadedConfig, opts: RunOptions, paths: Any, db: Stat
         sink=audit,
         listeners=parts.listeners,
         telemetry=metrics,
-        history=cfg.loop.history_candles,
     )
     symbols.engine = engine
     audit.append("config_loaded", _config_record(loaded, exchange=cfg.exchange.id), sync=True)
@@ -229,7 +228,6 @@ async def _run_replay(loaded: LoadedConfig, opts: RunOptions, paths: Any, db: St
         sink=audit,
         listeners=[sim.on_candle],
         telemetry=metrics,
-        history=cfg.loop.history_candles,
     )
     audit.append(
         "config_loaded",

@@ -100,6 +100,7 @@ class Engine:
         self.telemetry: Telemetry = telemetry or NullTelemetry()
         self.quote = quote_currency or config.universe.quote_currency
         self._listeners = tuple(candle_listeners)
+        self._sink = self._make_sink()
         self._timer = time.perf_counter if stage_timing else None
         self.markets: dict[str, Market] = {}
         self.state = EngineState()
@@ -160,21 +161,32 @@ class Engine:
 
     # ---- the cycle --------------------------------------------------------------------------
 
-    def _sink(
-        self, symbol: str, ts: int, o: float, h: float, lo: float, c: float, v: float
-    ) -> None:
-        try:
-            self.bank.push(symbol, ts, o, h, lo, c, v)
-        except BadTick as exc:
-            self.bad_ticks += 1
-            log.warning("bad tick rejected: %s", exc)
-            self.recorder.event(
-                "bad_tick", {"symbol": symbol, "ts": ts, "reason": exc.reason, "detail": exc.detail}
-            )
-            self.telemetry.event("bad_tick", reason=exc.reason)
-            return
-        for listener in self._listeners:
-            listener(symbol, ts, o, h, lo, c, v)
+    def _make_sink(self) -> CandleSink:
+        """The per-candle path: a closure over locals, as it runs once per candle per symbol
+        (a million times in a backtest)."""
+        push = self.bank.push
+        listeners = self._listeners
+        bad_tick = self._bad_tick
+
+        def sink(symbol: str, ts: int, o: float, h: float, lo: float, c: float, v: float) -> None:
+            try:
+                push(symbol, ts, o, h, lo, c, v)
+            except BadTick as exc:
+                bad_tick(exc)
+                return
+            for listener in listeners:
+                listener(symbol, ts, o, h, lo, c, v)
+
+        return sink
+
+    def _bad_tick(self, exc: BadTick) -> None:
+        self.bad_ticks += 1
+        log.warning("bad tick rejected: %s", exc)
+        self.recorder.event(
+            "bad_tick",
+            {"symbol": exc.symbol, "ts": exc.ts, "reason": exc.reason, "detail": exc.detail},
+        )
+        self.telemetry.event("bad_tick", reason=exc.reason)
 
     async def step(self, now_ms: int) -> CycleDecision:
         t0 = time.perf_counter()

@@ -175,6 +175,10 @@ class Executor:
         return "canceled"
 
     def _merge(self, local: Order, remote: Order) -> Order:
+        if remote.filled > local.filled:
+            # Filled since the last trade query: reconciliation books those fills, then
+            # merges. Marked filled now, the order would refuse its own fills.
+            return local
         merged = merge_remote(local, remote)
         if merged is not local:
             self._book.put(merged)

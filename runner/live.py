@@ -114,7 +114,9 @@ def build_live(
             "orders": Budget(capacity=cfg.exchange.orders_per_10s, per_seconds=10),
         },
     )
-    feed = ExchangeFeed(exchange=data, symbols=symbols, timeframe=cfg.timeframe)
+    feed = ExchangeFeed(
+        exchange=data, symbols=symbols, timeframe=cfg.timeframe, page=cfg.loop.history_candles
+    )
     wallet = cfg.sim if live else paper_wallet(cfg, db)
 
     def make_sim(markets: Mapping[str, Market]) -> SimExchange:

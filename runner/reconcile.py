@@ -63,7 +63,7 @@ class Reconciler:
             if local is None:
                 await self._foreign(r, now_ms)
                 continue
-            self._merge(local, r)
+            await self._settle(local, r, now_ms, missing)
         for local in e.book.live():
             if local.client_order_id in open_ids:
                 continue
@@ -79,7 +79,7 @@ class Reconciler:
                 e._api_error(now_ms, type(exc).__name__)
                 missing.append("orders")
                 continue
-            self._merge(local, remote)
+            await self._settle(local, remote, now_ms, missing)
         self._cash(balances, now_ms)
         self._holdings(balances, now_ms)
 
@@ -133,6 +133,27 @@ class Reconciler:
                 },
             )
             e.portfolio = resize_position(e.portfolio, sym, held)
+
+    async def _settle(self, local: Order, remote: Order, now_ms: int, missing: list[str]) -> None:
+        """Merge the exchange's view of one of our orders, its fills first. An order the
+        exchange shows filled beyond the fills booked here got them after this cycle's trade
+        query, or before a restart on a symbol not queried yet: merged first, it would read
+        FILLED and its fills would then be refused, losing the money they moved."""
+        e = self._e
+        if remote.filled > local.filled:
+            try:
+                fills = await e.exchange.fetch_my_trades(local.symbol)
+            except ExchangeError as exc:
+                e._api_error(now_ms, type(exc).__name__)
+                missing.append("fills")
+                return
+            for f in fills:
+                if f.fill_id not in self.seen_fills:
+                    self._book_fill(f)
+            local = e.book.orders.get(local.client_order_id, local)
+            if remote.filled > local.filled:
+                return  # its trades are not visible yet: settle it next cycle
+        self._merge(local, remote)
 
     def _merge(self, local: Order, remote: Order) -> None:
         e = self._e

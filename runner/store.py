@@ -1,7 +1,8 @@
 """What the engine persists, behind one small interface with two adapters.
 
 `SqliteStore` (the daemon) writes a NEW order at once, so an order can never exist on the
-exchange without a row here, and buffers everything else for one transaction per cycle.
+exchange without a row here, and a fill at once with the position and cash it moved, so a
+crash cannot book it twice; everything else is buffered for one transaction per cycle.
 `MemoryStore` (backtests) keeps only what the engine reads back.
 """
 
@@ -107,12 +108,18 @@ class SqliteStore:
             self._pending.append(lambda: self.db.upsert_order(o))
 
     def record_fill(self, f: Fill, order: Order, booking: Booking, portfolio: Portfolio) -> None:
-        def write() -> None:
+        # Committed at once with the position and cash it moved, before its audit record:
+        # a crash later in the cycle must not leave a fill in the audit log that state.db
+        # lacks (the restart would book it, and audit it, a second time).
+        pending, self._pending = self._pending, []
+        with self.db.transaction():
+            for op in pending:
+                op()
             if self.db.record_fill(f):
                 self.db.add_daily_pnl(day_start_ms(f.ts), booking.realized, f.fee, 1)
             self.db.upsert_order(order)
-
-        self._pending.append(write)
+            self._sync_positions(portfolio)
+            self.db.kv_set(KV_CASH, str(portfolio.cash))
 
     def save_cycle(self, state: EngineState, portfolio: Portfolio, now_ms: int) -> None:
         pending, self._pending = self._pending, []

@@ -54,6 +54,7 @@ class BaseStrategy:
     name: ClassVar[str] = ""
     Params: ClassVar[type[BaseModel]] = NoParams
     supports_backtest: ClassVar[bool] = True
+    history_bars: ClassVar[int] = 0  # raw candles it reads via ctx.history (0: none)
 
     __slots__ = ("params",)
 

@@ -160,7 +160,14 @@ class SimQuoteBoard(QuoteBoard):
 
     def spread_bps(self, symbol: str) -> float | None:
         book = self._books.get(symbol)
-        return None if book is None else book.spread_bps(self._half_f, self._tf)
+        if book is None:
+            return None
+        history = book.history
+        # The common case inline (a candle-derived quote whose spread is cached); the rest
+        # in SymbolBook.spread_bps.
+        if history and book.pushed is None and book.spread_ts == history[-1][0]:
+            return book.spread_f
+        return book.spread_bps(self._half_f, self._tf)
 
 
 def row_to_candle(row: CandleRow) -> Candle:
