@@ -54,8 +54,9 @@ def source_series(n: int) -> list[CandleSeries]:
     for i in range(n):
         src = base[i % len(base)]
         name = src.symbol if i < len(base) else f"{src.symbol.split('/')[0]}{i}/USDT"
-        out.append(CandleSeries(name, "5m", src.ts, src.open, src.high, src.low, src.close,
-                                src.volume))
+        out.append(
+            CandleSeries(name, "5m", src.ts, src.open, src.high, src.low, src.close, src.volume)
+        )
     return out
 
 
@@ -64,15 +65,27 @@ def bench(n: int, cycles: int, warm: int) -> float:
     symbols = [s.symbol for s in series]
     cfg = PipelineConfig(
         universe=UniverseConfig(
-            symbols=tuple(symbols), max_size=n, rotational_max_rank=n,
+            symbols=tuple(symbols),
+            max_size=n,
+            rotational_max_rank=n,
             min_quote_volume_24h=Decimal(1_000_000),
         ),
         strategies={"rules": {"enabled": True}, "ema_cross": {"enabled": True}},
     )
     bank = FeatureBank(required_features(cfg))
     markets = {s.symbol: market_for(s) for s in series}
-    cols = [(s.symbol, s.ts.tolist(), s.open.tolist(), s.high.tolist(), s.low.tolist(),
-             s.close.tolist(), s.volume.tolist()) for s in series]
+    cols = [
+        (
+            s.symbol,
+            s.ts.tolist(),
+            s.open.tolist(),
+            s.high.tolist(),
+            s.low.tolist(),
+            s.close.tolist(),
+            s.volume.tolist(),
+        )
+        for s in series
+    ]
     tf = cfg.timeframe_ms
 
     def push(i: int) -> int:
@@ -86,13 +99,24 @@ def bench(n: int, cycles: int, warm: int) -> float:
     positions = {}
     for sym in held:
         px = Decimal(repr(bank.get(sym).close))  # type: ignore[union-attr]
-        positions[sym] = Position(sym, Decimal("0.5"), px, Decimal("0.02"), now - 3_600_000,
-                                  px, "rules")
+        positions[sym] = Position(
+            sym, Decimal("0.5"), px, Decimal("0.02"), now - 3_600_000, px, "rules"
+        )
     portfolio = Portfolio(cash=Decimal(100_000), positions=positions)
     resting = tuple(
-        Order(f"vg{i:030d}", sym, Side.BUY, OrderType.LIMIT, Decimal(1),
-              Decimal(repr(bank.get(sym).close * 0.9)),  # type: ignore[union-attr]
-              OrderStatus.OPEN, now, now, strategy="rules", post_only=True)
+        Order(
+            f"vg{i:030d}",
+            sym,
+            Side.BUY,
+            OrderType.LIMIT,
+            Decimal(1),
+            Decimal(repr(bank.get(sym).close * 0.9)),  # type: ignore[union-attr]
+            OrderStatus.OPEN,
+            now,
+            now,
+            strategy="rules",
+            post_only=True,
+        )
         for i, sym in enumerate(symbols[3:5])
     )
     state = EngineState()
@@ -105,8 +129,14 @@ def bench(n: int, cycles: int, warm: int) -> float:
             m = markets[sym]
             bid = Decimal(repr(c)).quantize(m.price_increment)
             quotes[sym] = Quote(sym, bid, bid + m.price_increment, bid, now)
-        snap = MarketSnapshot(ts=now, markets=markets, features=bank.latest(), quotes=quotes,
-                              open_orders=resting, state=state)
+        snap = MarketSnapshot(
+            ts=now,
+            markets=markets,
+            features=bank.latest(),
+            quotes=quotes,
+            open_orders=resting,
+            state=state,
+        )
         t0 = time.perf_counter()
         d = run_cycle(snap, portfolio, cfg, now)
         times.append(time.perf_counter() - t0)
@@ -123,8 +153,7 @@ def main() -> None:
     if not DATA.is_dir():
         print(f"note: {DATA} not found; using synthetic candles", file=sys.stderr)
     for n in (int(x) for x in args.sizes.split(",")):
-        print(f"symbols={n} cycle_median_ms={bench(n, args.cycles, args.warmup):.3f}",
-              flush=True)
+        print(f"symbols={n} cycle_median_ms={bench(n, args.cycles, args.warmup):.3f}", flush=True)
 
 
 if __name__ == "__main__":

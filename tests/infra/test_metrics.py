@@ -447,9 +447,16 @@ def test_every_documented_family_is_exported_and_all_are_prefixed() -> None:
 
 def test_shadow_records_feed_the_shadow_metrics() -> None:
     m = Metrics()
-    m.on_shadow({"side": "buy", "type": "market", "slippage_bps": "8.5",
-                 "sim_vs_live_bps": "6.5", "live": {"status": "FILLED", "ack_latency_ms": 120},
-                 "sim": {"status": "FILLED"}})
+    m.on_shadow(
+        {
+            "side": "buy",
+            "type": "market",
+            "slippage_bps": "8.5",
+            "sim_vs_live_bps": "6.5",
+            "live": {"status": "FILLED", "ack_latency_ms": 120},
+            "sim": {"status": "FILLED"},
+        }
+    )
     s = scrape(m)
     assert val(s, "vigil_shadow_orders_total", live_status="FILLED", sim_status="FILLED") == 1
     # Histograms with negative buckets export no _sum (OpenMetrics); buckets tell the value.

@@ -20,8 +20,11 @@ Params = Mapping[str, str]
 
 COID_RE = re.compile(r"^[\.A-Z\:/a-z0-9_-]{1,36}$")
 NUMBER_RE = re.compile(r"^([0-9]{1,20})(\.[0-9]{1,20})?$")
-# Kline intervals the fake can build from its own timeframe (1s and 1M are not offered).
-INTERVALS = ("1s", "1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d", "3d", "1w")
+# Kline intervals the fake can build from its own timeframe (1M is not offered).
+# fmt: off
+INTERVALS = ("1s", "1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d",
+             "3d", "1w")
+# fmt: on
 ORDER_LIMIT_DAY = 200_000
 
 # Request weights (Binance spot docs, 2024). Endpoints whose weight depends on the parameters
