@@ -4,8 +4,50 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import numpy as np
+
 from backtest.data import CandleSeries
 from runner.engine import CandleSink
+
+# Rows turned into Python lists at a time: indexing lists is several times cheaper than numpy
+# scalars in a loop, and converting in chunks keeps a 15-pair replay's memory small.
+CHUNK = 4096
+
+_Cols = tuple[list[int], list[float], list[float], list[float], list[float], list[float]]
+
+
+class _Cursor:
+    __slots__ = ("base", "cols", "n", "pos", "series")
+
+    def __init__(self, series: CandleSeries) -> None:
+        self.series = series
+        self.n = len(series)
+        self.pos = 0  # index of the next undelivered row
+        self.base = 0  # index of cols[0][0]
+        self.cols: _Cols = ([], [], [], [], [], [])
+        self.load(0)
+
+    def load(self, start: int) -> None:
+        s = self.series
+        end = min(start + CHUNK, self.n)
+        self.base = start
+        self.cols = (
+            s.ts[start:end].tolist(),
+            s.open[start:end].tolist(),
+            s.high[start:end].tolist(),
+            s.low[start:end].tolist(),
+            s.close[start:end].tolist(),
+            s.volume[start:end].tolist(),
+        )
+
+    def next_ts(self) -> int | None:
+        if self.pos >= self.n:
+            return None
+        j = self.pos - self.base
+        if j >= len(self.cols[0]):
+            self.load(self.pos)
+            j = 0
+        return self.cols[0][j]
 
 
 class ReplayFeed:
@@ -15,44 +57,29 @@ class ReplayFeed:
     def __init__(self, series: Mapping[str, CandleSeries], *, timeframe_ms: int) -> None:
         self.timeframe_ms = timeframe_ms
         self.symbols = tuple(sorted(series))
-        # Plain lists: indexing them is several times cheaper than numpy scalars in a loop.
-        self._cols = {
-            s: (
-                series[s].ts.tolist(),
-                series[s].open.tolist(),
-                series[s].high.tolist(),
-                series[s].low.tolist(),
-                series[s].close.tolist(),
-                series[s].volume.tolist(),
-            )
-            for s in self.symbols
-        }
-        self._idx = dict.fromkeys(self.symbols, 0)
+        self._cur = {s: _Cursor(series[s]) for s in self.symbols}
         self._next: int | None = None
         self._next_valid = False  # poll recomputes the next close while it walks the data
 
     def first_close_ms(self) -> int | None:
-        firsts = [cols[0][0] for cols in self._cols.values() if cols[0]]
+        firsts = [int(c.series.ts[0]) for c in self._cur.values() if c.n]
         return min(firsts) + self.timeframe_ms if firsts else None
+
+    def last_close_ms(self) -> int | None:
+        lasts = [int(c.series.ts[-1]) for c in self._cur.values() if c.n]
+        return max(lasts) + self.timeframe_ms if lasts else None
 
     def next_close_ms(self) -> int | None:
         """When the next undelivered candle closes, or None when the data is used up."""
         if self._next_valid:
             return self._next
         best: int | None = None
-        for s in self.symbols:
-            ts = self._cols[s][0]
-            i = self._idx[s]
-            if i < len(ts):
-                close = ts[i] + self.timeframe_ms
-                if best is None or close < best:
-                    best = close
+        for c in self._cur.values():
+            ts = c.next_ts()
+            if ts is not None and (best is None or ts + self.timeframe_ms < best):
+                best = ts + self.timeframe_ms
         self._next, self._next_valid = best, True
         return best
-
-    def last_close_ms(self) -> int | None:
-        lasts = [cols[0][-1] for cols in self._cols.values() if cols[0]]
-        return max(lasts) + self.timeframe_ms if lasts else None
 
     @property
     def exhausted(self) -> bool:
@@ -66,29 +93,30 @@ class ReplayFeed:
         tf = self.timeframe_ms
         limit = now_ms - tf  # open times at or before this have closed
         delivered = 0
-        idx = self._idx
         best: int | None = None
         for s in self.symbols:
-            i = idx[s]
-            ts, o, h, lo, c, v = self._cols[s]
-            n = len(ts)
-            while i < n and ts[i] <= limit:
-                sink(s, ts[i], o[i], h[i], lo[i], c[i], v[i])
-                i += 1
-                delivered += 1
-            idx[s] = i
-            if i < n and (best is None or ts[i] + tf < best):
-                best = ts[i] + tf
+            cur = self._cur[s]
+            while True:
+                ts, o, h, lo, c, v = cur.cols
+                j = cur.pos - cur.base
+                m = len(ts)
+                while j < m and ts[j] <= limit:
+                    sink(s, ts[j], o[j], h[j], lo[j], c[j], v[j])
+                    j += 1
+                    delivered += 1
+                cur.pos = cur.base + j
+                if j < m or cur.pos >= cur.n:
+                    break
+                cur.load(cur.pos)  # chunk used up: the next one may hold more closed candles
+            if j < m and (best is None or ts[j] + tf < best):
+                best = ts[j] + tf
         self._next, self._next_valid = best, True
         return delivered
 
     def seek(self, start_ms: int) -> None:
         """Skip candles closed before `start_ms` without delivering them."""
         limit = start_ms - self.timeframe_ms
-        for s in self.symbols:
-            ts = self._cols[s][0]
-            i = self._idx[s]
-            while i < len(ts) and ts[i] < limit:
-                i += 1
-            self._idx[s] = i
+        for cur in self._cur.values():
+            cur.pos = max(cur.pos, int(np.searchsorted(cur.series.ts, limit, side="left")))
+            cur.load(cur.pos)
         self._next_valid = False

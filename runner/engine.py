@@ -37,6 +37,8 @@ from strategy.base import CandleHistory
 
 log = logging.getLogger("vigil.engine")
 
+MARKETS_CHECK_MS = 60_000
+
 CandleSink = Callable[[str, int, float, float, float, float, float], Any]
 
 
@@ -115,6 +117,7 @@ class Engine:
         self.last_decision: CycleDecision | None = None
         self.bad_ticks = 0
         self._down = False  # an ExchangeUnavailable happened during this cycle
+        self._markets_ms = 0
         self._history = CandleHistory(bank)
         self.reconciler = Reconciler(self)
         self.executor = Executor(
@@ -150,6 +153,7 @@ class Engine:
         self.book = OrderBookkeeper(self.store.load_orders(live_only=True))
         self.executor._book = self.book
         self.markets = await self.exchange.load_markets()
+        self._markets_ms = now_ms
         balances = await self.exchange.fetch_balances()
         cash = balances[self.quote].total if self.quote in balances else Decimal(0)
         self.portfolio = Portfolio(cash=cash, positions=positions, quote=self.quote)
@@ -198,6 +202,8 @@ class Engine:
         except ExchangeError as exc:
             self._exchange_failed(now_ms, exc)
             missing.append("candles")
+        if now_ms - self._markets_ms >= MARKETS_CHECK_MS:
+            await self._refresh_markets(now_ms)
         await self._reconcile(now_ms, missing)
         symbols = self._quote_symbols()
         try:
@@ -248,6 +254,16 @@ class Engine:
         if len(self.book.orders) > 1000:
             self.book.forget_terminal()
         return decision
+
+    async def _refresh_markets(self, now_ms: int) -> None:
+        """The adapter caches markets and reloads them on its own schedule; asking once a
+        minute means a product whose status degrades stops being traded within a cycle or
+        two of the adapter seeing it."""
+        self._markets_ms = now_ms
+        try:
+            self.markets = await self.exchange.load_markets()
+        except ExchangeError as exc:
+            self._exchange_failed(now_ms, exc)  # keep trading on the markets we have
 
     def _recent(self, dq: deque[int], now_ms: int) -> tuple[int, ...]:
         if not dq:

@@ -115,3 +115,20 @@ def test_fills_are_booked_once_even_when_fetched_again(tmp_path: Path) -> None:
         assert engine.portfolio.positions["BTC/USDT"].quantity == 1
 
     asyncio.run(go())
+
+
+def test_a_product_that_degrades_leaves_the_universe_within_a_minute(tmp_path: Path) -> None:
+    from core.models import MarketStatus
+
+    async def go() -> None:
+        engine, sim, clock, inputs, sink = make(tmp_path)
+        await engine.start(inputs.start_ms, warmup_bars=300)
+        await _cycles(engine, clock, inputs, 1)
+        assert "BTC/USDT" in engine.last_decision.universe.eligible
+        sim.set_market_status("BTC/USDT", MarketStatus.OFFLINE)  # the venue halts it
+        await _cycles(engine, clock, inputs, 1)  # 5 minutes later: markets re-read
+        d = engine.last_decision
+        assert "BTC/USDT" not in d.universe.eligible
+        assert [e.reason for e in d.universe.excluded] == ["DEGRADED_STATUS"]
+
+    asyncio.run(go())
