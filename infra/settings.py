@@ -8,7 +8,9 @@ from the environment, infra/secrets.py).
 from __future__ import annotations
 
 import difflib
+import functools
 import hashlib
+import importlib.util
 import json
 import types
 from collections.abc import Mapping
@@ -28,6 +30,23 @@ class Mode(StrEnum):
     DRY_RUN = "DRY_RUN"
     PAPER = "PAPER"
     LIVE = "LIVE"
+
+
+@functools.cache
+def ccxt_exchange_ids() -> list[str]:
+    """ccxt's exchange ids, read from its package without importing it: importing ccxt loads
+    every exchange module (~90 MB), which a replay or a config check never needs."""
+    spec = importlib.util.find_spec("ccxt")  # a top-level spec: ccxt is not imported
+    folder = (
+        Path(next(iter(spec.submodule_search_locations))) / "async_support"
+        if spec is not None and spec.submodule_search_locations
+        else None
+    )
+    if folder is None or not folder.is_dir():
+        import ccxt
+
+        return list(ccxt.exchanges)
+    return sorted(p.stem for p in folder.glob("*.py") if not p.stem.startswith("_"))
 
 
 class ExchangeSettings(Frozen):
@@ -76,10 +95,9 @@ class ExchangeSettings(Frozen):
     @field_validator("id")
     @classmethod
     def _known_id(cls, v: str) -> str:
-        import ccxt  # imported here: ccxt is slow to import and only this check needs it
-
-        if v not in ccxt.exchanges:
-            close = difflib.get_close_matches(v, ccxt.exchanges, n=3)
+        known = ccxt_exchange_ids()
+        if v not in known:
+            close = difflib.get_close_matches(v, known, n=3)
             hint = f"did you mean {', '.join(close)}?" if close else "see ccxt.exchanges"
             raise ValueError(f"unknown ccxt exchange id {v!r}; {hint}")
         return v
