@@ -104,6 +104,7 @@ class SimExchange:
                 raise ValueError(f"starting balance of {asset} is negative ({amount})")
             self._free[asset] = amount
         self._balances: dict[str, Balance] | None = None
+        self._markets: dict[str, Market] | None = None
         self._orders: dict[str, SimOrder] = {}  # every order ever accepted, by client order id
         self._fills: list[Fill] = []
         self._seq = 0
@@ -155,6 +156,7 @@ class SimExchange:
     def set_market_status(self, symbol: str, status: MarketStatus) -> None:
         book = self._book(symbol)
         book.market = replace(book.market, status=MarketStatus(status))
+        self._markets = None
 
     def set_balance(self, asset: str, free: Decimal) -> None:
         """Set an asset's free amount (tests, the fake server's admin hooks); `used` is kept."""
@@ -435,7 +437,10 @@ class SimExchange:
         return dict(self._fees)
 
     async def load_markets(self, reload: bool = False) -> dict[str, Market]:
-        return {s: b.market for s, b in self._books.items()}
+        # The same dict until a status changes: engines re-read markets every minute.
+        if self._markets is None:
+            self._markets = {s: b.market for s, b in self._books.items()}
+        return self._markets
 
     async def close(self) -> None:
         return None

@@ -9,7 +9,7 @@ import math
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
 from typing import Any
 
 from core.models import (
@@ -105,6 +105,8 @@ def synthetic_book(quote: Quote, market: Market, level_size: float, levels: int)
 
 def candle_quote(market: Market, row: CandleRow, half_spread: Decimal, tf_ms: int) -> Quote:
     inc = market.price_increment
+    if inc.as_tuple().digits == (1,):
+        return _pow10_quote(market, row, half_spread, tf_ms)
     close = to_dec(row[4])
     bid = floor_to(close * (1 - half_spread), inc)
     ask = ceil_to(close * (1 + half_spread), inc)
@@ -113,6 +115,22 @@ def candle_quote(market: Market, row: CandleRow, half_spread: Decimal, tf_ms: in
     if ask - bid < inc:  # a zero spread would make every post-only order cross
         ask = bid + inc
     last = min(max((close / inc).to_integral_value() * inc, bid), ask)
+    return Quote(symbol=market.symbol, bid=bid, ask=ask, last=last, ts=row[0] + tf_ms)
+
+
+def _pow10_quote(market: Market, row: CandleRow, half_spread: Decimal, tf_ms: int) -> Quote:
+    """candle_quote for a power-of-ten price grid (nearly every venue): `quantize` does the
+    rounding in one step each, where the general path divides and multiplies."""
+    inc = market.price_increment
+    close = to_dec(row[4])
+    bid = (close * (1 - half_spread)).quantize(inc, ROUND_FLOOR)
+    ask = (close * (1 + half_spread)).quantize(inc, ROUND_CEILING)
+    if bid <= 0:
+        bid = inc
+    if ask - bid < inc:
+        ask = bid + inc
+    last = close.quantize(inc, ROUND_HALF_EVEN)
+    last = bid if last < bid else ask if last > ask else last
     return Quote(symbol=market.symbol, bid=bid, ask=ask, last=last, ts=row[0] + tf_ms)
 
 
