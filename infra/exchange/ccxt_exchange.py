@@ -111,6 +111,7 @@ class CcxtExchange:
         self._markets_ms = -1
         self._quote = quote_currency
         self._order_ids: dict[str, str] = {}  # client order id -> venue order id
+        self._unnamed: set[str] = set()  # venue order ids known to carry no client order id
         self._symbols: set[str] = set()  # symbols we have orders or holdings on
         self._guard = translating(
             headers=lambda: getattr(self._ex, "last_response_headers", None),
@@ -254,7 +255,9 @@ class CcxtExchange:
             return self._order(raw, intent.strategy, intent.client_order_id)
 
         async def lookup() -> Order:
-            return await self.fetch_order(intent.client_order_id, intent.symbol)
+            # No retries inside: submit_idempotent paces its own lookups, and retries nested
+            # in them held a cycle for half a minute per order during an outage.
+            return await self._fetch_order(intent.client_order_id, intent.symbol, retry=False)
 
         return await submit_idempotent(
             send,
@@ -265,9 +268,12 @@ class CcxtExchange:
             note=lambda msg: log.warning("%s %s: %s", self.name, intent.client_order_id, msg),
         )
 
-    def _order(self, raw: Mapping[str, Any], strategy: str = "", coid: str = "") -> Order:
+    def _order(
+        self, raw: Mapping[str, Any], strategy: str = "", coid: str = "", *, named: bool = False
+    ) -> Order:
+        """`named`: the answer is about the order we named by `coid`, whatever id it shows."""
         o = OrderWire.parse(raw).to_domain(strategy=strategy, received_ms=self._clock.now_ms())
-        if not o.client_order_id and coid:
+        if coid and (named or not o.client_order_id):
             o = replace(o, client_order_id=coid)
         if o.exchange_order_id and o.client_order_id:
             self._order_ids[o.client_order_id] = o.exchange_order_id
@@ -281,20 +287,27 @@ class CcxtExchange:
         oid, params = self._by_client_id(client_order_id)
         raw = await self._call("cancel", lambda: self._ex.cancel_order(oid, symbol, params))
         try:
-            return self._order(raw, coid=client_order_id)
+            # Binance answers a cancel with the cancel request's own id in clientOrderId (ours
+            # is in origClientOrderId, which ccxt drops): the order canceled is the one named.
+            return self._order(raw, coid=client_order_id, named=True)
         except BadResponse:
             # Some venues answer a cancel with a bare acknowledgement: read the order back.
             return await self.fetch_order(client_order_id, symbol)
 
     async def fetch_order(self, client_order_id: str, symbol: str) -> Order:
+        return await self._fetch_order(client_order_id, symbol, retry=True)
+
+    async def _fetch_order(self, client_order_id: str, symbol: str, *, retry: bool) -> Order:
         oid, params = self._by_client_id(client_order_id)
         self._symbols.add(symbol)
         if oid is None and self.name not in CLIENT_ID_LOOKUP:
-            return await self._search_order(client_order_id, symbol)
-        raw = await self._call("fetch_order", lambda: self._ex.fetch_order(oid, symbol, params))
+            return await self._search_order(client_order_id, symbol, retry=retry)
+        raw = await self._call(
+            "fetch_order", lambda: self._ex.fetch_order(oid, symbol, params), retry=retry
+        )
         return self._order(raw, coid=client_order_id)
 
-    async def _search_order(self, client_order_id: str, symbol: str) -> Order:
+    async def _search_order(self, client_order_id: str, symbol: str, *, retry: bool) -> Order:
         """Venues that cannot fetch by client order id: look through open and recent orders."""
         for method, cap in (
             ("fetch_open_orders", "fetchOpenOrders"),
@@ -303,7 +316,9 @@ class CcxtExchange:
         ):
             if not self._ex.has.get(cap):
                 continue
-            rows = await self._call("open_orders", lambda m=method: getattr(self._ex, m)(symbol))
+            rows = await self._call(
+                "open_orders", lambda m=method: getattr(self._ex, m)(symbol), retry=retry
+            )
             for raw in rows:
                 if raw.get("clientOrderId") == client_order_id:
                     return self._order(raw, coid=client_order_id)
@@ -337,11 +352,30 @@ class CcxtExchange:
                 try:
                     tw = TradeWire.parse(raw)
                     coid = by_oid.get(tw.order or "")
+                    if coid is None and tw.order:
+                        coid = await self._client_id_of(tw.order, sym)
+                        if coid:
+                            by_oid[tw.order] = coid
                     fills.append(tw.to_fill(client_order_id=coid).fill)
                 except BadResponse as exc:
                     log.warning("%s: trade skipped: %s", self.name, exc)
         fills.sort(key=lambda f: (f.ts, f.fill_id))
         return fills
+
+    async def _client_id_of(self, order_id: str, symbol: str) -> str | None:
+        """The client order id behind a venue order id. A trade names only the venue's id,
+        and after a restart this process has not seen the orders placed before it: without
+        asking, their fills would look foreign and never be booked. Asked once per order."""
+        if order_id in self._unnamed:
+            return None
+        try:
+            raw = await self._call("fetch_order", lambda: self._ex.fetch_order(order_id, symbol))
+            coid = self._order(raw).client_order_id
+        except (OrderNotFound, BadResponse):
+            coid = ""
+        if not coid:
+            self._unnamed.add(order_id)
+        return coid or None
 
     async def close(self) -> None:
         try:

@@ -13,6 +13,7 @@ from bisect import bisect_left, insort
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from decimal import Decimal
+from math import ceil, floor
 from typing import Any
 
 from core.clock import Clock
@@ -93,6 +94,8 @@ class SimExchange:
             self._books[symbol] = SymbolBook(market, history_size)
             self._fees[symbol] = (maker, taker)
         self._half_spread = config.synthetic_spread_bps / BPS / 2
+        self._lo_k = 1.0 - float(self._half_spread)
+        self._hi_k = 1.0 + float(self._half_spread)
         self._slip_bps = float(config.slippage_bps)
         self._vol_mult = float(config.slippage_vol_mult)
         self._cap = config.participation_cap
@@ -142,6 +145,17 @@ class SimExchange:
             )
         book.last_ts = ts
         book.history.append((ts, o, h, l, c, v))
+        # The universe screens every symbol's spread every cycle: computed here, in floats,
+        # while the candle is at hand (see float_spread_bps for the same arithmetic).
+        inc = book.price_inc_f
+        bid = floor(c * self._lo_k / inc) * inc
+        ask = ceil(c * self._hi_k / inc) * inc
+        if bid <= 0:
+            bid = inc
+        if ask - bid < inc * 0.999999:
+            ask = bid + inc
+        book.spread_f = (ask - bid) / ((ask + bid) * 0.5) * 10_000.0
+        book.spread_ts = ts
         if book.orders:
             return self._match(book, ts, o, h, l, c, v)
         return []

@@ -180,12 +180,10 @@ class SimQuoteBoard(QuoteBoard):
         book = self._books.get(symbol)
         if book is None:
             return None
-        history = book.history
-        # The common case inline (a candle-derived quote whose spread is cached); the rest
-        # in SymbolBook.spread_bps.
-        if history and book.pushed is None and book.spread_ts == history[-1][0]:
-            return book.spread_f
-        return book.spread_bps(self._half_f, self._tf)
+        hist = book.history
+        if book.pushed is None and hist and book.spread_ts == hist[-1][0]:
+            return book.spread_f  # candle-derived: SimExchange.on_candle computed it
+        return book.spread_bps(self._half_f, self._tf)  # pushed quotes, restored state
 
 
 def row_to_candle(row: CandleRow) -> Candle:
