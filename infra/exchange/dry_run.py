@@ -4,29 +4,27 @@ to the wrapped adapter; orders are recorded as not sent and never reach it."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from decimal import Decimal
 
 from core.errors import OrderNotFound
 from core.models import (
     Balance,
-    Candle,
     Fill,
     Market,
     Order,
-    OrderBook,
     OrderIntent,
     OrderStatus,
     Quote,
 )
 from core.orders import new_order, transition
 from core.ports import Exchange
+from infra.exchange.passthrough import MarketDataPassthrough
 
 DRY_RUN_NOTE = "dry_run: not sent"
 
 
-class DryRunExchange:
+class DryRunExchange(MarketDataPassthrough):
     def __init__(self, inner: Exchange, *, now_ms: Callable[[], int]) -> None:
-        self._inner = inner
+        self._market_data = self._inner = inner
         self._now_ms = now_ms
         self.name = f"dry_run({inner.name})"
         self._orders: dict[str, Order] = {}
@@ -37,19 +35,8 @@ class DryRunExchange:
     async def fetch_quotes(self, symbols: Sequence[str]) -> Mapping[str, Quote]:
         return await self._inner.fetch_quotes(symbols)
 
-    async def fetch_ohlcv(
-        self, symbol: str, timeframe: str, since_ms: int | None = None, limit: int | None = None
-    ) -> list[Candle]:
-        return await self._inner.fetch_ohlcv(symbol, timeframe, since_ms, limit)
-
-    async def fetch_order_book(self, symbol: str, limit: int = 20) -> OrderBook:
-        return await self._inner.fetch_order_book(symbol, limit)
-
     async def fetch_balances(self) -> dict[str, Balance]:
         return await self._inner.fetch_balances()
-
-    async def fetch_fees(self) -> dict[str, tuple[Decimal, Decimal]]:
-        return await self._inner.fetch_fees()
 
     async def create_order(self, intent: OrderIntent) -> Order:
         now = self._now_ms()

@@ -9,20 +9,20 @@ checks post-only orders against the venue's live quotes.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from decimal import Decimal
 
 from core.errors import ExchangeUnavailable
-from core.models import Balance, Candle, Fill, Market, Order, OrderBook, OrderIntent, Quote
+from core.models import Balance, Fill, Market, Order, OrderIntent, Quote
 from core.ports import Exchange
+from infra.exchange.passthrough import MarketDataPassthrough
 from infra.exchange.sim import SimExchange
 
 SimFactory = Callable[[Mapping[str, Market]], SimExchange]
 
 
-class PaperExchange:
+class PaperExchange(MarketDataPassthrough):
     def __init__(self, *, data: Exchange, sim_factory: SimFactory) -> None:
         self.name = f"paper({data.name})"
-        self._data = data
+        self._market_data = self._data = data
         self._factory = sim_factory
         self._sim: SimExchange | None = None
         self._markets: dict[str, Market] = {}
@@ -62,17 +62,6 @@ class PaperExchange:
                 if q is not None and sym in self._markets and 0 < q.bid <= q.ask:
                     sim.set_quote(q)
         return quotes
-
-    async def fetch_ohlcv(
-        self, symbol: str, timeframe: str, since_ms: int | None = None, limit: int | None = None
-    ) -> list[Candle]:
-        return await self._data.fetch_ohlcv(symbol, timeframe, since_ms, limit)
-
-    async def fetch_order_book(self, symbol: str, limit: int = 20) -> OrderBook:
-        return await self._data.fetch_order_book(symbol, limit)
-
-    async def fetch_fees(self) -> dict[str, tuple[Decimal, Decimal]]:
-        return await self._data.fetch_fees()
 
     async def fetch_balances(self) -> dict[str, Balance]:
         return await self.sim.fetch_balances()

@@ -27,11 +27,9 @@ from core.errors import (
 from core.models import (
     ZERO,
     Balance,
-    Candle,
     Fill,
     Market,
     Order,
-    OrderBook,
     OrderIntent,
     OrderStatus,
     OrderType,
@@ -39,6 +37,7 @@ from core.models import (
     Side,
 )
 from core.ports import Exchange
+from infra.exchange.passthrough import MarketDataPassthrough
 from infra.exchange.shadow_records import BPS_QUANTUM as BPS_QUANTUM
 from infra.exchange.shadow_records import NOT_PLACED as NOT_PLACED
 from infra.exchange.shadow_records import REFUSED as REFUSED
@@ -68,7 +67,7 @@ class ShadowObserver(Protocol):
     def on_shadow(self, data: Mapping[str, Any]) -> None: ...
 
 
-class ShadowExchange:
+class ShadowExchange(MarketDataPassthrough):
     """`core.ports.Exchange` over a live adapter, shadowing every order in a SimExchange.
 
     `record(kind, data)` receives `shadow_order`, `shadow_fill` and `shadow_evicted` records
@@ -97,7 +96,7 @@ class ShadowExchange:
         if grace_ms is not None and grace_ms < 0:
             raise ValueError(f"grace_ms must not be negative, got {grace_ms}")
         self.name = f"shadow({live.name})"
-        self._live = live
+        self._market_data = self._live = live
         self._factory = sim_factory
         self._clock = clock
         self._record = record
@@ -168,17 +167,6 @@ class ShadowExchange:
                     sim.set_quote(q)
                     self._quotes[sym] = q
         return quotes
-
-    async def fetch_ohlcv(
-        self, symbol: str, timeframe: str, since_ms: int | None = None, limit: int | None = None
-    ) -> list[Candle]:
-        return await self._live.fetch_ohlcv(symbol, timeframe, since_ms, limit)
-
-    async def fetch_order_book(self, symbol: str, limit: int = 20) -> OrderBook:
-        return await self._live.fetch_order_book(symbol, limit)
-
-    async def fetch_fees(self) -> dict[str, tuple[Decimal, Decimal]]:
-        return await self._live.fetch_fees()
 
     async def fetch_balances(self) -> dict[str, Balance]:
         return await self._live.fetch_balances()
