@@ -115,7 +115,19 @@ class Executor:
         return self._accept(local, remote, now_ms)
 
     def _accept(self, local: Order, remote: Order, now_ms: int, detail: str = "") -> Order:
-        merged = merge_remote(local, replace(remote, updated_ms=max(remote.updated_ms, now_ms)))
+        remote = replace(remote, updated_ms=max(remote.updated_ms, now_ms))
+        if remote.filled > local.filled:
+            # Filled at once (a market order on a real venue): the fills come through
+            # reconciliation, which books them one by one. Taking the filled quantity from
+            # this answer would make the order refuse its own fills.
+            remote = replace(
+                remote,
+                status=OrderStatus.OPEN,
+                filled=local.filled,
+                avg_fill_price=local.avg_fill_price,
+                fee=local.fee,
+            )
+        merged = merge_remote(local, remote)
         self._book.put(merged)
         self._persist(merged)
         self._rec.ack(merged, detail=detail)

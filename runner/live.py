@@ -113,6 +113,7 @@ def build_live(
             "weight": Budget(capacity=cfg.exchange.weight_per_minute, per_seconds=60),
             "orders": Budget(capacity=cfg.exchange.orders_per_10s, per_seconds=10),
         },
+        notes=record if live else None,
     )
     feed = ExchangeFeed(
         exchange=data, symbols=symbols, timeframe=cfg.timeframe, page=cfg.loop.history_candles

@@ -17,7 +17,14 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 from core.clock import Clock
-from core.errors import BadResponse, ExchangeError, IpBanned, OrderNotFound, RateLimited
+from core.errors import (
+    BadResponse,
+    ExchangeError,
+    ExchangeUnavailable,
+    IpBanned,
+    OrderNotFound,
+    RateLimited,
+)
 from core.models import (
     Balance,
     Candle,
@@ -67,6 +74,7 @@ DEFAULT_BUDGETS = {
     "orders": Budget(capacity=50, per_seconds=10),
 }
 # The query parameter each venue expects when an order is named by our client order id.
+DOWN_HOLD_MS = 5_000
 CLIENT_ID_LOOKUP = {"binance": "origClientOrderId", "mexc": "origClientOrderId"}
 
 
@@ -88,6 +96,7 @@ class CcxtExchange:
         retry: RetryPolicy | None = None,
         quote_currency: str = "USDT",
         client: Any = None,
+        notes: Callable[[str, dict[str, Any]], Any] | None = None,
     ) -> None:
         self.name = exchange_id
         self._clock = clock
@@ -105,7 +114,12 @@ class CcxtExchange:
         self._limiter = RateLimiter(
             clock=clock, budgets=budgets or DEFAULT_BUDGETS, sleep=clock.sleep
         )
-        self._retry = retry or RetryPolicy()
+        # Reads retry briefly: the next cycle retries anyway, and a long retry inside one
+        # cycle holds up everything else in it.
+        self._retry = retry or RetryPolicy(max_attempts=3, base_s=0.5, cap_s=4.0)
+        self._orders_retry = RetryPolicy()
+        self._notes = notes
+        self._down_until_ms = 0
         self._refresh_ms = markets_refresh_s * 1000
         self._markets: dict[str, Market] = {}
         self._markets_ms = -1
@@ -149,10 +163,28 @@ class CcxtExchange:
                     self._limiter.observe_headers(getattr(self._ex, "last_response_headers", None))
 
         if not retry:
+            # Order entry and the lookups of an idempotent submit pace themselves.
             return await once()
-        return await call_with_retries(
-            once, policy=self._retry, rng=self._rng, sleep=self._clock.sleep
-        )
+        if self._clock.now_ms() < self._down_until_ms:
+            # Unreachable a moment ago: fail the rest of this cycle's reads at once rather
+            # than spend a round of retries on each.
+            raise ExchangeUnavailable(f"{self.name}: unreachable moments ago; not asking again")
+        try:
+            result = await call_with_retries(
+                once, policy=self._retry, rng=self._rng, sleep=self._clock.sleep
+            )
+        except ExchangeUnavailable:
+            self._down_until_ms = self._clock.now_ms() + DOWN_HOLD_MS
+            raise
+        self._down_until_ms = 0
+        return result
+
+    def _note(self, client_order_id: str, msg: str) -> None:
+        """What the idempotent submit decided (resend or not, found by lookup): logged and,
+        when the daemon passes `notes`, written to the audit log."""
+        log.warning("%s %s: %s", self.name, client_order_id, msg)
+        if self._notes is not None:
+            self._notes("order_submit", {"client_order_id": client_order_id, "note": msg})
 
     def limiter_state(self) -> Any:
         return self._limiter.state()
@@ -262,10 +294,10 @@ class CcxtExchange:
         return await submit_idempotent(
             send,
             lookup,
-            policy=self._retry,
+            policy=self._orders_retry,
             rng=self._rng,
             sleep=self._clock.sleep,
-            note=lambda msg: log.warning("%s %s: %s", self.name, intent.client_order_id, msg),
+            note=lambda msg: self._note(intent.client_order_id, msg),
         )
 
     def _order(
