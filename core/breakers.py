@@ -129,7 +129,7 @@ def latch(
     cfg: BreakersConfig,
     now_ms: int,
 ) -> tuple[Mapping[str, BreakerState], list[BreakerEvent]]:
-    if not current and not any(c.active for c in conditions):
+    if not any(c.active for c in conditions) and not any(b.tripped for b in current.values()):
         return current, []  # the usual cycle: nothing tripped, nothing to trip
     clear_ms = cfg.clear_after_seconds * 1000
     out: dict[str, BreakerState] = dict(current)

@@ -103,6 +103,11 @@ class UniverseConfig(Frozen):
         "which is the conservative choice.",
     )
 
+    @cached_property
+    def symbol_list(self) -> tuple[str, ...]:
+        """`symbols` without repeats, in the order given."""
+        return tuple(dict.fromkeys(self.symbols))
+
     def theme_of(self, base: str) -> str:
         return self.themes.get(base, self.default_theme)
 

@@ -62,6 +62,9 @@ def update_regime(
     if observed is None or candle_ts == state.candle_ts:
         return state
     if observed is state.regime:
+        if state.candidate is None:
+            # Nothing pending: candle_ts may stay behind; it only guards a count in progress.
+            return state
         return RegimeState(state.regime, None, 0, state.since_ms, candle_ts)
     if observed is Regime.CRASH:
         return RegimeState(Regime.CRASH, None, 0, now_ms, candle_ts)

@@ -19,7 +19,7 @@ def volume_key(timeframe_ms: int) -> str:
 def candidates(cfg: UniverseConfig, markets: Mapping[str, Market]) -> list[str]:
     """Configured symbols, or every market in the accounting currency."""
     if cfg.symbols:
-        return list(dict.fromkeys(cfg.symbols))
+        return list(cfg.symbol_list)
     return sorted(s for s, m in markets.items() if m.quote == cfg.quote_currency)
 
 

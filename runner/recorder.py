@@ -175,6 +175,8 @@ def breaker_events(
     before: Mapping[str, BreakerState], after: Mapping[str, BreakerState], ts: int
 ) -> list[tuple[str, dict[str, Any]]]:
     out: list[tuple[str, dict[str, Any]]] = []
+    if before is after:
+        return out  # the cycle changed no breaker (the usual case)
     for name in sorted(set(before) | set(after)):
         b, a = before.get(name), after.get(name)
         was = b is not None and b.tripped

@@ -190,7 +190,8 @@ def test_warming_input_changes_nothing() -> None:
 def test_since_ms_is_kept_while_the_regime_holds() -> None:
     s = RegimeState(Regime.BULL, since_ms=T0)
     s = step(s, Regime.BULL, 5)
-    assert s.since_ms == T0 and s.candle_ts == T0 + 5 * TF
+    # Nothing pending: the state object is kept as it is (candle_ts only guards a count).
+    assert s.since_ms == T0 and s.regime is Regime.BULL and s.candidate is None
 
 
 # --------------------------------------------------------------------------- multipliers
