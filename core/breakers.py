@@ -57,13 +57,9 @@ def data_conditions(
     degraded_share_pct: Decimal,
     regime: Regime,
 ) -> list[Condition]:
-    errs = count_recent(api_errors, now_ms, cfg.api_error_window_seconds * 1000)
-    rejs = count_recent(rejections, now_ms, cfg.rejection_window_seconds * 1000)
-    stale = data_age_ms is None or data_age_ms > cfg.stale_data_seconds * 1000
-    burst = errs >= cfg.api_error_count
-    rejected = rejs >= cfg.rejection_count
-    degraded = degraded_share_pct >= cfg.degraded_products_pct
-    crash = regime is Regime.CRASH
+    errs, rejs, stale, burst, rejected, degraded, crash = _data_flags(
+        cfg, now_ms, data_age_ms, api_errors, rejections, degraded_share_pct, regime
+    )
     # Reasons are only formatted when they will be read: this runs every cycle.
     return [
         Condition(
@@ -92,6 +88,32 @@ def data_conditions(
     ]
 
 
+def _data_flags(
+    cfg: BreakersConfig,
+    now_ms: int,
+    data_age_ms: int | None,
+    api_errors: Sequence[int],
+    rejections: Sequence[int],
+    degraded_share_pct: Decimal,
+    regime: Regime,
+) -> tuple[int, int, bool, bool, bool, bool, bool]:
+    errs = (
+        count_recent(api_errors, now_ms, cfg.api_error_window_seconds * 1000) if api_errors else 0
+    )
+    rejs = (
+        count_recent(rejections, now_ms, cfg.rejection_window_seconds * 1000) if rejections else 0
+    )
+    return (
+        errs,
+        rejs,
+        data_age_ms is None or data_age_ms > cfg.stale_data_seconds * 1000,
+        errs >= cfg.api_error_count,
+        rejs >= cfg.rejection_count,
+        degraded_share_pct >= cfg.degraded_products_pct,
+        regime is Regime.CRASH,
+    )
+
+
 def roll_marks(marks: EquityMarks, equity: Decimal, now_ms: int) -> EquityMarks:
     """New day or week: its starting equity is the first equity seen in it."""
     day = day_start_ms(now_ms)
@@ -108,11 +130,15 @@ def roll_marks(marks: EquityMarks, equity: Decimal, now_ms: int) -> EquityMarks:
     )
 
 
-def loss_conditions(risk: RiskConfig, marks: EquityMarks, equity: Decimal) -> list[Condition]:
+def _loss_pcts(marks: EquityMarks, equity: Decimal) -> tuple[Decimal, Decimal, Decimal]:
     def pct(ref: Decimal) -> Decimal:
         return (equity / ref - 1) * _HUNDRED if ref > 0 else Decimal(0)
 
-    day, week, dd = pct(marks.day_start_equity), pct(marks.week_start_equity), pct(marks.hwm)
+    return pct(marks.day_start_equity), pct(marks.week_start_equity), pct(marks.hwm)
+
+
+def loss_conditions(risk: RiskConfig, marks: EquityMarks, equity: Decimal) -> list[Condition]:
+    day, week, dd = _loss_pcts(marks, equity)
     d_hit = day <= risk.daily_loss_stop_pct
     w_hit = week <= risk.weekly_loss_stop_pct
     dd_hit = dd <= risk.max_drawdown_pct
@@ -121,6 +147,50 @@ def loss_conditions(risk: RiskConfig, marks: EquityMarks, equity: Decimal) -> li
         Condition(Breaker.WEEKLY_LOSS, w_hit, f"week {week:.2f}%" if w_hit else ""),
         Condition(Breaker.MAX_DRAWDOWN, dd_hit, f"drawdown {dd:.2f}%" if dd_hit else ""),
     ]
+
+
+def evaluate(
+    current: Mapping[str, BreakerState],
+    cfg: BreakersConfig,
+    risk: RiskConfig,
+    *,
+    now_ms: int,
+    data_age_ms: int | None,
+    api_errors: Sequence[int],
+    rejections: Sequence[int],
+    degraded_share_pct: Decimal,
+    regime: Regime,
+    marks: EquityMarks,
+    equity: Decimal,
+) -> tuple[Mapping[str, BreakerState], list[BreakerEvent]]:
+    """Every breaker and loss stop this cycle: conditions, then the latch.
+
+    The usual cycle has nothing tripped and nothing to trip; it is answered from the flags
+    alone, without building a condition per breaker (this runs every cycle of a backtest).
+    """
+    if not any(b.tripped for b in current.values()):
+        flags = _data_flags(
+            cfg, now_ms, data_age_ms, api_errors, rejections, degraded_share_pct, regime
+        )
+        if not any(flags[2:]):
+            day, week, dd = _loss_pcts(marks, equity)
+            if (
+                day > risk.daily_loss_stop_pct
+                and week > risk.weekly_loss_stop_pct
+                and dd > risk.max_drawdown_pct
+            ):
+                return current, []
+    conditions = data_conditions(
+        cfg,
+        now_ms=now_ms,
+        data_age_ms=data_age_ms,
+        api_errors=api_errors,
+        rejections=rejections,
+        degraded_share_pct=degraded_share_pct,
+        regime=regime,
+    )
+    conditions += loss_conditions(risk, marks, equity)
+    return latch(current, conditions, cfg, now_ms)
 
 
 def latch(

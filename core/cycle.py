@@ -12,13 +12,8 @@ from decimal import Decimal
 from types import MappingProxyType
 from typing import Any
 
-from core.breakers import (
-    data_conditions,
-    latch,
-    loss_conditions,
-    roll_marks,
-    trading_state,
-)
+from core.breakers import evaluate as evaluate_breakers
+from core.breakers import roll_marks, trading_state
 from core.config import PipelineConfig, RiskConfig
 from core.exits import evaluate_exit
 from core.features import SymbolFeatures
@@ -205,17 +200,19 @@ def run_cycle(
             if m.status not in tradable:
                 degraded += 1
     degraded_pct = Decimal(degraded * 100) / Decimal(known) if degraded else ZERO
-    conditions = data_conditions(
+    breakers, events = evaluate_breakers(
+        prior.breakers,
         config.breakers,
+        config.risk,
         now_ms=now_ms,
         data_age_ms=_data_age(snapshot, cands, tf, now_ms),
         api_errors=snapshot.api_errors,
         rejections=snapshot.rejections,
         degraded_share_pct=degraded_pct,
         regime=regime,
+        marks=eq_marks,
+        equity=equity,
     )
-    conditions += loss_conditions(config.risk, eq_marks, equity)
-    breakers, events = latch(prior.breakers, conditions, config.breakers, now_ms)
     state_now, causes = trading_state(breakers, config.breakers, kill_switch=kill)
     for e in events:
         notes.append(f"breaker {e.name} {e.event}: {e.reason}")
