@@ -157,6 +157,16 @@ class RegimeConfig(Frozen):
         default_factory=RegimeMultipliers, description="Risk multiplier per regime."
     )
 
+    @cached_property
+    def feature_keys(self) -> tuple[str, str, str, str]:
+        """(fast EMA, slow EMA, ATR, peak) feature keys, built once: read every cycle."""
+        return (
+            f"ema:{self.ema_fast}",
+            f"ema:{self.ema_slow}",
+            f"atr:{self.atr_period}",
+            f"peak:{self.drawdown_lookback}",
+        )
+
     @model_validator(mode="after")
     def _check(self) -> RegimeConfig:
         if self.ema_fast >= self.ema_slow:
@@ -213,6 +223,21 @@ class OutlierGuard(Frozen):
 
 
 class TriggerConfig(Frozen):
+    @cached_property
+    def feature_keys(self) -> tuple[str, str, str, str, str, str, str]:
+        """(median, outlier volume avg, N-bar high, breakout volume avg, ROC, spike volume
+        avg, RSI) feature keys, built once: read every cycle."""
+        og, bo = self.outlier, self.breakout
+        return (
+            f"med:{og.median_lookback}",
+            f"vavg:{og.median_lookback}",
+            f"hh:{bo.lookback}",
+            f"vavg:{bo.volume_lookback}",
+            f"roc:{self.momentum.lookback}",
+            f"vavg:{self.volume_spike.lookback}",
+            f"rsi:{self.rsi_reversion.period}",
+        )
+
     breakout: BreakoutTrigger = Field(default_factory=BreakoutTrigger, description="Breakout.")
     momentum: MomentumTrigger = Field(default_factory=MomentumTrigger, description="Momentum.")
     volume_spike: VolumeSpikeTrigger = Field(

@@ -179,8 +179,13 @@ class Valuation:
     by_symbol: Mapping[str, Decimal]  # market value per held symbol
 
 
+_NO_VALUES: Mapping[str, Decimal] = MappingProxyType({})
+
+
 def value(p: Portfolio, marks: Mapping[str, Decimal]) -> Valuation:
     """Mark to market. A position without a mark is valued at its entry price."""
+    if not p.positions:
+        return Valuation(p.cash, ZERO, ZERO, _NO_VALUES)
     total = ZERO
     unrealized = ZERO
     by_symbol: dict[str, Decimal] = {}

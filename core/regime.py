@@ -10,14 +10,7 @@ from core.models import Regime, RegimeState
 
 
 def regime_keys(cfg: RegimeConfig) -> frozenset[str]:
-    return frozenset(
-        {
-            f"ema:{cfg.ema_fast}",
-            f"ema:{cfg.ema_slow}",
-            f"atr:{cfg.atr_period}",
-            f"peak:{cfg.drawdown_lookback}",
-        }
-    )
+    return frozenset(cfg.feature_keys)
 
 
 def classify(f: SymbolFeatures | None, cfg: RegimeConfig) -> Regime | None:
@@ -25,10 +18,8 @@ def classify(f: SymbolFeatures | None, cfg: RegimeConfig) -> Regime | None:
     if f is None:
         return None
     v = f.values
-    fast = v.get(f"ema:{cfg.ema_fast}")
-    slow = v.get(f"ema:{cfg.ema_slow}")
-    atr = v.get(f"atr:{cfg.atr_period}")
-    peak = v.get(f"peak:{cfg.drawdown_lookback}")
+    k_fast, k_slow, k_atr, k_peak = cfg.feature_keys
+    fast, slow, atr, peak = v.get(k_fast), v.get(k_slow), v.get(k_atr), v.get(k_peak)
     if fast is None or slow is None or atr is None or peak is None:
         return None
     close = f.close

@@ -59,11 +59,7 @@ def scan(
         cfg.rsi_reversion,
         cfg.outlier,
     )
-    k_med, k_ovol = f"med:{og.median_lookback}", f"vavg:{og.median_lookback}"
-    k_hh, k_bvol = f"hh:{bo.lookback}", f"vavg:{bo.volume_lookback}"
-    k_roc = f"roc:{mo.lookback}"
-    k_svol = f"vavg:{vs.lookback}"
-    k_rsi = f"rsi:{rs.period}"
+    k_med, k_ovol, k_hh, k_bvol, k_roc, k_svol, k_rsi = cfg.feature_keys
     max_age = cfg.stale_after_candles * timeframe_ms
     max_dev = og.max_deviation_pct / 100.0
     mom_min = mo.min_return_pct / 100.0

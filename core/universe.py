@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from functools import lru_cache
 
 from core.clock import DAY_MS
 from core.config import UniverseConfig
@@ -11,6 +12,7 @@ from core.models import Exclusion, Market, Quote, QuoteBoard, UniverseResult
 from core.reasons import UniverseReason as R
 
 
+@lru_cache(maxsize=16)
 def volume_key(timeframe_ms: int) -> str:
     """The feature key holding 24h quote volume for this timeframe."""
     return f"qvol:{max(1, DAY_MS // timeframe_ms)}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cached_property
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -28,6 +29,10 @@ class EmaCrossParams(BaseModel):
         default=True, description="Propose exiting this strategy's positions on a death cross."
     )
 
+    @cached_property
+    def feature_keys(self) -> tuple[str, str]:
+        return f"ema:{self.fast}", f"ema:{self.slow}"
+
     @model_validator(mode="after")
     def _check(self) -> EmaCrossParams:
         if self.fast >= self.slow:
@@ -47,7 +52,7 @@ class EmaCrossStrategy(BaseStrategy):
 
     def propose(self, ctx: StrategyContext) -> Sequence[TradeProposal]:
         p: EmaCrossParams = self.params
-        kf, ks = f"ema:{p.fast}", f"ema:{p.slow}"
+        kf, ks = p.feature_keys
         entries_ok = ctx.regime in p.regimes
         gap_min = p.min_gap_pct / 100.0
         out: list[TradeProposal] = []
