@@ -191,14 +191,24 @@ def key_period(key: str) -> int:
     return parse_key(key)[1]
 
 
-Updater = Callable[[float, float, float, float], dict[str, float | None]]
+Pusher = Callable[[int, float, float, float, float, float], "SymbolFeatures"]
 
 
 @lru_cache(maxsize=64)
-def _updater_source(keys: tuple[str, ...]) -> str:
-    inits: list[str] = ["pc = None", "bi = 0"]
-    body: list[str] = []
-    names: list[str] = ["pc", "bi"]
+def _pusher_source(keys: tuple[str, ...]) -> str:
+    """Source of one symbol's whole candle step: checks, every indicator, the new features."""
+    inits: list[str] = ["pc = None", "bi = 0", "last_ts = -1", "prev_vals = EMPTY"]
+    body: list[str] = [
+        "    if ts <= last_ts:",
+        "        raise BadTick(symbol, ts, 'DUPLICATE_CANDLE' if ts == last_ts else",
+        "                      'OUT_OF_ORDER_CANDLE', f'last seen {last_ts}')",
+        # Chained comparisons are False for NaN and reject inf and zero too.
+        "    if not (0.0 < lo <= h < inf and lo <= o <= h and lo <= c <= h):",
+        "        raise BadTick(symbol, ts, 'BAD_PRICE', f'o={o} h={h} l={lo} c={c}')",
+        "    if not (0.0 <= v < inf):",
+        "        raise BadTick(symbol, ts, 'BAD_VOLUME', f'v={v}')",
+    ]
+    names: list[str] = ["pc", "bi", "last_ts", "prev_vals"]
     kinds = {parse_key(k)[0] for k in keys}
     if "atr" in kinds:
         body.append("    tr = h - lo if pc is None else max(h - lo, abs(h - pc), abs(lo - pc))")
@@ -220,17 +230,23 @@ def _updater_source(keys: tuple[str, ...]) -> str:
         names.extend(part.split("=")[0].strip() for part in init_line.split(";"))
         body.append(code.format(**fmt))
         values.append(f"{key!r}: e{i}")
-    body.append("    pc = c")
-    body.append("    bi += 1")
-    body.append("    return {" + ", ".join(values) + "}")
+    body += [
+        "    pc = c",
+        "    bi += 1",
+        "    last_ts = ts",
+        "    vals = {" + ", ".join(values) + "}",
+        "    f = SymbolFeatures(symbol, ts, o, h, lo, c, v, vals, prev_vals, bi)",
+        "    prev_vals = vals",
+        "    latest[symbol] = f",
+        "    return f",
+    ]
     mutable = [n for n in names if not n.startswith(("a", "dq", "vb", "so"))]
-    lines = ["def make():"]
+    lines = ["def make(symbol, latest):"]
     lines += [f"    {x}" for x in inits]
-    lines.append("    def update(h, lo, c, v):")
-    if mutable:
-        lines.append("        nonlocal " + ", ".join(mutable))
+    lines.append("    def push(ts, o, h, lo, c, v):")
+    lines.append("        nonlocal " + ", ".join(mutable))
     lines += ["    " + ln if ln else ln for ln in "\n".join(body).split("\n")]
-    lines.append("    return update")
+    lines.append("    return push")
     return "\n".join(lines) + "\n"
 
 
@@ -240,30 +256,22 @@ def _rsi(gain: float, loss: float) -> float:
     return 100.0 - 100.0 / (1.0 + gain / loss)
 
 
-def _make_updater(keys: tuple[str, ...]) -> Updater:
+def _make_pusher(keys: tuple[str, ...], symbol: str, latest: dict[str, SymbolFeatures]) -> Pusher:
     namespace: dict[str, object] = {
         "deque": deque,
         "fsum": math.fsum,
         "bisect_left": bisect_left,
         "insort": insort,
         "_rsi": _rsi,
+        "inf": math.inf,
+        "BadTick": BadTick,
+        "SymbolFeatures": SymbolFeatures,
+        "EMPTY": _EMPTY,
     }
-    exec(compile(_updater_source(keys), "<feature-bank>", "exec"), namespace)
+    exec(compile(_pusher_source(keys), "<feature-bank>", "exec"), namespace)
     factory = namespace["make"]
-    updater: Updater = factory()  # type: ignore[operator]
-    return updater
-
-
-class _Series:
-    __slots__ = ("bars", "last_ts", "latest", "ring", "symbol", "update")
-
-    def __init__(self, symbol: str, keys: tuple[str, ...], history: int) -> None:
-        self.symbol = symbol
-        self.update = _make_updater(keys)
-        self.last_ts = -1
-        self.latest: SymbolFeatures | None = None
-        self.bars = 0
-        self.ring: deque[tuple[int, float, float, float, float, float]] = deque(maxlen=history)
+    pusher: Pusher = factory(symbol, latest)  # type: ignore[operator]
+    return pusher
 
 
 _EMPTY: Mapping[str, float | None] = {}
@@ -297,50 +305,31 @@ class FeatureBank:
                 parse_key(k)
             self._extra[sym] = tuple(ks)
         self._history = max(history, 0)
-        self._series: dict[str, _Series] = {}
+        self._pushers: dict[str, Pusher] = {}
+        self._rings: dict[str, deque[tuple[int, float, float, float, float, float]]] = {}
         self._latest: dict[str, SymbolFeatures] = {}
 
-    def _get(self, symbol: str) -> _Series:
-        s = self._series.get(symbol)
-        if s is None:
-            s = _Series(symbol, self._extra.get(symbol, self.keys), self._history)
-            self._series[symbol] = s
-        return s
+    def pusher(self, symbol: str) -> Pusher:
+        """The symbol's candle step, `(ts, o, h, low, c, v) -> SymbolFeatures`, for callers
+        that push millions of candles (the backtest's feed) and want no lookup per call."""
+        p = self._pushers.get(symbol)
+        if p is None:
+            p = _make_pusher(self._extra.get(symbol, self.keys), symbol, self._latest)
+            if self._history:
+                ring: deque[tuple[int, float, float, float, float, float]] = deque(
+                    maxlen=self._history
+                )
+                self._rings[symbol] = ring
+                p = _with_ring(p, ring)
+            self._pushers[symbol] = p
+        return p
 
     def push(
         self, symbol: str, ts: int, o: float, h: float, low: float, c: float, v: float
     ) -> SymbolFeatures:
         """Add one closed candle. Raises BadTick (nothing changes) for a candle it refuses."""
-        s = self._series.get(symbol) or self._get(symbol)
-        if ts <= s.last_ts:
-            reason = "DUPLICATE_CANDLE" if ts == s.last_ts else "OUT_OF_ORDER_CANDLE"
-            raise BadTick(symbol, ts, reason, f"last seen {s.last_ts}")
-        # `x == x` is False only for NaN; chained comparisons reject inf and zero too.
-        if not (0.0 < low <= h < math.inf and low <= o <= h and low <= c <= h):
-            raise BadTick(symbol, ts, "BAD_PRICE", f"o={o} h={h} l={low} c={c}")
-        if not (0.0 <= v < math.inf):
-            raise BadTick(symbol, ts, "BAD_VOLUME", f"v={v}")
-        values = s.update(h, low, c, v)
-        s.last_ts = ts
-        s.bars += 1
-        if self._history:
-            s.ring.append((ts, o, h, low, c, v))
-        prev = s.latest
-        feats = SymbolFeatures(
-            symbol,
-            ts,
-            o,
-            h,
-            low,
-            c,
-            v,
-            values,
-            prev.values if prev is not None else _EMPTY,
-            s.bars,
-        )
-        s.latest = feats
-        self._latest[symbol] = feats
-        return feats
+        p = self._pushers.get(symbol) or self.pusher(symbol)
+        return p(ts, o, h, low, c, v)
 
     def push_candle(self, symbol: str, candle: Candle) -> SymbolFeatures:
         return self.push(
@@ -361,14 +350,14 @@ class FeatureBank:
         return self._latest.get(symbol)
 
     def last_ts(self, symbol: str) -> int:
-        s = self._series.get(symbol)
-        return s.last_ts if s is not None else -1
+        f = self._latest.get(symbol)
+        return f.ts if f is not None else -1
 
     def recent_candles(self, symbol: str, n: int) -> tuple[Candle, ...]:
-        s = self._series.get(symbol)
-        if s is None or n <= 0:
+        ring = self._rings.get(symbol)
+        if ring is None or n <= 0:
             return ()
-        rows = list(s.ring)[-n:]
+        rows = list(ring)[-n:]
         return tuple(
             Candle(ts, _dec(o), _dec(h), _dec(lo), _dec(c), _dec(v)) for ts, o, h, lo, c, v in rows
         )
@@ -377,6 +366,17 @@ class FeatureBank:
         """Candles needed before every indicator has a value."""
         keys = set(self.keys).union(*self._extra.values())
         return max((key_period(k) + 1 for k in keys), default=0)
+
+
+def _with_ring(push: Pusher, ring: deque[tuple[int, float, float, float, float, float]]) -> Pusher:
+    """Keep raw candles too, for strategies that read history."""
+
+    def push_and_keep(ts: int, o: float, h: float, lo: float, c: float, v: float) -> SymbolFeatures:
+        f = push(ts, o, h, lo, c, v)
+        ring.append((ts, o, h, lo, c, v))
+        return f
+
+    return push_and_keep
 
 
 def _dec(x: float) -> Decimal:

@@ -168,13 +168,17 @@ class Engine:
     def _make_sink(self) -> CandleSink:
         """The per-candle path: a closure over locals, as it runs once per candle per symbol
         (a million times in a backtest)."""
-        push = self.bank.push
+        pusher_for = self.bank.pusher
+        pushers: dict[str, Callable[..., Any]] = {}
         listeners = self._listeners
         bad_tick = self._bad_tick
 
         def sink(symbol: str, ts: int, o: float, h: float, lo: float, c: float, v: float) -> None:
+            push = pushers.get(symbol)
+            if push is None:
+                push = pushers[symbol] = pusher_for(symbol)
             try:
-                push(symbol, ts, o, h, lo, c, v)
+                push(ts, o, h, lo, c, v)
             except BadTick as exc:
                 bad_tick(exc)
                 return
