@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import ConfigError, ExchangeError, ExchangeUnavailable
+from infra.alerts import Notifier
 from infra.audit import AuditLog
 from infra.clock import LiveClock, ReplayClock
 from infra.config_loader import LoadedConfig
@@ -26,6 +27,7 @@ from infra.settings import VigilConfig
 from infra.state_store import StateStore
 from infra.systemd import SystemdNotifier
 from runner import __version__
+from runner.alerting import AlertingSink
 from runner.app import (
     build_engine,
     prepare_replay,
@@ -115,6 +117,7 @@ async def _run_live(loaded: LoadedConfig, opts: RunOptions, paths: Any, db: Stat
     clock = LiveClock()
     symbols = FeedSymbols(cfg)
     audit = AuditLog(paths.audit_dir, config_hash=loaded.config_hash, clock=clock).open()
+    notifier = make_notifier(cfg, clock)
     metrics = Metrics()
     try:
         parts = build_live(
@@ -140,7 +143,7 @@ async def _run_live(loaded: LoadedConfig, opts: RunOptions, paths: Any, db: Stat
         exchange=parts.exchange,
         feed=parts.feed,
         store=SqliteStore(db),
-        sink=audit,
+        sink=AlertingSink(audit, notifier),
         listeners=parts.listeners,
         telemetry=metrics,
     )
@@ -153,7 +156,7 @@ async def _run_live(loaded: LoadedConfig, opts: RunOptions, paths: Any, db: Stat
         rng=random.Random(),
     )
     try:
-        return await _serve(loaded, engine, clock, pacer, paths, metrics, audit, opts)
+        return await _serve(loaded, engine, clock, pacer, paths, metrics, audit, opts, notifier)
     finally:
         await parts.exchange.close()
         audit.close()
@@ -210,6 +213,7 @@ async def _run_replay(loaded: LoadedConfig, opts: RunOptions, paths: Any, db: St
             log.warning("data: %s", rep.summary())
     clock = ReplayClock(inputs.start_ms, opts.speed)
     audit = AuditLog(paths.audit_dir, config_hash=loaded.config_hash, clock=clock).open()
+    notifier = make_notifier(cfg, clock)
     metrics = Metrics()
     metrics.set_info(
         version=__version__,
@@ -225,7 +229,7 @@ async def _run_replay(loaded: LoadedConfig, opts: RunOptions, paths: Any, db: St
         exchange=exchange,
         feed=feed,
         store=SqliteStore(db),
-        sink=audit,
+        sink=AlertingSink(audit, notifier),
         listeners=[sim.on_candle],
         telemetry=metrics,
     )
@@ -244,7 +248,7 @@ async def _run_replay(loaded: LoadedConfig, opts: RunOptions, paths: Any, db: St
         rng=random.Random(),
     )
     try:
-        return await _serve(loaded, engine, clock, pacer, paths, metrics, audit, opts)
+        return await _serve(loaded, engine, clock, pacer, paths, metrics, audit, opts, notifier)
     finally:
         await exchange.close()
         audit.close()
@@ -259,9 +263,11 @@ async def _serve(
     metrics: Metrics,
     audit: AuditLog,
     opts: RunOptions,
+    notifier: Notifier,
 ) -> int:
     stop = asyncio.Event()
     install_signal_handlers(stop)
+    notifier.start()
     server = await _start_http(loaded, engine, clock, paths, metrics)
     try:
         if await _start_engine(engine, clock, loaded.config, stop):
@@ -272,6 +278,18 @@ async def _serve(
     finally:
         if server is not None:
             await server.stop()
+        await notifier.stop()
+
+
+def make_notifier(cfg: VigilConfig, clock: Any) -> Notifier:
+    """Apprise URLs come only from VIGIL_ALERT_URLS; without them alerts are logged."""
+    urls = load_secrets(os.environ).alert_urls if cfg.alerts.enabled else ()
+    return Notifier(
+        urls=urls,
+        clock=clock,
+        dedupe_seconds=cfg.alerts.dedupe_seconds,
+        escalate_after=cfg.alerts.escalate_after,
+    )
 
 
 async def _start_engine(engine: Engine, clock: Any, cfg: VigilConfig, stop: asyncio.Event) -> bool:
