@@ -121,7 +121,7 @@ def test_a_product_that_degrades_leaves_the_universe_within_a_minute(tmp_path: P
     from core.models import MarketStatus
 
     async def go() -> None:
-        engine, sim, clock, inputs, sink = make(tmp_path)
+        engine, sim, clock, inputs, _sink = make(tmp_path)
         await engine.start(inputs.start_ms, warmup_bars=300)
         await _cycles(engine, clock, inputs, 1)
         assert "BTC/USDT" in engine.last_decision.universe.eligible
