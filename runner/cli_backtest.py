@@ -204,12 +204,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_download(args: argparse.Namespace) -> int:
-    from backtest.download import download_candles, make_ccxt_exchange
-    from core.clock import DAY_MS
+    from backtest.download import download_candles, download_window, make_ccxt_exchange
 
     pairs = _pairs(args.pairs) or []
     now = int(datetime.now(UTC).timestamp() * 1000)
-    since = now - args.days * DAY_MS
+    # Closed candles only: the one still forming is left for the next download.
+    since, until = download_window(now, args.days, args.timeframe)
 
     async def go() -> int:
         ex = make_ccxt_exchange(args.exchange, base_url=args.base_url)
@@ -222,7 +222,7 @@ def cmd_download(args: argparse.Namespace) -> int:
                         pair,
                         args.timeframe,
                         since_ms=since,
-                        until_ms=now,
+                        until_ms=until,
                         out_dir=args.out,
                         fmt=args.format,
                     )
