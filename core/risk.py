@@ -89,6 +89,31 @@ def dust_symbols(inp: RiskInputs) -> set[str]:
     return out
 
 
+def _intent(
+    p: TradeProposal,
+    side: Side,
+    order_type: OrderType,
+    amount: Decimal,
+    price: Decimal | None,
+    now_ms: int,
+    post_only: bool,
+) -> OrderIntent:
+    """The order for an approved proposal; sells are always reduce-only."""
+    return OrderIntent(
+        client_order_id=client_order_id(p.strategy, p.symbol, side, amount, now_ms),
+        symbol=p.symbol,
+        side=side,
+        order_type=order_type,
+        amount=amount,
+        price=price,
+        strategy=p.strategy,
+        cycle_ms=now_ms,
+        post_only=post_only,
+        reduce_only=side is Side.SELL,
+        reason=p.reason,
+    )
+
+
 def _verdict(p: TradeProposal, reason: str, detail: str = "") -> RiskVerdict:
     return RiskVerdict(p, False, reason, detail)
 
@@ -146,20 +171,7 @@ def _assess_exit(
     if size.reason != R.APPROVED:
         return _verdict(p, size.reason, f"{qty} below market minimums"), None
     book.exits.add(p.symbol)
-    coid = client_order_id(p.strategy, p.symbol, Side.SELL, size.quantity, inp.now_ms)
-    intent = OrderIntent(
-        client_order_id=coid,
-        symbol=p.symbol,
-        side=Side.SELL,
-        order_type=order_type,
-        amount=size.quantity,
-        price=price,
-        strategy=p.strategy,
-        cycle_ms=inp.now_ms,
-        post_only=post_only,
-        reduce_only=True,
-        reason=p.reason,
-    )
+    intent = _intent(p, Side.SELL, order_type, size.quantity, price, inp.now_ms, post_only)
     v = RiskVerdict(p, True, R.APPROVED, "", size.quantity, price or bid, size.notional)
     return v, intent
 
@@ -256,20 +268,8 @@ def _assess_entry(
         if ob is not None and ob.depth_notional(Side.BUY) < size.notional * ex.min_depth_multiple:
             return _verdict(p, R.THIN_BOOK), None
 
-    coid = client_order_id(p.strategy, p.symbol, Side.BUY, size.quantity, inp.now_ms)
-    intent = OrderIntent(
-        client_order_id=coid,
-        symbol=p.symbol,
-        side=Side.BUY,
-        order_type=order_type,
-        amount=size.quantity,
-        price=price,
-        strategy=p.strategy,
-        cycle_ms=inp.now_ms,
-        post_only=order_type is OrderType.LIMIT and ex.post_only,
-        reduce_only=False,
-        reason=p.reason,
-    )
+    post_only = order_type is OrderType.LIMIT and ex.post_only
+    intent = _intent(p, Side.BUY, order_type, size.quantity, price, inp.now_ms, post_only)
     book.total += size.notional
     book.by_asset[base] = book.by_asset.get(base, ZERO) + size.notional
     book.by_theme[theme] = book.by_theme.get(theme, ZERO) + size.notional
