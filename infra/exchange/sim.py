@@ -37,7 +37,6 @@ from core.models import (
     Side,
 )
 from infra.exchange.sim_book import (
-    NEVER,
     SimOrder,
     SimQuoteBoard,
     SymbolBook,
@@ -488,18 +487,8 @@ class SimExchange:
         self._fills, self._seq = sorted(st.fills, key=_fill_ts), st.next_seq
         live = sorted((o for o in st.orders.values() if o.status.is_live), key=lambda o: o.seq)
         for symbol, book in self._books.items():
-            sym_state = st.symbols.get(symbol)
-            book.orders = [o for o in live if o.symbol == symbol]
-            book.history.clear()
-            book.pushed = None
-            book.cached = None
-            book.last_ts = NEVER
-            if sym_state is not None:
-                book.market = replace(book.market, status=sym_state.status)
-                book.history.extend(sym_state.history)
-                book.pushed = sym_state.pushed
-                if book.history:
-                    book.last_ts = book.history[-1][0]
+            book.restore(st.symbols.get(symbol), [o for o in live if o.symbol == symbol])
+        self._markets = None  # statuses may differ in the snapshot
         self._rng.setstate(st.rng)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
 from typing import Any
 
@@ -231,6 +231,21 @@ class SymbolBook:
                     self.spread_f = float_spread_bps(row[4], half_spread, self.price_inc_f)
                 return self.spread_f
         return None if self.pushed is None else float(self.pushed.spread_bps)
+
+    def restore(self, state: Any, orders: list[SimOrder]) -> None:
+        """Take a snapshot's view of this symbol (sim_state.SymbolState, or None for none)."""
+        self.orders = orders
+        self.history.clear()
+        self.pushed = None
+        self.cached = None
+        self.last_ts = NEVER
+        self.spread_ts = NEVER
+        if state is not None:
+            self.market = replace(self.market, status=state.status)
+            self.history.extend(state.history)
+            self.pushed = state.pushed
+            if self.history:
+                self.last_ts = self.history[-1][0]
 
     def quote(self, half_spread: Decimal, tf_ms: int) -> Quote | None:
         """The newest of the pushed quote and the one derived from the last candle."""
