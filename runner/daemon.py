@@ -10,7 +10,6 @@ import random
 import sys
 import time
 from dataclasses import dataclass
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +45,7 @@ from runner.loop import (
     install_signal_handlers,
     run_loop,
 )
-from runner.store import SqliteStore
+from runner.store import SqliteStore, paper_wallet
 
 log = logging.getLogger("vigil.daemon")
 
@@ -173,23 +172,11 @@ def _resume_point(
     resume = int(last) + cfg.timeframe_ms
     if opts.from_ms is not None and opts.from_ms < resume:
         raise ConfigError(
-            f"--from: {paths_hint(db)} already holds a replay up to {last} ms; replaying "
+            f"--from: {db.path} already holds a replay up to {last} ms; replaying "
             "earlier data would run time backwards. Use a fresh paths.data_dir."
         )
-    balances = dict(cfg.sim.starting_balances)
-    cash = db.kv_get("cash")
-    if cash is not None:
-        balances[cfg.universe.quote_currency] = Decimal(str(cash))
-    for pos in db.load_positions().values():
-        base = pos.symbol.split("/")[0]
-        balances[base] = balances.get(base, Decimal(0)) + pos.quantity
-    return max(resume, opts.from_ms or 0), cfg.sim.model_copy(
-        update={"starting_balances": balances}
-    )
-
-
-def paths_hint(db: StateStore) -> str:
-    return str(db.path)
+    wallet = paper_wallet(cfg.sim, cfg.universe.quote_currency, db)
+    return max(resume, opts.from_ms or 0), wallet
 
 
 async def _run_replay(loaded: LoadedConfig, opts: RunOptions, paths: Any, db: StateStore) -> int:

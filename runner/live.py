@@ -11,7 +11,6 @@ import logging
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
 from core.clock import Clock
@@ -23,12 +22,12 @@ from infra.exchange.dry_run import DryRunExchange
 from infra.exchange.paper import PaperExchange
 from infra.exchange.shadow import ShadowExchange
 from infra.exchange.sim import SimExchange
-from infra.exchange.sim_config import SimConfig
 from infra.live_feed import ExchangeFeed
 from infra.ratelimit import Budget
 from infra.secrets import Secrets, require_live_credentials
 from infra.settings import Mode, VigilConfig
 from infra.state_store import StateStore
+from runner.store import paper_wallet
 
 log = logging.getLogger("vigil.live")
 
@@ -43,18 +42,6 @@ class LiveParts:
     data: CcxtExchange
     feed: ExchangeFeed
     listeners: list[Any]
-
-
-def paper_wallet(cfg: VigilConfig, db: StateStore) -> SimConfig:
-    """The paper wallet continues from state.db: cash plus the base assets of positions."""
-    cash = db.kv_get("cash")
-    if cash is None:
-        return cfg.sim
-    balances: dict[str, Decimal] = {cfg.universe.quote_currency: Decimal(str(cash))}
-    for pos in db.load_positions().values():
-        base = pos.symbol.split("/")[0]
-        balances[base] = balances.get(base, Decimal(0)) + pos.quantity
-    return cfg.sim.model_copy(update={"starting_balances": balances})
 
 
 class FeedSymbols:
@@ -118,7 +105,7 @@ def build_live(
     feed = ExchangeFeed(
         exchange=data, symbols=symbols, timeframe=cfg.timeframe, page=cfg.loop.history_candles
     )
-    wallet = cfg.sim if live else paper_wallet(cfg, db)
+    wallet = cfg.sim if live else paper_wallet(cfg.sim, cfg.universe.quote_currency, db)
 
     def make_sim(markets: Mapping[str, Market]) -> SimExchange:
         return SimExchange(

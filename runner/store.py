@@ -9,11 +9,13 @@ crash cannot book it twice; everything else is buffered for one transaction per 
 from __future__ import annotations
 
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Protocol
 
 from core.clock import day_start_ms
 from core.models import EngineState, Fill, Order, OrderStatus, Position
 from core.portfolio import Booking, Portfolio
+from infra.exchange.sim_config import SimConfig
 from infra.state_store import StateStore
 
 KV_CASH = "cash"
@@ -40,6 +42,20 @@ class Store(Protocol):
     def save_cycle(self, state: EngineState, portfolio: Portfolio, now_ms: int) -> None: ...
 
     def set_kill(self, on: bool, reason: str) -> None: ...
+
+
+def paper_wallet(sim: SimConfig, quote: str, db: StateStore) -> SimConfig:
+    """A paper wallet that continues from state.db: the stored cash plus the base assets of
+    the stored positions (a fresh database keeps the configured starting balances)."""
+    cash = db.kv_get(KV_CASH)
+    if cash is None:
+        return sim
+    balances = dict(sim.starting_balances)
+    balances[quote] = Decimal(str(cash))
+    for pos in db.load_positions().values():
+        base = pos.symbol.split("/")[0]
+        balances[base] = balances.get(base, Decimal(0)) + pos.quantity
+    return sim.model_copy(update={"starting_balances": balances})
 
 
 class MemoryStore:
