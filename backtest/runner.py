@@ -48,7 +48,7 @@ class Trade:
         return float(self.pnl / self.cost * 100) if self.cost else 0.0
 
 
-@dataclass
+@dataclass(repr=False)
 class BacktestResult:
     config: VigilConfig
     config_hash: str
@@ -70,6 +70,14 @@ class BacktestResult:
     bad_ticks: int = 0
     wall_s: float = 0.0
     records: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+    def __repr__(self) -> str:
+        # The generated repr would format every equity point and record: asyncio formats a
+        # finished task's result in places, and that alone cost a noticeable part of a run.
+        return (
+            f"BacktestResult(cycles={self.cycles}, candles={self.candles}, "
+            f"trades={len(self.trades)}, final_equity={self.final_equity})"
+        )
 
 
 class _TradeBook:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 from functools import cached_property
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import Field, PrivateAttr, model_validator
 
@@ -46,6 +46,14 @@ __all__ = [
 ]
 
 # --------------------------------------------------------------------------- universe
+
+
+class UniverseScreen(NamedTuple):
+    red_flags: frozenset[str]
+    core: frozenset[str]
+    tradable: frozenset[MarketStatus]
+    max_spread_bps: float
+    min_quote_volume: float
 
 
 class UniverseConfig(Frozen):
@@ -101,6 +109,17 @@ class UniverseConfig(Frozen):
     def symbol_list(self) -> tuple[str, ...]:
         """`symbols` without repeats, in the order given."""
         return tuple(dict.fromkeys(self.symbols))
+
+    @cached_property
+    def screen(self) -> UniverseScreen:
+        """The sets and float limits the universe stage reads every cycle, built once."""
+        return UniverseScreen(
+            red_flags=frozenset(self.red_flags),
+            core=frozenset(self.core_symbols),
+            tradable=frozenset(self.tradable_statuses),
+            max_spread_bps=float(self.max_spread_bps),
+            min_quote_volume=float(self.min_quote_volume_24h),
+        )
 
     def theme_of(self, base: str) -> str:
         return self.themes.get(base, self.default_theme)

@@ -27,6 +27,7 @@ from core.models import (
     OrderBook,
     ProposalKind,
     Quote,
+    QuoteBoard,
     Side,
     TradeProposal,
     TradingState,
@@ -115,10 +116,11 @@ def _marks(
     portfolio: Portfolio, quotes: Mapping[str, Quote], features: Mapping[str, SymbolFeatures]
 ) -> dict[str, Decimal]:
     out: dict[str, Decimal] = {}
+    board = QuoteBoard.of(quotes)
     for sym in portfolio.positions:
-        q = quotes.get(sym)
-        if q is not None:
-            out[sym] = q.last
+        last = board.last(sym)
+        if last is not None:
+            out[sym] = last
         else:
             f = features.get(sym)
             if f is not None:
@@ -127,8 +129,12 @@ def _marks(
 
 
 def _data_age(snapshot: MarketSnapshot, symbols: list[str], tf_ms: int, now_ms: int) -> int | None:
-    feats = snapshot.features
-    newest = max((feats[s].ts for s in symbols if s in feats), default=-1)
+    get = snapshot.features.get
+    newest = -1
+    for s in symbols:
+        f = get(s)
+        if f is not None and f.ts > newest:
+            newest = f.ts
     return None if newest < 0 else now_ms - (newest + tf_ms)
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
 from types import MappingProxyType
+from typing import Any
 
 ZERO = Decimal(0)
 ONE = Decimal(1)
@@ -162,6 +163,9 @@ class Quote:
         return (self.ask - self.bid) / mid * BPS
 
 
+_BOARD_TYPES: set[type] = set()
+
+
 class QuoteBoard(Mapping[str, "Quote"]):
     """Quotes by symbol, read-only. `spread_bps` answers without building a Quote, so the
     universe can screen hundreds of symbols cheaply; adapters may build Quotes lazily."""
@@ -184,9 +188,26 @@ class QuoteBoard(Mapping[str, "Quote"]):
         q = self._quotes.get(symbol)
         return None if q is None else float(q.spread_bps)
 
+    def last(self, symbol: str) -> Decimal | None:
+        """The quote's last price; adapters may answer without building the whole quote
+        (marking held positions needs only this, every cycle)."""
+        q = self._quotes.get(symbol)
+        return None if q is None else q.last
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _BOARD_TYPES.add(cls)
+
     @staticmethod
     def of(quotes: Mapping[str, Quote]) -> QuoteBoard:
+        # A set lookup of the exact type: isinstance against an ABC subclass is slow, and
+        # this runs several times a cycle.
+        if type(quotes) in _BOARD_TYPES:
+            return quotes  # type: ignore[return-value]
         return quotes if isinstance(quotes, QuoteBoard) else QuoteBoard(quotes)
+
+
+_BOARD_TYPES.add(QuoteBoard)
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,12 +38,9 @@ def select_universe(
 ) -> UniverseResult:
     """Point in time: only `features` and `quotes` as of now are consulted."""
     vkey = volume_key(timeframe_ms)
-    board = QuoteBoard.of(quotes)
-    tradable = cfg.tradable_statuses
-    red = set(cfg.red_flags)
-    core_set = set(cfg.core_symbols)
-    max_spread = float(cfg.max_spread_bps)
-    min_vol = float(cfg.min_quote_volume_24h)
+    spread_of = QuoteBoard.of(quotes).spread_bps
+    red, core_set, tradable, max_spread, min_vol = cfg.screen
+    quote_ccy = cfg.quote_currency
     excluded: list[Exclusion] = []
     core_ok: list[str] = []
     rotational: list[tuple[float, str]] = []
@@ -53,21 +50,22 @@ def select_universe(
         if m is None:
             excluded.append(Exclusion(sym, R.NO_MARKET))
             continue
-        if m.quote != cfg.quote_currency:
+        if m.quote != quote_ccy:
             excluded.append(Exclusion(sym, R.WRONG_QUOTE, m.quote))
             continue
         if sym in red:
             excluded.append(Exclusion(sym, R.RED_FLAG))
             continue
-        until = bans.get(sym)
-        if until is not None and until > now_ms:
-            excluded.append(Exclusion(sym, R.BANNED, f"until {until}"))
-            continue
+        if bans:
+            until = bans.get(sym)
+            if until is not None and until > now_ms:
+                excluded.append(Exclusion(sym, R.BANNED, f"until {until}"))
+                continue
         if m.status not in tradable:
             excluded.append(Exclusion(sym, R.DEGRADED_STATUS, m.status.value))
             continue
         f = features.get(sym)
-        spread = board.spread_bps(sym)
+        spread = spread_of(sym)
         if f is None or spread is None:
             excluded.append(Exclusion(sym, R.NO_DATA))
             continue

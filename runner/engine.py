@@ -25,6 +25,7 @@ from core.models import (
     EngineState,
     Market,
     Quote,
+    QuoteBoard,
 )
 from core.portfolio import Portfolio, update_peaks
 from core.ports import Exchange
@@ -218,7 +219,12 @@ class Engine:
             quotes = {}
             missing.append("quotes")
         if self.portfolio.positions:
-            marks = {s: quotes[s].last for s in self.portfolio.positions if s in quotes}
+            board = QuoteBoard.of(quotes)
+            marks: dict[str, Decimal] = {}
+            for s in self.portfolio.positions:
+                last = board.last(s)
+                if last is not None:
+                    marks[s] = last
             if marks:
                 self.portfolio = update_peaks(self.portfolio, marks)
         prior = self.state

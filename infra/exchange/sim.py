@@ -93,6 +93,7 @@ class SimExchange:
             self._books[symbol] = SymbolBook(market, history_size)
             self._fees[symbol] = (maker, taker)
         self._half_spread = config.synthetic_spread_bps / BPS / 2
+        self._boards: dict[tuple[str, ...], SimQuoteBoard] = {}
         self._lo_k = 1.0 - float(self._half_spread)
         self._hi_k = 1.0 + float(self._half_spread)
         self._slip_bps = float(config.slippage_bps)
@@ -386,9 +387,11 @@ class SimExchange:
         return order
 
     async def fetch_open_orders(self, symbol: str | None = None) -> list[Order]:
-        books = [self._book(symbol)] if symbol is not None else list(self._books.values())
-        live = [o for b in books for o in b.orders]
-        return [o.to_order() for o in sorted(live, key=lambda o: o.seq)]
+        books = [self._book(symbol)] if symbol is not None else self._books.values()
+        live = [o for b in books if b.orders for o in b.orders]
+        if not live:
+            return []  # the usual answer; engines ask every cycle
+        return [o.to_order() for o in sorted(live, key=_order_seq)]
 
     async def fetch_my_trades(
         self, symbol: str | None = None, since_ms: int | None = None
@@ -407,8 +410,17 @@ class SimExchange:
         return dict(self._balances)
 
     async def fetch_quotes(self, symbols: Sequence[str]) -> QuoteBoard:
-        books = {s: self._book(s) for s in symbols}
-        return SimQuoteBoard(books, self._half_spread, self._tf_ms)
+        # Engines ask for the same symbols every cycle: the board over them is reused (it
+        # reads the books live, so it is as fresh as a new one).
+        key = tuple(symbols)
+        board = self._boards.get(key)
+        if board is None:
+            books = {s: self._book(s) for s in key}
+            board = SimQuoteBoard(books, self._half_spread, self._tf_ms)
+            if len(self._boards) >= 8:
+                self._boards.clear()
+            self._boards[key] = board
+        return board
 
     async def fetch_ohlcv(
         self, symbol: str, timeframe: str, since_ms: int | None = None, limit: int | None = None
@@ -494,3 +506,7 @@ class SimExchange:
 
 def _fill_ts(fill: Fill) -> int:
     return fill.ts
+
+
+def _order_seq(order: SimOrder) -> int:
+    return order.seq

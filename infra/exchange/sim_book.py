@@ -134,6 +134,19 @@ def _pow10_quote(market: Market, row: CandleRow, half_spread: Decimal, tf_ms: in
     return Quote(symbol=market.symbol, bid=bid, ask=ask, last=last, ts=row[0] + tf_ms)
 
 
+def candle_last(market: Market, row: CandleRow) -> Decimal:
+    """candle_quote(...).last without the bid and ask: the close on the price grid. The
+    quote's clamp to [bid, ask] can only bind when the close rounds to zero (the bid is then
+    raised to one increment), because bid <= close <= ask before rounding."""
+    inc = market.price_increment
+    close = to_dec(row[4])
+    if inc.as_tuple().digits == (1,):
+        last = close.quantize(inc, ROUND_HALF_EVEN)
+    else:
+        last = (close / inc).to_integral_value() * inc
+    return inc if last < inc else last
+
+
 def float_spread_bps(close: float, half_spread: float, inc: float) -> float:
     """What candle_quote's Decimal spread comes to, computed in float."""
     bid = math.floor(close * (1.0 - half_spread) / inc) * inc
@@ -176,6 +189,10 @@ class SimQuoteBoard(QuoteBoard):
         b = self._books.get(symbol) if isinstance(symbol, str) else None
         return b is not None and (bool(b.history) or b.pushed is not None)
 
+    def last(self, symbol: str) -> Decimal | None:
+        book = self._books.get(symbol)
+        return None if book is None else book.last(self._half, self._tf)
+
     def spread_bps(self, symbol: str) -> float | None:
         book = self._books.get(symbol)
         if book is None:
@@ -199,6 +216,7 @@ class SymbolBook:
     __slots__ = (
         "cached",
         "history",
+        "last_mark",
         "last_ts",
         "market",
         "orders",
@@ -217,6 +235,7 @@ class SymbolBook:
         self.last_ts = NEVER
         self.pushed: Quote | None = None  # from set_quote (PAPER mode)
         self.cached: Quote | None = None  # built from history[-1] on demand
+        self.last_mark: tuple[int, Decimal] | None = None  # (quote ts, its last price)
         self.orders: list[SimOrder] = []  # live orders, oldest first
 
     def spread_bps(self, half_spread: float, tf_ms: int) -> float | None:
@@ -238,6 +257,7 @@ class SymbolBook:
         self.history.clear()
         self.pushed = None
         self.cached = None
+        self.last_mark = None
         self.last_ts = NEVER
         self.spread_ts = NEVER
         if state is not None:
@@ -246,6 +266,24 @@ class SymbolBook:
             self.pushed = state.pushed
             if self.history:
                 self.last_ts = self.history[-1][0]
+
+    def last(self, half_spread: Decimal, tf_ms: int) -> Decimal | None:
+        """`quote().last`, without building a Quote for a candle-derived price."""
+        history = self.history
+        pushed = self.pushed
+        if not history:
+            return None if pushed is None else pushed.last
+        row = history[-1]
+        ts = row[0] + tf_ms
+        if pushed is not None and pushed.ts >= ts:
+            return pushed.last
+        cached = self.cached
+        if cached is not None and cached.ts == ts:
+            return cached.last
+        mark = self.last_mark
+        if mark is None or mark[0] != ts:
+            mark = self.last_mark = (ts, candle_last(self.market, row))
+        return mark[1]
 
     def quote(self, half_spread: Decimal, tf_ms: int) -> Quote | None:
         """The newest of the pushed quote and the one derived from the last candle."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import random
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -217,6 +218,36 @@ async def test_newest_of_pushed_and_candle_quote_wins() -> None:
     assert (await ex.fetch_quotes([SYM]))[SYM].ts == 2 * TF
     with pytest.raises(ValueError, match="bid <= ask"):
         ex.set_quote(Quote(symbol=SYM, bid=D(2), ask=D(1), last=D(1), ts=0))
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    close=st.floats(1e-9, 1e7, allow_nan=False, allow_infinity=False),
+    inc=st.sampled_from(["0.01", "1", "0.00000001", "0.0001", "0.05", "2.5", "10", "0.0025"]),
+    spread_bps=st.sampled_from(["0", "2", "10", "500"]),
+)
+def test_candle_last_is_the_quote_last(close: float, inc: str, spread_bps: str) -> None:
+    """Marks use the cheap `candle_last`; it must equal the full quote's last everywhere,
+    tiny prices (the bid raised to one increment) and non-power-of-ten grids included."""
+    from infra.exchange.sim_book import candle_last, candle_quote
+
+    m = replace(market(), price_increment=D(inc))
+    row = (0, close, close, close, close, 1.0)
+    half = D(spread_bps) / 10_000 / 2
+    assert candle_last(m, row) == candle_quote(m, row, half, TF).last
+
+
+async def test_board_last_follows_the_newest_quote() -> None:
+    ex, clock = make()
+    pushed = Quote(symbol=SYM, bid=D("50.00"), ask=D("50.10"), last=D("50.05"), ts=TF + 5)
+    ex.set_quote(pushed)
+    assert (await ex.fetch_quotes([SYM])).last(SYM) == D("50.05")
+    candle(ex, clock, 0, 100, 101, 99, 100.004)  # older than the push
+    assert (await ex.fetch_quotes([SYM])).last(SYM) == D("50.05")
+    candle(ex, clock, 1, 100, 101, 99, 100.004)
+    board = await ex.fetch_quotes([SYM])
+    assert board.last(SYM) == board[SYM].last == D("100.00")
+    assert board.last("NOPE/USDT") is None
 
 
 async def test_fetch_ohlcv_from_history() -> None:
