@@ -168,18 +168,20 @@ def evaluate(
     The usual cycle has nothing tripped and nothing to trip; it is answered from the flags
     alone, without building a condition per breaker (this runs every cycle of a backtest).
     """
-    if not any(b.tripped for b in current.values()):
-        flags = _data_flags(
-            cfg, now_ms, data_age_ms, api_errors, rejections, degraded_share_pct, regime
-        )
-        if not any(flags[2:]):
-            day, week, dd = _loss_pcts(marks, equity)
-            if (
-                day > risk.daily_loss_stop_pct
-                and week > risk.weekly_loss_stop_pct
-                and dd > risk.max_drawdown_pct
-            ):
-                return current, []
+    flags = _data_flags(
+        cfg, now_ms, data_age_ms, api_errors, rejections, degraded_share_pct, regime
+    )
+    day, week, dd = _loss_pcts(marks, equity)
+    actives = (
+        *flags[2:],
+        day <= risk.daily_loss_stop_pct,
+        week <= risk.weekly_loss_stop_pct,
+        dd <= risk.max_drawdown_pct,
+    )
+    if not any(actives) and not any(b.tripped for b in current.values()):
+        return current, []
+    if steady(current, cfg, actives, now_ms):
+        return current, []  # e.g. a loss stop holding for the rest of the day
     conditions = data_conditions(
         cfg,
         now_ms=now_ms,
@@ -191,6 +193,46 @@ def evaluate(
     )
     conditions += loss_conditions(risk, marks, equity)
     return latch(current, conditions, cfg, now_ms)
+
+
+# The order data_conditions + loss_conditions list the breakers in.
+ORDER: tuple[str, ...] = (
+    Breaker.STALE_DATA,
+    Breaker.API_ERRORS,
+    Breaker.REJECTIONS,
+    Breaker.DEGRADED_PRODUCTS,
+    Breaker.CRASH_REGIME,
+    Breaker.DAILY_LOSS,
+    Breaker.WEEKLY_LOSS,
+    Breaker.MAX_DRAWDOWN,
+)
+
+
+def steady(
+    current: Mapping[str, BreakerState],
+    cfg: BreakersConfig,
+    actives: Sequence[bool],
+    now_ms: int,
+) -> bool:
+    """True when `latch` would change nothing for these conditions (by breaker, in ORDER):
+    every latched state already matches its condition and no clear timer starts or ends.
+    Lets a cycle skip formatting reasons while a breaker simply stays tripped."""
+    clear_ms = cfg.clear_after_seconds * 1000
+    specs = cfg.specs
+    for name, active in zip(ORDER, actives, strict=True):
+        st = current.get(name)
+        tripped = st is not None and st.tripped
+        enabled = specs.get(name, _LOSS_SPEC).enabled
+        if active and enabled:
+            if st is None or not tripped or st.clear_since_ms:
+                return False
+        elif st is not None and tripped:
+            if not enabled:
+                return False
+            since = st.clear_since_ms or now_ms
+            if now_ms - since >= clear_ms or since != st.clear_since_ms:
+                return False
+    return True
 
 
 def latch(

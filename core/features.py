@@ -99,7 +99,10 @@ _TEMPLATES: dict[str, tuple[str, str]] = {
         else:
             rg{i} = (rg{i} * ({p} - 1) + gain) / {p}
             rl{i} = (rl{i} * ({p} - 1) + loss) / {p}
-            e{i} = _rsi(rg{i}, rl{i})""",
+            if rl{i} == 0.0:  # _rsi, inlined: this branch runs every candle
+                e{i} = 100.0 if rg{i} > 0 else 50.0
+            else:
+                e{i} = 100.0 - 100.0 / (1.0 + rg{i} / rl{i})""",
     ),
     "hh": (
         "e{i} = None; dq{i} = deque()",
@@ -235,7 +238,8 @@ def _pusher_source(keys: tuple[str, ...]) -> str:
         "    bi += 1",
         "    last_ts = ts",
         "    vals = {" + ", ".join(values) + "}",
-        "    f = SymbolFeatures(symbol, ts, o, h, lo, c, v, vals, prev_vals, bi)",
+        # tuple.__new__ directly: the NamedTuple constructor is a Python-level call.
+        "    f = new_tuple(SymbolFeatures, (symbol, ts, o, h, lo, c, v, vals, prev_vals, bi))",
         "    prev_vals = vals",
         "    latest[symbol] = f",
         "    return f",
@@ -266,6 +270,7 @@ def _make_pusher(keys: tuple[str, ...], symbol: str, latest: dict[str, SymbolFea
         "inf": math.inf,
         "BadTick": BadTick,
         "SymbolFeatures": SymbolFeatures,
+        "new_tuple": tuple.__new__,
         "EMPTY": _EMPTY,
     }
     exec(compile(_pusher_source(keys), "<feature-bank>", "exec"), namespace)

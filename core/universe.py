@@ -43,7 +43,7 @@ def select_universe(
     quote_ccy = cfg.quote_currency
     excluded: list[Exclusion] = []
     core_ok: list[str] = []
-    rotational: list[tuple[float, str]] = []
+    rotational: list[tuple[float, str]] = []  # (-volume, symbol)
 
     for sym in symbols if symbols is not None else candidates(cfg, markets):
         m = markets.get(sym)
@@ -82,16 +82,15 @@ def select_universe(
         if vol < min_vol:
             excluded.append(Exclusion(sym, R.LOW_VOLUME, f"{vol:.0f}"))
             continue
-        rotational.append((vol, sym))
+        rotational.append((-vol, sym))
 
-    # Highest volume first; the symbol breaks ties so the order never depends on input order.
-    rotational.sort(key=lambda vs: (-vs[0], vs[1]))
-    ranked: list[str] = []
-    for rank, (_, sym) in enumerate(rotational, start=1):
-        if rank > cfg.rotational_max_rank:
-            excluded.append(Exclusion(sym, R.OUT_OF_RANK, f"rank {rank}"))
-        else:
-            ranked.append(sym)
+    # Highest volume first (volumes are stored negated); the symbol breaks ties so the order
+    # never depends on input order.
+    rotational.sort()
+    max_rank = cfg.rotational_max_rank
+    ranked = [sym for _, sym in rotational[:max_rank]]
+    for rank, (_, sym) in enumerate(rotational[max_rank:], start=max_rank + 1):
+        excluded.append(Exclusion(sym, R.OUT_OF_RANK, f"rank {rank}"))
 
     eligible = core_ok + ranked
     for sym in eligible[cfg.max_size :]:

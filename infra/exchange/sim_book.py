@@ -10,6 +10,7 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
+from functools import lru_cache
 from typing import Any
 
 from core.models import (
@@ -103,9 +104,15 @@ def synthetic_book(quote: Quote, market: Market, level_size: float, levels: int)
     return OrderBook(symbol=market.symbol, bids=bids, asks=asks, ts=quote.ts)
 
 
+@lru_cache(maxsize=1024)
+def is_pow10(inc: Decimal) -> bool:
+    """A power-of-ten grid (0.01, 1, 1e-8): `quantize` can round to it in one step."""
+    return inc.as_tuple().digits == (1,)
+
+
 def candle_quote(market: Market, row: CandleRow, half_spread: Decimal, tf_ms: int) -> Quote:
     inc = market.price_increment
-    if inc.as_tuple().digits == (1,):
+    if is_pow10(inc):
         return _pow10_quote(market, row, half_spread, tf_ms)
     close = to_dec(row[4])
     bid = floor_to(close * (1 - half_spread), inc)
@@ -140,7 +147,7 @@ def candle_last(market: Market, row: CandleRow) -> Decimal:
     raised to one increment), because bid <= close <= ask before rounding."""
     inc = market.price_increment
     close = to_dec(row[4])
-    if inc.as_tuple().digits == (1,):
+    if is_pow10(inc):
         last = close.quantize(inc, ROUND_HALF_EVEN)
     else:
         last = (close / inc).to_integral_value() * inc

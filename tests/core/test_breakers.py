@@ -7,8 +7,11 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from core.breakers import (
+    ORDER,
     BreakerEvent,
     Condition,
     count_recent,
@@ -17,6 +20,7 @@ from core.breakers import (
     loss_conditions,
     roll_marks,
     spec_of,
+    steady,
     trading_state,
 )
 from core.config import BreakersConfig, BreakerSpec, RiskConfig
@@ -372,3 +376,52 @@ def test_loss_stops_cannot_be_disabled_or_made_to_halt() -> None:
 def test_breaker_action_must_be_reducing_or_halted() -> None:
     with pytest.raises(ValueError, match="action"):
         BreakerSpec(action="ACTIVE")
+
+
+# --------------------------------------------------------------------------- steady (fast path)
+
+_state = st.one_of(
+    st.none(),
+    st.builds(
+        lambda tripped, since: BreakerState("x", tripped, NOW - 10_000_000, since, "r"),
+        st.booleans(),
+        st.sampled_from([0, NOW - CLEAR_MS - 1, NOW - CLEAR_MS, NOW - CLEAR_MS + 1, NOW - 1]),
+    ),
+)
+
+
+def test_order_is_the_order_conditions_are_listed_in() -> None:
+    data = data_conditions(
+        CFG,
+        now_ms=NOW,
+        data_age_ms=0,
+        api_errors=(),
+        rejections=(),
+        degraded_share_pct=Decimal(0),
+        regime=Regime.BULL,
+    )
+    loss = loss_conditions(RiskConfig(), EquityMarks(), Decimal(100))
+    assert tuple(c.name for c in data + loss) == ORDER
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    states=st.lists(_state, min_size=len(ORDER), max_size=len(ORDER)),
+    actives=st.lists(st.booleans(), min_size=len(ORDER), max_size=len(ORDER)),
+    disabled=st.sets(st.sampled_from(ORDER[:5])),
+)
+def test_steady_is_exactly_when_latch_changes_nothing(
+    states: list[BreakerState | None], actives: list[bool], disabled: set[str]
+) -> None:
+    cfg = BreakersConfig(**{name: BreakerSpec(enabled=False) for name in disabled})
+    current = {
+        name: BreakerState(name, s.tripped, s.tripped_ms, s.clear_since_ms, s.reason)
+        for name, s in zip(ORDER, states, strict=True)
+        if s is not None
+    }
+    conditions = [
+        Condition(name, a, "why" if a else "") for name, a in zip(ORDER, actives, strict=True)
+    ]
+    out, events = latch(current, conditions, cfg, NOW)
+    unchanged = out is current and not events
+    assert steady(current, cfg, actives, NOW) == unchanged
