@@ -180,6 +180,16 @@ class RegimeConfig(Frozen):
             f"peak:{self.drawdown_lookback}",
         )
 
+    @cached_property
+    def float_limits(self) -> tuple[float, float, float]:
+        """(crash floor, bear floor, crash ATR %) as floats: classify reads them every cycle.
+        The floors are fractions of the peak: 1 - drawdown% / 100."""
+        return (
+            1.0 - float(self.crash_drawdown_pct) / 100.0,
+            1.0 - float(self.bear_drawdown_pct) / 100.0,
+            float(self.crash_atr_pct),
+        )
+
     @model_validator(mode="after")
     def _check(self) -> RegimeConfig:
         if self.ema_fast >= self.ema_slow:

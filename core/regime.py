@@ -24,9 +24,10 @@ def classify(f: SymbolFeatures | None, cfg: RegimeConfig) -> Regime | None:
         return None
     close = f.close
     # Thresholds as products, not ratios: an exact 10% fall must count as 10%.
-    crash_floor = peak * (1.0 - float(cfg.crash_drawdown_pct) / 100.0)
-    bear_floor = peak * (1.0 - float(cfg.bear_drawdown_pct) / 100.0)
-    if close <= crash_floor or atr * 100.0 >= float(cfg.crash_atr_pct) * close:
+    crash_k, bear_k, crash_atr = cfg.float_limits
+    crash_floor = peak * crash_k
+    bear_floor = peak * bear_k
+    if close <= crash_floor or atr * 100.0 >= crash_atr * close:
         return Regime.CRASH
     trend_down = fast < slow and close < slow
     if trend_down or close <= bear_floor:

@@ -209,7 +209,7 @@ class Engine:
             missing.append("candles")
         if now_ms - self._markets_ms >= MARKETS_CHECK_MS:
             await self._refresh_markets(now_ms)
-        await self._reconcile(now_ms, missing)
+        await self.reconciler.run(now_ms, missing)
         symbols = self._quote_symbols()
         try:
             quotes: Mapping[str, Quote] = await self.exchange.fetch_quotes(symbols)
@@ -256,7 +256,8 @@ class Engine:
             self.recorder.event(
                 "kill_switch", {"reason": decision.state.kill_reason, "source": "cycle"}, sync=True
             )
-        await self._execute(decision, now_ms)
+        if decision.cancels or decision.intents:
+            await self._execute(decision, now_ms)
         self.store.save_cycle(self.state, self.portfolio, now_ms)
         self.health.store_ms = now_ms
         self.last_decision = decision
@@ -295,11 +296,6 @@ class Engine:
             await self.executor.submit(intent, now_ms)
         if d.cancels or d.intents:
             self.health.execution_ms = now_ms
-
-    # ---- reconciliation ---------------------------------------------------------------------
-
-    async def _reconcile(self, now_ms: int, missing: list[str]) -> None:
-        await self.reconciler.run(now_ms, missing)
 
     # ---- operator actions -------------------------------------------------------------------
 
