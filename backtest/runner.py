@@ -193,11 +193,16 @@ async def run_backtest(
     every = max(1, expected // 200)
     t: int | None = inputs.start_ms
     eq_ts, eq, exposed, no_trade = result.equity_ts, result.equity, result.exposed, result.no_trade
+    # float(Decimal) goes through a string: flat cycles repeat the same equity object.
+    last_equity: Decimal | None = None
+    last_float = 0.0
     while t is not None and t <= inputs.end_ms:
         clock.advance_to(t)
         d = await engine.step(t)
         eq_ts.append(t)
-        eq.append(float(d.equity))
+        if d.equity is not last_equity:
+            last_equity, last_float = d.equity, float(d.equity)
+        eq.append(last_float)
         exposed.append(bool(engine.portfolio.positions))
         if d.no_trade_reason is not None:
             no_trade[d.no_trade_reason.split(":", 1)[0]] += 1
