@@ -29,6 +29,7 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import NamedTuple
 
+from core.candlestep import compiled_pusher
 from core.models import Candle
 
 
@@ -260,7 +261,17 @@ def _rsi(gain: float, loss: float) -> float:
     return 100.0 - 100.0 / (1.0 + gain / loss)
 
 
-def _make_pusher(keys: tuple[str, ...], symbol: str, latest: dict[str, SymbolFeatures]) -> Pusher:
+def _make_pusher(
+    keys: tuple[str, ...], symbol: str, latest: dict[str, SymbolFeatures], compiled: bool = True
+) -> Pusher:
+    if compiled:
+        step = compiled_pusher(keys, symbol, latest, SymbolFeatures, _EMPTY)
+        if step is not None:
+            return step
+    return _python_pusher(keys, symbol, latest)
+
+
+def _python_pusher(keys: tuple[str, ...], symbol: str, latest: dict[str, SymbolFeatures]) -> Pusher:
     namespace: dict[str, object] = {
         "deque": deque,
         "fsum": math.fsum,
@@ -295,10 +306,13 @@ class FeatureBank:
         *,
         history: int = 64,
         extra: Mapping[str, Iterable[str]] | None = None,
+        compiled: bool = True,
     ) -> None:
         """`keys` for every symbol; `extra` adds keys for some symbols only (the regime's
         long indicators are needed for its index symbol alone). `history` candles are kept
-        per symbol for strategies that read raw candles; 0 keeps none."""
+        per symbol for strategies that read raw candles; 0 keeps none. `compiled=False`
+        forces the generated Python step even where the compiled one is built."""
+        self.compiled = compiled
         uniq = sorted(set(keys))
         for k in uniq:
             parse_key(k)
@@ -319,7 +333,9 @@ class FeatureBank:
         that push millions of candles (the backtest's feed) and want no lookup per call."""
         p = self._pushers.get(symbol)
         if p is None:
-            p = _make_pusher(self._extra.get(symbol, self.keys), symbol, self._latest)
+            p = _make_pusher(
+                self._extra.get(symbol, self.keys), symbol, self._latest, self.compiled
+            )
             if self._history:
                 ring: deque[tuple[int, float, float, float, float, float]] = deque(
                     maxlen=self._history

@@ -5,10 +5,23 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
+from core import candlestep
 from tests.golden.scenario import EXPECTED, run_scenario
 
 
-def test_golden_scenario_decisions_and_pnl_are_exact() -> None:
+@pytest.fixture(params=["compiled", "python"])
+def candle_step(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both candle steps: the compiled one (when built) and the generated Python one."""
+    if request.param == "python":
+        monkeypatch.setattr(candlestep, "_candlestep", None)
+    elif not candlestep.AVAILABLE:
+        pytest.skip("the compiled candle step was not built (no C compiler)")
+    return str(request.param)
+
+
+def test_golden_scenario_decisions_and_pnl_are_exact(candle_step: str) -> None:
     expected = json.loads(EXPECTED.read_text())
     got = json.loads(json.dumps(run_scenario(), sort_keys=True))
     # Readable parts first, so a failure says what moved before the digest does.
