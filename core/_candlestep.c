@@ -122,6 +122,9 @@ static inline double rsi_of(double gain, double loss) {
     return 100.0 - 100.0 / (1.0 + gain / loss);
 }
 
+static PyObject *step_call(PyObject *callable, PyObject *const *a, size_t nargsf,
+                           PyObject *kwnames);
+
 static void step_dealloc(Step *self) {
     for (Py_ssize_t i = 0; i < self->n_ind; i++) {
         Ind *d = &self->ind[i];

@@ -10,6 +10,8 @@ from core.models import Position
 from core.reasons import ExitReason
 
 _HUNDRED = Decimal(100)
+_ONE = Decimal(1)
+_ZERO = Decimal(0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,20 +25,23 @@ def evaluate_exit(
     pos: Position, mark: Decimal, now_ms: int, rules: ExitConfig
 ) -> ExitDecision | None:
     """The first exit rule `pos` breaks at `mark`, in order of severity, or None."""
-    if pos.quantity <= 0 or pos.avg_entry_price <= 0:
-        return None
     entry = pos.avg_entry_price
-    pnl_pct = (mark / entry - 1) * _HUNDRED
+    if pos.quantity <= _ZERO or entry <= _ZERO:
+        return None
+    # Decimal constants, not ints: mixed int/Decimal arithmetic converts the int every time,
+    # and this runs for every held position every cycle.
+    pnl_pct = (mark / entry - _ONE) * _HUNDRED
     if pnl_pct <= rules.stop_loss_pct:
         return ExitDecision(pos.symbol, ExitReason.STOP_LOSS, f"pnl {pnl_pct:.2f}%")
-    peak = max(pos.peak_price, mark)
-    if rules.trailing_stop_pct is not None:
-        run_up_pct = (peak / entry - 1) * _HUNDRED
-        off_peak_pct = (mark / peak - 1) * _HUNDRED
-        if run_up_pct >= rules.trailing_activation_pct and off_peak_pct <= -rules.trailing_stop_pct:
-            return ExitDecision(
-                pos.symbol, ExitReason.TRAILING_STOP, f"{off_peak_pct:.2f}% off peak {peak}"
-            )
+    trailing = rules.trailing_stop_pct
+    if trailing is not None:
+        peak = pos.peak_price if pos.peak_price >= mark else mark
+        if (peak / entry - _ONE) * _HUNDRED >= rules.trailing_activation_pct:
+            off_peak_pct = (mark / peak - _ONE) * _HUNDRED
+            if off_peak_pct <= -trailing:
+                return ExitDecision(
+                    pos.symbol, ExitReason.TRAILING_STOP, f"{off_peak_pct:.2f}% off peak {peak}"
+                )
     if rules.take_profit_pct is not None and pnl_pct >= rules.take_profit_pct:
         return ExitDecision(pos.symbol, ExitReason.TAKE_PROFIT, f"pnl {pnl_pct:.2f}%")
     if rules.max_holding_minutes is not None:

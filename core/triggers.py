@@ -61,22 +61,31 @@ def scan(
     )
     k_med, k_ovol, k_hh, k_bvol, k_roc, k_svol, k_rsi = cfg.feature_keys
     max_age = cfg.stale_after_candles * timeframe_ms
+    oldest = now_ms - timeframe_ms - max_age  # a candle opened before this is stale
     max_dev = og.max_deviation_pct / 100.0
-    mom_min = mo.min_return_pct / 100.0
+    confirm = og.volume_confirm_mult
+    # Config read once, not per symbol: this loop runs for every eligible symbol every cycle.
+    bo_on, bo_mult = bo.enabled, bo.volume_mult
+    mo_on, mom_min = mo.enabled, mo.min_return_pct / 100.0
+    mom_floor = mom_min - 1e-12  # absorbs float rounding: an exact +1.5% move fires at 1.5%
+    vs_on, vs_mult = vs.enabled, vs.mult
+    rs_on, oversold = rs.enabled, rs.oversold
 
     out: list[Trigger] = []
     rejected: list[Exclusion] = []
     flags: list[str] = []
+    get = features.get
     for sym in symbols:
-        f = features.get(sym)
+        f = get(sym)
         if f is None:
             continue
-        age = now_ms - (f.ts + timeframe_ms)
-        if age > max_age:
+        ts = f.ts
+        if ts < oldest:
+            age = now_ms - (ts + timeframe_ms)
             rejected.append(Exclusion(sym, TriggerReject.STALE_CANDLE, f"{age // 1000}s old"))
             continue
         v = f.values
-        close, volume, ts = f.close, f.volume, f.ts
+        close, volume = f.close, f.volume
         med = v.get(k_med)
         if med is None:
             rejected.append(Exclusion(sym, TriggerReject.WARMING_UP, k_med))
@@ -84,7 +93,7 @@ def scan(
         # Compared as products: `close / med - 1` rounds and would misjudge the exact limit.
         if abs(close - med) > max_dev * med:
             ovol = v.get(k_ovol)
-            if ovol is None or ovol <= 0.0 or volume < og.volume_confirm_mult * ovol:
+            if ovol is None or ovol <= 0.0 or volume < confirm * ovol:
                 rejected.append(
                     Exclusion(
                         sym,
@@ -95,32 +104,25 @@ def scan(
                 flags.append(sym)
                 continue
 
-        if bo.enabled:
+        if bo_on:
             hh, avg = v.get(k_hh), v.get(k_bvol)
-            if (
-                hh is not None
-                and avg
-                and avg > 0.0
-                and close > hh
-                and volume >= bo.volume_mult * avg
-            ):
-                ratio = volume / (bo.volume_mult * avg)
+            if hh is not None and avg and avg > 0.0 and close > hh and volume >= bo_mult * avg:
+                ratio = volume / (bo_mult * avg)
                 out.append(
                     Trigger(sym, BREAKOUT, _strength(ratio), ts, f"close>{hh:g} vol x{ratio:.2f}")
                 )
-        if mo.enabled:
+        if mo_on:
             roc = v.get(k_roc)
-            # A tolerance of 1e-12 absorbs float rounding: an exact +1.5% move fires at 1.5%.
-            if roc is not None and roc >= mom_min - 1e-12:
+            if roc is not None and roc >= mom_floor:
                 out.append(Trigger(sym, MOMENTUM, _strength(roc / mom_min), ts, f"roc {roc:.4f}"))
-        if vs.enabled and close > f.open:
+        if vs_on and close > f.open:
             avg = v.get(k_svol)
-            if avg and avg > 0.0 and volume >= vs.mult * avg:
-                ratio = volume / (vs.mult * avg)
+            if avg and avg > 0.0 and volume >= vs_mult * avg:
+                ratio = volume / (vs_mult * avg)
                 out.append(Trigger(sym, VOLUME_SPIKE, _strength(ratio), ts, f"vol x{ratio:.2f}"))
-        if rs.enabled:
+        if rs_on:
             rsi = v.get(k_rsi)
-            if rsi is not None and rsi <= rs.oversold:
-                depth = (rs.oversold - rsi) / rs.oversold
+            if rsi is not None and rsi <= oversold:
+                depth = (oversold - rsi) / oversold
                 out.append(Trigger(sym, RSI_REVERSION, min(1.0, 0.5 + depth), ts, f"rsi {rsi:.1f}"))
     return TriggerScan(tuple(out), tuple(rejected), tuple(flags))
