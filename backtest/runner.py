@@ -194,6 +194,7 @@ async def run_backtest(
     t: int | None = inputs.start_ms
     eq_ts, eq, exposed, no_trade = result.equity_ts, result.equity, result.exposed, result.no_trade
     # float(Decimal) goes through a string: flat cycles repeat the same equity object.
+    reasons: dict[str, str] = {}  # no-trade reason -> its kind (the part before ':')
     last_equity: Decimal | None = None
     last_float = 0.0
     while t is not None and t <= inputs.end_ms:
@@ -205,7 +206,11 @@ async def run_backtest(
         eq.append(last_float)
         exposed.append(bool(engine.portfolio.positions))
         if d.no_trade_reason is not None:
-            no_trade[d.no_trade_reason.split(":", 1)[0]] += 1
+            reason = d.no_trade_reason
+            kind = reasons.get(reason)
+            if kind is None:
+                kind = reasons[reason] = reason.split(":", 1)[0]
+            no_trade[kind] += 1
         result.cycles += 1
         if progress is not None and result.cycles % every == 0:
             progress(result.cycles, expected)

@@ -119,6 +119,7 @@ class Engine:
         self.bad_ticks = 0
         self._down = False  # an ExchangeUnavailable happened during this cycle
         self._markets_ms = 0
+        self._cands: tuple[Mapping[str, Market] | None, list[str]] = (None, [])
         self._history = CandleHistory(bank)
         self.reconciler = Reconciler(self)
         self.executor = Executor(
@@ -186,7 +187,25 @@ class Engine:
             for listener in listeners:
                 listener(symbol, ts, o, h, lo, c, v)
 
-        return sink
+        if len(listeners) != 1:
+            return sink
+        only = listeners[0]
+
+        def sink_one(
+            symbol: str, ts: int, o: float, h: float, lo: float, c: float, v: float
+        ) -> None:
+            # `sink` for the usual single listener (the simulated exchange): no loop.
+            push = pushers.get(symbol)
+            if push is None:
+                push = pushers[symbol] = pusher_for(symbol)
+            try:
+                push(ts, o, h, lo, c, v)
+            except BadTick as exc:
+                bad_tick(exc)
+                return
+            only(symbol, ts, o, h, lo, c, v)
+
+        return sink_one
 
     def _bad_tick(self, exc: BadTick) -> None:
         self.bad_ticks += 1
@@ -235,11 +254,11 @@ class Engine:
             quotes=quotes,
             open_orders=tuple(self.book.live()) if self.book.has_live() else (),
             state=prior,
-            api_errors=self._recent(self.api_errors, now_ms),
-            rejections=self._recent(self.rejections, now_ms),
+            api_errors=self._recent(self.api_errors, now_ms) if self.api_errors else (),
+            rejections=self._recent(self.rejections, now_ms) if self.rejections else (),
             kill_switch=self.kill_file,
             kill_reason=self.kill_reason,
-            missing=tuple(missing),
+            missing=tuple(missing) if missing else (),
             exchange_down=self._down,
             history=self._history,
         )
@@ -285,7 +304,9 @@ class Engine:
         return tuple(dq)
 
     def _quote_symbols(self) -> list[str]:
-        syms = candidates(self.config.universe, self.markets)
+        if self._cands[0] is not self.markets:  # markets are replaced, never edited in place
+            self._cands = (self.markets, candidates(self.config.universe, self.markets))
+        syms = self._cands[1]
         extra = [s for s in self.portfolio.positions if s not in syms]
         return syms + extra if extra else syms
 
