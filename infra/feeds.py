@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
 from backtest.data import CandleSeries
+from core.features import BadTick
 from runner.engine import CandleSink
 
 # Rows turned into Python lists at a time: indexing lists is several times cheaper than numpy
@@ -17,7 +19,7 @@ _Cols = tuple[list[int], list[float], list[float], list[float], list[float], lis
 
 
 class _Cursor:
-    __slots__ = ("base", "cols", "n", "pos", "series")
+    __slots__ = ("base", "cols", "n", "parts", "pos", "series", "sink")
 
     def __init__(self, series: CandleSeries) -> None:
         self.series = series
@@ -25,6 +27,8 @@ class _Cursor:
         self.pos = 0  # index of the next undelivered row
         self.base = 0  # index of cols[0][0]
         self.cols: _Cols = ([], [], [], [], [], [])
+        self.sink: object = None  # the sink `parts` came from
+        self.parts: tuple[Any, Any] = (None, None)
         self.load(0)
 
     def load(self, start: int) -> None:
@@ -94,16 +98,35 @@ class ReplayFeed:
         limit = now_ms - tf  # open times at or before this have closed
         delivered = 0
         best: int | None = None
+        # An engine sink hands out each symbol's candle step and listener: calling them
+        # here directly saves a Python call per candle (a million in a year of 15 pairs).
+        parts_of = getattr(sink, "parts", None)
+        bad = getattr(sink, "bad_tick", None)
         for s in self.symbols:
             cur = self._cur[s]
+            if parts_of is not None:
+                if cur.sink is not sink:
+                    cur.sink, cur.parts = sink, parts_of(s)
+                push, listen = cur.parts
             while True:
                 ts, o, h, lo, c, v = cur.cols
-                j = cur.pos - cur.base
+                j = start = cur.pos - cur.base
                 m = len(ts)
-                while j < m and ts[j] <= limit:
-                    sink(s, ts[j], o[j], h[j], lo[j], c[j], v[j])
-                    j += 1
-                    delivered += 1
+                if parts_of is None:
+                    while j < m and ts[j] <= limit:
+                        sink(s, ts[j], o[j], h[j], lo[j], c[j], v[j])
+                        j += 1
+                else:
+                    while j < m and ts[j] <= limit:
+                        try:
+                            push(ts[j], o[j], h[j], lo[j], c[j], v[j])
+                        except BadTick as exc:
+                            bad(exc)
+                        else:
+                            if listen is not None:
+                                listen(s, ts[j], o[j], h[j], lo[j], c[j], v[j])
+                        j += 1
+                delivered += j - start
                 cur.pos = cur.base + j
                 if j < m or cur.pos >= cur.n:
                     break
