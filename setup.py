@@ -1,7 +1,8 @@
-"""Only the compiled candle step lives here; everything else is in pyproject.toml.
+"""Only the two C extensions live here; everything else is in pyproject.toml.
 
-The extension is optional: without a C compiler the install still succeeds and
-core.features uses its generated Python step (the reference implementation).
+Both are optional: without a C compiler the install still succeeds and the Python
+twins are used (core.features' generated step, infra.feeds' delivery loop), which are
+the reference implementations.
 """
 
 from setuptools import Extension, setup
@@ -14,6 +15,13 @@ setup(
             # Bit-identical floats with the Python step: no fused multiply-add contraction.
             extra_compile_args=["-O2", "-ffp-contract=off"],
             optional=True,
-        )
+        ),
+        # The replay feed's delivery loop (infra/feeds.py has the same loop in Python).
+        Extension(
+            "infra._replay",
+            sources=["infra/_replay.c"],
+            extra_compile_args=["-O2"],
+            optional=True,
+        ),
     ]
 )

@@ -146,6 +146,33 @@ def test_written_feather_is_freqtrade_layout(tmp_path: Path) -> None:
     assert table.column("date")[0].value == T0 * 1_000_000
 
 
+@pytest.mark.parametrize("unit", ["s", "ms", "us", "ns"])
+@pytest.mark.parametrize("tz", [None, "UTC", "Europe/Berlin"])
+def test_feather_times_in_any_unit_and_zone_read_as_epoch_ms(
+    tmp_path: Path, unit: str, tz: str | None
+) -> None:
+    """Arrow stores UTC epoch values whatever the zone label; each unit scales to ms."""
+    per_ms = {"s": 0.001, "ms": 1, "us": 1000, "ns": 1_000_000}[unit]
+    stamps = [int((T0 + i * 300_000) * per_ms) for i in range(3)]
+    table = pa.table(
+        {"date": pa.array(stamps, type=pa.timestamp(unit, tz=tz))}
+        | {c: pa.array([1.0, 1.0, 1.0]) for c in ("open", "high", "low", "close", "volume")}
+    )
+    feather.write_feather(table, tmp_path / "BTC_USDT-5m.feather")
+    series, _ = load_candles(tmp_path, "BTC/USDT", "5m")
+    assert series.ts.tolist() == [T0, T0 + 300_000, T0 + 600_000]
+
+
+def test_sub_millisecond_feather_times_are_refused(tmp_path: Path) -> None:
+    table = pa.table(
+        {"date": pa.array([T0 * 1000 + 1], type=pa.timestamp("us"))}
+        | {c: pa.array([1.0]) for c in ("open", "high", "low", "close", "volume")}
+    )
+    feather.write_feather(table, tmp_path / "BTC_USDT-5m.feather")
+    with pytest.raises(DataError, match="row 0 has a sub-millisecond timestamp"):
+        load_candles(tmp_path, "BTC/USDT", "5m")
+
+
 def test_json_gz_is_freqtrade_rows(tmp_path: Path) -> None:
     s = generate_candles("BTC/USDT", "5m", T0, 3, seed=2)
     path = write_candles(tmp_path / "BTC_USDT-5m.json.gz", s)
