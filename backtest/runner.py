@@ -183,7 +183,7 @@ async def run_backtest(
         feed=feed,
         store=MemoryStore(),
         sink=sink,
-        listeners=[sim.on_candle],
+        listeners=[sim.candle_listener()],
         cycle_summaries=audit is not None,
         stage_timing=audit is not None,
     )

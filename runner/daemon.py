@@ -217,7 +217,7 @@ async def _run_replay(loaded: LoadedConfig, opts: RunOptions, paths: Any, db: St
         feed=feed,
         store=SqliteStore(db),
         sink=AlertingSink(audit, notifier),
-        listeners=[sim.on_candle],
+        listeners=[sim.candle_listener()],
         telemetry=metrics,
     )
     audit.append(

@@ -52,6 +52,11 @@ from infra.exchange.sim_config import SimConfig
 from infra.exchange.sim_rules import HALTED, admit
 from infra.exchange.sim_state import balances, dump_state, parse_state
 
+try:
+    from infra.exchange import _simcandle  # type: ignore[attr-defined]
+except ImportError:  # built without a C compiler: on_candle serves every candle
+    _simcandle = None
+
 
 class UnsupportedTimeframe(ExchangeError):
     """The sim keeps candles of one timeframe only; another one was asked for."""
@@ -159,6 +164,17 @@ class SimExchange:
         if book.orders:
             return self._match(book, ts, o, h, l, c, v)
         return []
+
+    def candle_listener(self, *, compiled: bool = True) -> Any:
+        """What a feed should call for each closed candle: `on_candle` itself, or its compiled
+        twin (infra/exchange/_simcandle.c) when the install built it. The twin does the same
+        bookkeeping on the same books and hands every unusual candle to `on_candle`, so the
+        effects, the fills and the errors are the same; it only skips a Python call."""
+        if not compiled or _simcandle is None:
+            return self.on_candle
+        return _simcandle.Listener(
+            self._books, SymbolBook, self.on_candle, self._match, self._lo_k, self._hi_k
+        )
 
     def set_quote(self, quote: Quote) -> None:
         """Push a real quote (PAPER mode); the newer of it and the candle-derived one is used."""
