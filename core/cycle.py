@@ -41,7 +41,7 @@ from core.regime import classify, multiplier, regime_keys, update_regime
 from core.risk import RiskInputs, assess
 from core.sizing import is_dust
 from core.triggers import scan, trigger_keys
-from core.universe import candidates, select_universe, volume_key
+from core.universe import candidates, select_universe, static_screen, volume_key
 from strategy.base import CandleHistory, StrategyContext, aggregate
 from strategy.registry import get as get_strategy
 
@@ -197,14 +197,8 @@ def run_cycle(
     st.mark("regime")
 
     # --- breakers and the trading state
-    tradable = config.universe.tradable_statuses
-    known = degraded = 0
-    for s in cands:
-        m = markets.get(s)
-        if m is not None:
-            known += 1
-            if m.status not in tradable:
-                degraded += 1
+    screen = static_screen(config.universe, markets, cands)
+    known, degraded = screen.known, screen.degraded
     degraded_pct = Decimal(degraded * 100) / Decimal(known) if degraded else ZERO
     breakers, events = evaluate_breakers(
         prior.breakers,

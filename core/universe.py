@@ -25,6 +25,59 @@ def candidates(cfg: UniverseConfig, markets: Mapping[str, Market]) -> list[str]:
     return sorted(s for s, m in markets.items() if m.quote == cfg.quote_currency)
 
 
+class StaticScreen:
+    """The universe checks that depend only on the markets and the config (market known, quote
+    currency, red flags, product status), done once per markets object rather than for every
+    symbol every cycle: a backtest's markets never change, the daemon's at most once a minute
+    (the engine replaces the mapping, never edits it)."""
+
+    __slots__ = ("cfg", "degraded", "known", "markets", "rows", "symbols")
+
+    def __init__(
+        self, cfg: UniverseConfig, markets: Mapping[str, Market], symbols: tuple[str, ...]
+    ) -> None:
+        self.cfg, self.markets, self.symbols = cfg, markets, symbols
+        red, _core, tradable, _spread, _vol = cfg.screen
+        rows: list[tuple[str, Exclusion | None, Exclusion | None]] = []
+        known = degraded = 0
+        for sym in symbols:
+            m = markets.get(sym)
+            early: Exclusion | None = None  # decided before the ban check
+            late: Exclusion | None = None  # decided after it
+            if m is None:
+                early = Exclusion(sym, R.NO_MARKET)
+            else:
+                known += 1
+                if m.status not in tradable:
+                    degraded += 1
+                if m.quote != cfg.quote_currency:
+                    early = Exclusion(sym, R.WRONG_QUOTE, m.quote)
+                elif sym in red:
+                    early = Exclusion(sym, R.RED_FLAG)
+                elif m.status not in tradable:
+                    late = Exclusion(sym, R.DEGRADED_STATUS, m.status.value)
+            rows.append((sym, early, late))
+        self.rows = tuple(rows)
+        self.known, self.degraded = known, degraded
+
+
+_last_screen: list[StaticScreen] = []  # the one most recently asked for
+
+
+def static_screen(
+    cfg: UniverseConfig, markets: Mapping[str, Market], symbols: Iterable[str]
+) -> StaticScreen:
+    """StaticScreen for these arguments, reused while they stay the same objects."""
+    syms = tuple(symbols)
+    if _last_screen:
+        last = _last_screen[0]
+        if last.markets is markets and last.cfg is cfg and last.symbols == syms:
+            return last
+    screen = StaticScreen(cfg, markets, syms)
+    _last_screen[:] = [screen]
+    return screen
+
+
 def select_universe(
     *,
     cfg: UniverseConfig,
@@ -39,30 +92,25 @@ def select_universe(
     """Point in time: only `features` and `quotes` as of now are consulted."""
     vkey = volume_key(timeframe_ms)
     spread_of = QuoteBoard.of(quotes).spread_bps
-    red, core_set, tradable, max_spread, min_vol = cfg.screen
-    quote_ccy = cfg.quote_currency
+    _red, core_set, _tradable, max_spread, min_vol = cfg.screen
+    rows = static_screen(
+        cfg, markets, symbols if symbols is not None else candidates(cfg, markets)
+    ).rows
     excluded: list[Exclusion] = []
     core_ok: list[str] = []
     rotational: list[tuple[float, str]] = []  # (-volume, symbol)
 
-    for sym in symbols if symbols is not None else candidates(cfg, markets):
-        m = markets.get(sym)
-        if m is None:
-            excluded.append(Exclusion(sym, R.NO_MARKET))
-            continue
-        if m.quote != quote_ccy:
-            excluded.append(Exclusion(sym, R.WRONG_QUOTE, m.quote))
-            continue
-        if sym in red:
-            excluded.append(Exclusion(sym, R.RED_FLAG))
+    for sym, early, late in rows:
+        if early is not None:
+            excluded.append(early)
             continue
         if bans:
             until = bans.get(sym)
             if until is not None and until > now_ms:
                 excluded.append(Exclusion(sym, R.BANNED, f"until {until}"))
                 continue
-        if m.status not in tradable:
-            excluded.append(Exclusion(sym, R.DEGRADED_STATUS, m.status.value))
+        if late is not None:
+            excluded.append(late)
             continue
         f = features.get(sym)
         spread = spread_of(sym)

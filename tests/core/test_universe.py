@@ -14,7 +14,7 @@ from core.config import UniverseConfig
 from core.features import SymbolFeatures
 from core.models import Market, MarketStatus, Quote, UniverseResult
 from core.reasons import UniverseReason as R
-from core.universe import candidates, select_universe, volume_key
+from core.universe import candidates, select_universe, static_screen, volume_key
 from tests.core.helpers import T0, TF, make_features, market, quote, volume_features
 
 VKEY = "qvol:288"
@@ -401,3 +401,36 @@ def test_every_candidate_is_eligible_or_excluded_exactly_once(
     assert sorted((e.symbol, e.reason) for e in again.excluded) == sorted(
         (e.symbol, e.reason) for e in res.excluded
     )
+
+
+# --------------------------------------------------------------------------- static screen
+
+
+def test_static_checks_follow_each_new_markets_object() -> None:
+    """The market-only checks are reused while the markets object stays the same, and
+    redone for a new one (the engine replaces markets, never edits them)."""
+    cfg = cfg_of(symbols=("AAA/USDT", "BBB/USDT"), max_size=5, rotational_max_rank=5)
+    vols = {"AAA/USDT": 9e6, "BBB/USDT": 8e6}
+    online = {s: market(s) for s in vols}
+    halted = dict(online)
+    halted["BBB/USDT"] = market("BBB/USDT", status=MarketStatus.CANCEL_ONLY)
+    assert select(cfg, mkts=online, vols=vols).eligible == ("AAA/USDT", "BBB/USDT")
+    assert select(cfg, mkts=online, vols=vols).eligible == ("AAA/USDT", "BBB/USDT")
+    res = select(cfg, mkts=halted, vols=vols)
+    assert res.eligible == ("AAA/USDT",)
+    assert reasons(res) == {"BBB/USDT": R.DEGRADED_STATUS}
+    assert select(cfg, mkts=online, vols=vols).eligible == ("AAA/USDT", "BBB/USDT")
+    other = cfg_of(symbols=("AAA/USDT", "BBB/USDT"), red_flags=("AAA/USDT",))
+    assert reasons(select(other, mkts=online, vols=vols)) == {"AAA/USDT": R.RED_FLAG}
+
+
+def test_static_screen_counts_known_and_degraded() -> None:
+    cfg = cfg_of(symbols=("AAA/USDT", "BBB/USDT", "CCC/USDT"))
+    mkts = {
+        "AAA/USDT": market("AAA/USDT"),
+        "BBB/USDT": market("BBB/USDT", status=MarketStatus.POST_ONLY),
+    }
+    screen = static_screen(cfg, mkts, cfg.symbol_list)
+    assert (screen.known, screen.degraded) == (2, 1)
+    assert static_screen(cfg, mkts, list(cfg.symbol_list)) is screen  # equal symbols: reused
+    assert static_screen(cfg, dict(mkts), cfg.symbol_list) is not screen
