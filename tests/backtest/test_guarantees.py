@@ -84,6 +84,34 @@ def test_same_inputs_and_seed_give_the_same_decisions_and_report(data_dir: Path)
     assert [f["price"] for f in c.fills] != [f["price"] for f in a.fills]
 
 
+def test_compiled_pieces_and_their_python_references_give_the_same_run(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The whole backtest with the three compiled pieces (candle step, replay loop, the sim's
+    candle bookkeeping) against the same run on the Python code they mirror: a user without a
+    C compiler must get the very same decisions and report, only slower."""
+    import infra.exchange.sim as sim_module
+    import infra.feeds as feeds_module
+    from backtest.report import build_report
+    from core import candlestep
+
+    if not (candlestep.AVAILABLE and feeds_module.COMPILED and sim_module._simcandle):
+        pytest.skip("the compiled pieces were not all built (no C compiler)")
+    cfg = config()
+    inputs = prepare_replay(cfg, data_dir, warmup_candles=cfg.loop.warmup_candles)
+    compiled, rec_compiled = run(cfg, inputs)
+    monkeypatch.setattr(candlestep, "_candlestep", None)
+    monkeypatch.setattr(feeds_module, "COMPILED", False)
+    monkeypatch.setattr(sim_module, "_simcandle", None)
+    inputs = prepare_replay(cfg, data_dir, warmup_candles=cfg.loop.warmup_candles)
+    python, rec_python = run(cfg, inputs)
+    assert compiled.fills, "the scenario must trade for this test to mean anything"
+    assert strip(rec_compiled) == strip(rec_python)
+    assert json.dumps(
+        build_report(compiled, version="t", wall_clock=False), sort_keys=True
+    ) == json.dumps(build_report(python, version="t", wall_clock=False), sort_keys=True)
+
+
 def test_no_lookahead_truncated_data_gives_the_same_decisions_up_to_the_cut(
     data_dir: Path,
 ) -> None:
