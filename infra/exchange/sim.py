@@ -13,7 +13,6 @@ from bisect import bisect_left, insort
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from decimal import Decimal
-from math import ceil, floor
 from typing import Any
 
 from core.clock import Clock
@@ -41,11 +40,12 @@ from infra.exchange.sim_book import (
     SimQuoteBoard,
     SymbolBook,
     affordable,
+    float_spread_bps,
     floor_to,
     quantize_fee,
     row_to_candle,
+    slipped_price,
     synthetic_book,
-    taker_price,
     to_dec,
 )
 from infra.exchange.sim_config import SimConfig
@@ -99,8 +99,7 @@ class SimExchange:
             self._fees[symbol] = (maker, taker)
         self._half_spread = config.synthetic_spread_bps / BPS / 2
         self._boards: dict[tuple[str, ...], SimQuoteBoard] = {}
-        self._lo_k = 1.0 - float(self._half_spread)
-        self._hi_k = 1.0 + float(self._half_spread)
+        self._half_f = float(self._half_spread)
         self._slip_bps = float(config.slippage_bps)
         self._vol_mult = float(config.slippage_vol_mult)
         self._cap = config.participation_cap
@@ -151,15 +150,8 @@ class SimExchange:
         book.last_ts = ts
         book.history.append((ts, o, h, l, c, v))
         # The universe screens every symbol's spread every cycle: computed here, in floats,
-        # while the candle is at hand (see float_spread_bps for the same arithmetic).
-        inc = book.price_inc_f
-        bid = floor(c * self._lo_k / inc) * inc
-        ask = ceil(c * self._hi_k / inc) * inc
-        if bid <= 0:
-            bid = inc
-        if ask - bid < inc * 0.999999:
-            ask = bid + inc
-        book.spread_f = (ask - bid) / ((ask + bid) * 0.5) * 10_000.0
+        # while the candle is at hand.
+        book.spread_f = float_spread_bps(c, self._half_f, book.price_inc_f)
         book.spread_ts = ts
         if book.orders:
             return self._match(book, ts, o, h, l, c, v)
@@ -172,8 +164,9 @@ class SimExchange:
         effects, the fills and the errors are the same; it only skips a Python call."""
         if not compiled or _simcandle is None:
             return self.on_candle
+        half = self._half_f
         return _simcandle.Listener(
-            self._books, SymbolBook, self.on_candle, self._match, self._lo_k, self._hi_k
+            self._books, SymbolBook, self.on_candle, self._match, 1.0 - half, 1.0 + half
         )
 
     def set_quote(self, quote: Quote) -> None:
@@ -253,16 +246,7 @@ class SimExchange:
         limit: Decimal | None,
     ) -> Decimal:
         u = self._rng.uniform(0.5, 1.0)
-        slip = (self._slip_bps + self._vol_mult * (h - lo) / o * 10_000 * u) / 10_000
-        if side is Side.BUY:
-            px = o * (1 + slip)
-            if limit is not None:
-                px = min(px, float(limit))
-        else:
-            px = o * (1 - slip)
-            if limit is not None:
-                px = max(px, float(limit))
-        return taker_price(side, px, h, lo, inc, limit)
+        return slipped_price(side, o, h, lo, inc, limit, u, self._slip_bps, self._vol_mult)
 
     def _apply_fill(
         self, book: SymbolBook, order: SimOrder, qty: Decimal, px: Decimal, liq: Liquidity, ts: int

@@ -83,6 +83,31 @@ def taker_price(
     return p
 
 
+def slipped_price(
+    side: Side,
+    o: float,
+    h: float,
+    lo: float,
+    inc: Decimal,
+    limit: Decimal | None,
+    u: float,
+    slip_bps: float,
+    vol_mult: float,
+) -> Decimal:
+    """A taker fill at the open, moved against the taker by `slip_bps` plus `vol_mult` times
+    the candle's range in bps, scaled by `u` (the sim's random draw in [0.5, 1])."""
+    slip = (slip_bps + vol_mult * (h - lo) / o * 10_000 * u) / 10_000
+    if side is Side.BUY:
+        px = o * (1 + slip)
+        if limit is not None:
+            px = min(px, float(limit))
+    else:
+        px = o * (1 - slip)
+        if limit is not None:
+            px = max(px, float(limit))
+    return taker_price(side, px, h, lo, inc, limit)
+
+
 def affordable(qty: Decimal, px: Decimal, rate: Decimal, avail: Decimal, inc: Decimal) -> Decimal:
     """The largest quantity on the grid, at most `qty`, whose notional plus fee fits `avail`."""
     q = min(qty, floor_to(avail / (px * (ONE + rate)), inc))

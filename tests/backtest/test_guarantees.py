@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from backtest.data import write_candles
+from backtest.report import build_report
 from backtest.runner import BacktestResult, run_backtest
 from backtest.synthetic import generate_candles
 from infra.settings import VigilConfig
@@ -57,6 +58,11 @@ def run(cfg: VigilConfig, inputs: ReplayInputs, seed: int = 42) -> tuple[Backtes
     return res, sink.records
 
 
+def report_json(res: BacktestResult) -> str:
+    """The report without the run's own wall-clock fields, as the bytes a user would get."""
+    return json.dumps(build_report(res, version="t", wall_clock=False), sort_keys=True)
+
+
 def strip(records: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
     """Everything but the run's own stopwatch readings."""
     out = []
@@ -68,17 +74,13 @@ def strip(records: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, dict[str
 
 
 def test_same_inputs_and_seed_give_the_same_decisions_and_report(data_dir: Path) -> None:
-    from backtest.report import build_report
-
     cfg = config()
     inputs = prepare_replay(cfg, data_dir, warmup_candles=cfg.loop.warmup_candles)
     a, rec_a = run(cfg, inputs)
     b, rec_b = run(cfg, inputs)
     assert a.fills, "the scenario must trade for this test to mean anything"
     assert strip(rec_a) == strip(rec_b)
-    ja = json.dumps(build_report(a, version="t", wall_clock=False), sort_keys=True)
-    jb = json.dumps(build_report(b, version="t", wall_clock=False), sort_keys=True)
-    assert ja == jb
+    assert report_json(a) == report_json(b)
     # Another seed moves the fill model's slippage, so fills differ while decisions start alike.
     c, _ = run(cfg, inputs, seed=7)
     assert [f["price"] for f in c.fills] != [f["price"] for f in a.fills]
@@ -92,7 +94,6 @@ def test_compiled_pieces_and_their_python_references_give_the_same_run(
     C compiler must get the very same decisions and report, only slower."""
     import infra.exchange.sim as sim_module
     import infra.feeds as feeds_module
-    from backtest.report import build_report
     from core import candlestep
 
     if not (candlestep.AVAILABLE and feeds_module.COMPILED and sim_module._simcandle):
@@ -103,13 +104,10 @@ def test_compiled_pieces_and_their_python_references_give_the_same_run(
     monkeypatch.setattr(candlestep, "_candlestep", None)
     monkeypatch.setattr(feeds_module, "COMPILED", False)
     monkeypatch.setattr(sim_module, "_simcandle", None)
-    inputs = prepare_replay(cfg, data_dir, warmup_candles=cfg.loop.warmup_candles)
     python, rec_python = run(cfg, inputs)
     assert compiled.fills, "the scenario must trade for this test to mean anything"
     assert strip(rec_compiled) == strip(rec_python)
-    assert json.dumps(
-        build_report(compiled, version="t", wall_clock=False), sort_keys=True
-    ) == json.dumps(build_report(python, version="t", wall_clock=False), sort_keys=True)
+    assert report_json(compiled) == report_json(python)
 
 
 def test_no_lookahead_truncated_data_gives_the_same_decisions_up_to_the_cut(
