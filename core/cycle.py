@@ -42,7 +42,8 @@ from core.risk import RiskInputs, assess
 from core.sizing import is_dust
 from core.triggers import scan, trigger_keys
 from core.universe import candidates, select_universe, static_screen, volume_key
-from strategy.base import CandleHistory, StrategyContext, aggregate
+from strategy.aggregate import aggregate
+from strategy.base import CandleHistory, StrategyContext
 from strategy.registry import get as get_strategy
 
 EXITS = "exits"  # the strategy name exit-rule proposals carry

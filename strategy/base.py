@@ -1,4 +1,12 @@
-"""The strategy plugin surface: an immutable context in, proposals out. No exchange in reach."""
+"""The strategy plugin surface: an immutable context in, proposals out. No exchange in reach.
+
+Everything a strategy module needs is importable from here and from strategy.registry:
+
+    from strategy.base import BaseStrategy, ProposalKind, Side, StrategyContext, TradeProposal
+    from strategy.registry import register
+
+docs/strategies.md walks through writing, testing and running one.
+"""
 
 from __future__ import annotations
 
@@ -11,10 +19,30 @@ from pydantic import BaseModel, ConfigDict
 
 from core.config import StrategyBudget
 from core.features import SymbolFeatures
-from core.models import Candle, Position, ProposalKind, Quote, Regime, TradeProposal, Trigger
+from core.models import Candle, Position, ProposalKind, Quote, Regime, Side, TradeProposal, Trigger
+
+__all__ = [
+    "BaseStrategy",
+    "Candle",
+    "CandleHistory",
+    "NoParams",
+    "Position",
+    "ProposalKind",
+    "Quote",
+    "Regime",
+    "Side",
+    "StrategyBudget",
+    "StrategyContext",
+    "SymbolFeatures",
+    "TradeProposal",
+    "Trigger",
+    "ref_price",
+]
 
 
 class NoParams(BaseModel):
+    """The parameter model of a strategy that takes none."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
@@ -33,6 +61,12 @@ class CandleHistory:
 
 @dataclass(frozen=True, slots=True)
 class StrategyContext:
+    """What one strategy sees in one cycle; built by the pipeline, read-only.
+
+    Every value is as of the latest *closed* candle (`ts` is the cycle time): the candle still
+    forming is never in it, so a strategy cannot look ahead.
+    """
+
     ts: int
     timeframe_ms: int
     regime: Regime
@@ -49,7 +83,15 @@ class StrategyContext:
 
 
 class BaseStrategy:
-    """Subclass, declare `Params`, implement `propose`, decorate with `@register("name")`."""
+    """A strategy: reads a StrategyContext, returns TradeProposals. Pure: no I/O, no clock.
+
+    To write one: subclass, declare `Params` (a pydantic model; the config's
+    `strategies.<name>.params` are validated against it and handed to `__init__`), list the
+    indicators you read in `required_features`, implement `propose`, and decorate the class with
+    `@register("name")`. The first line of the class docstring is its description in
+    `vigil strategies list`. Proposals are requests, not orders: the risk stage sizes entries,
+    and may reject any proposal.
+    """
 
     name: ClassVar[str] = ""
     Params: ClassVar[type[BaseModel]] = NoParams
@@ -63,29 +105,20 @@ class BaseStrategy:
 
     @classmethod
     def required_features(cls, params: Any) -> frozenset[str]:
-        """Feature keys (see core.features) this strategy reads."""
+        """Feature keys (see core.features, e.g. "rsi:14", "ema:50") this strategy reads from
+        ctx.features[symbol].values; the pipeline computes exactly the keys some stage needs."""
         return frozenset()
 
     def propose(self, ctx: StrategyContext) -> Sequence[TradeProposal]:
+        """Entries (BUY, ProposalKind.ENTRY) and exits of this strategy's own positions (SELL,
+        ProposalKind.EXIT, quantity=position.quantity, reduce_only=True) for this cycle."""
         raise NotImplementedError
 
 
-def aggregate(proposals: Sequence[TradeProposal]) -> list[TradeProposal]:
-    """Keep the highest-confidence proposal per (symbol, kind); ties go to the strategy name
-    that sorts first, so the outcome never depends on dict order."""
-    best: dict[tuple[str, str], TradeProposal] = {}
-    for p in proposals:
-        key = (p.symbol, p.kind.value)
-        cur = best.get(key)
-        if (
-            cur is None
-            or p.confidence > cur.confidence
-            or (p.confidence == cur.confidence and p.strategy < cur.strategy)
-        ):
-            best[key] = p
-    # Exits sort first; then by confidence, symbol and strategy, so order never depends on
-    # the order strategies ran in.
-    return sorted(
-        best.values(),
-        key=lambda p: (p.kind is not ProposalKind.EXIT, -p.confidence, p.symbol, p.strategy),
-    )
+def ref_price(ctx: StrategyContext, symbol: str) -> Decimal | None:
+    """The price to put in a proposal: the latest quote, else the last close; None if neither."""
+    q = ctx.quotes.get(symbol)
+    if q is not None:
+        return q.last
+    f = ctx.features.get(symbol)
+    return Decimal(repr(f.close)) if f is not None else None

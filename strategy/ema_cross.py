@@ -9,9 +9,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from core.models import ProposalKind, Regime, Side, TradeProposal
-from strategy.base import BaseStrategy, StrategyContext
+from strategy.base import BaseStrategy, StrategyContext, ref_price
 from strategy.registry import register
-from strategy.rules import _ref_price
 
 
 class EmaCrossParams(BaseModel):
@@ -42,6 +41,8 @@ class EmaCrossParams(BaseModel):
 
 @register("ema_cross")
 class EmaCrossStrategy(BaseStrategy):
+    """Enter on a golden EMA cross; leave its own positions on a death cross."""
+
     Params = EmaCrossParams
     supports_backtest = True
     __slots__ = ()
@@ -70,7 +71,7 @@ class EmaCrossStrategy(BaseStrategy):
                 gap = fast / slow - 1.0
                 if gap < gap_min:
                     continue
-                ref = _ref_price(ctx, symbol)
+                ref = ref_price(ctx, symbol)
                 if ref is None:
                     continue
                 out.append(
@@ -96,7 +97,7 @@ class EmaCrossStrategy(BaseStrategy):
                 if None in (fast, slow, pfast, pslow):
                     continue
                 if pfast >= pslow and fast < slow:  # type: ignore[operator]
-                    ref = _ref_price(ctx, symbol)
+                    ref = ref_price(ctx, symbol)
                     if ref is None:
                         continue
                     out.append(

@@ -1,11 +1,17 @@
-"""Resolves strategies by name from config. Each plugin declares its parameter model."""
+"""Resolves strategies by name from config. Each plugin declares its parameter model.
+
+Built-ins register on first use. User strategies (a directory, or packages exposing the
+`vigil.strategies` entry-point group) are imported by infra/strategy_loader.py, and register
+themselves here the same way, through `@register`.
+"""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from core.errors import ConfigError
 from strategy.base import BaseStrategy
@@ -15,17 +21,52 @@ _REGISTRY: dict[str, type[BaseStrategy]] = {}
 S = TypeVar("S", bound=type[BaseStrategy])
 
 
+_NAME = re.compile(r"[a-z][a-z0-9_]{0,47}")
+BUILTIN_MODULES = ("strategy.ema_cross", "strategy.rules")
+
+
+class DuplicateStrategy(ValueError):
+    """A second class tried to take a strategy name already registered."""
+
+    def __init__(self, name: str, existing: type[BaseStrategy]) -> None:
+        super().__init__(
+            f"strategy name {name!r} is already taken by {existing.__module__}."
+            f"{existing.__qualname__}"
+        )
+        self.name = name
+        self.existing = existing
+
+
 def register(name: str) -> Callable[[S], S]:
-    """Class decorator: `@register("ema_cross")`."""
+    """Class decorator: `@register("ema_cross")`. Names are lower case (letters, digits, _),
+    as they appear in strategies.yaml and in VIGIL_STRATEGIES__<NAME>__... variables."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise ValueError(
+            f"strategy name {name!r}: use lower-case letters, digits and _ (start with a letter)"
+        )
 
     def wrap(cls: S) -> S:
-        if name in _REGISTRY and _REGISTRY[name] is not cls:
-            raise ValueError(f"strategy name {name!r} registered twice")
+        if not (isinstance(cls, type) and issubclass(cls, BaseStrategy)):
+            raise TypeError(f"@register({name!r}) decorates a class derived from BaseStrategy")
+        existing = _REGISTRY.get(name)
+        if existing is not None and existing is not cls:
+            raise DuplicateStrategy(name, existing)
+        params = getattr(cls, "Params", None)
+        if not (isinstance(params, type) and issubclass(params, BaseModel)):
+            raise TypeError(f"strategy {name!r}: Params must be a pydantic BaseModel subclass")
+        if cls.propose is BaseStrategy.propose:
+            raise TypeError(f"strategy {name!r}: implement propose(self, ctx)")
         cls.name = name
         _REGISTRY[name] = cls
         return cls
 
     return wrap
+
+
+def is_builtin(name: str) -> bool:
+    _load_builtins()
+    cls = _REGISTRY.get(name)
+    return cls is not None and cls.__module__ in BUILTIN_MODULES
 
 
 def _load_builtins() -> None:

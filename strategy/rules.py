@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from decimal import Decimal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.models import ProposalKind, Regime, Side, TradeProposal, Trigger
-from strategy.base import BaseStrategy, StrategyContext
+from strategy.base import BaseStrategy, StrategyContext, ref_price
 from strategy.registry import register
 
 
@@ -34,6 +33,8 @@ class RulesParams(BaseModel):
 
 @register("rules")
 class RulesStrategy(BaseStrategy):
+    """Weighted triggers (breakout, momentum, volume spike, RSI) combine into an entry score."""
+
     Params = RulesParams
     supports_backtest = True
     __slots__ = ()
@@ -60,7 +61,7 @@ class RulesStrategy(BaseStrategy):
             score = round(1.0 - miss, 6)
             if score < p.min_score:
                 continue
-            ref = _ref_price(ctx, symbol)
+            ref = ref_price(ctx, symbol)
             if ref is None:
                 continue
             out.append(
@@ -75,11 +76,3 @@ class RulesStrategy(BaseStrategy):
                 )
             )
         return out
-
-
-def _ref_price(ctx: StrategyContext, symbol: str) -> Decimal | None:
-    q = ctx.quotes.get(symbol)
-    if q is not None:
-        return q.last
-    f = ctx.features.get(symbol)
-    return Decimal(repr(f.close)) if f is not None else None

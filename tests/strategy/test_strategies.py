@@ -14,7 +14,8 @@ from core.errors import ConfigError
 from core.features import FeatureBank, SymbolFeatures
 from core.models import ProposalKind, Regime, Side, TradeProposal
 from strategy import registry
-from strategy.base import BaseStrategy, NoParams, aggregate
+from strategy.aggregate import aggregate
+from strategy.base import BaseStrategy, NoParams
 from strategy.ema_cross import EmaCrossParams, EmaCrossStrategy
 from strategy.rules import RulesParams, RulesStrategy
 from tests.core.helpers import (
@@ -322,9 +323,32 @@ def test_a_name_cannot_be_registered_twice() -> None:
     class Impostor(BaseStrategy):
         pass
 
-    with pytest.raises(ValueError, match="registered twice"):
+    with pytest.raises(registry.DuplicateStrategy, match="already taken by strategy.rules"):
         registry.register("rules")(Impostor)
     assert registry.get("rules") is RulesStrategy
+
+
+@pytest.mark.parametrize("name", ["RSI", "1x", "my-dip", "", "a" * 49])
+def test_a_name_must_be_lower_case_letters_digits_underscores(name: str) -> None:
+    with pytest.raises(ValueError, match="lower-case letters"):
+        registry.register(name)
+
+
+def test_register_refuses_a_class_without_propose_or_a_params_model() -> None:
+    class NoPropose(BaseStrategy):
+        pass
+
+    class BadParams(BaseStrategy):
+        Params = dict  # type: ignore[assignment]
+
+        def propose(self, ctx: object) -> list[object]:  # type: ignore[override]
+            return []
+
+    with pytest.raises(TypeError, match="implement propose"):
+        registry.register("no_propose_here")(NoPropose)
+    with pytest.raises(TypeError, match="Params must be a pydantic"):
+        registry.register("bad_params_here")(BadParams)
+    assert "no_propose_here" not in registry.known()
 
 
 def test_registering_the_same_class_again_is_harmless() -> None:
