@@ -8,7 +8,7 @@ The error lines themselves are built in infra/config_errors.py.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_args
@@ -51,7 +51,7 @@ POLICY_KEYS = (
 FILES: dict[str, tuple[str, ...]] = {
     "policy.yaml": POLICY_KEYS,
     "universe.yaml": ("universe",),
-    "strategies.yaml": ("strategies",),
+    "strategies.yaml": ("strategies", "strategies_path"),
 }
 HOME = {key: name for name, keys in FILES.items() for key in keys}
 ENV_PREFIX = "VIGIL_"
@@ -82,8 +82,16 @@ class _Problems(Exception):
         self.lines = lines
 
 
-def load_config(config_dir: Path, env: Mapping[str, str]) -> LoadedConfig:
-    """Read config_dir/{policy,universe,strategies}.yaml, apply VIGIL_* overrides, validate."""
+def load_config(
+    config_dir: Path,
+    env: Mapping[str, str],
+    *,
+    strategy_paths: Sequence[Path] = (),
+    only_strategies: Sequence[str] | None = None,
+) -> LoadedConfig:
+    """Read config_dir/{policy,universe,strategies}.yaml, apply VIGIL_* overrides, import the
+    user strategies (strategies_path, then `strategy_paths`, then installed entry points) and
+    validate. `only_strategies` (the --strategy flag) enables exactly those, for this run."""
     problems: list[str] = []
     warnings: list[str] = []
     sources: list[str] = []
@@ -118,6 +126,10 @@ def load_config(config_dir: Path, env: Mapping[str, str]) -> LoadedConfig:
     if problems:
         raise ConfigError("\n".join(problems))
 
+    _load_user_strategies(merged, origins, strategy_paths)
+    if only_strategies is not None:
+        _enable_only(merged, origins, only_strategies)
+        sources.append("--strategy " + ",".join(only_strategies))
     ctx = _Context(merged, origins, env_raw)
     problems += _strategy_problems(ctx)
     try:
@@ -377,7 +389,10 @@ def _strategy_problems(ctx: _Context) -> list[str]:
         loc: Loc = ("strategies", str(name))
         if str(name) not in registry.known():
             hint = _suggest(str(name), registry.known()) or "known: " + ", ".join(registry.known())
-            out.append(f"{ctx.source(loc)}: {'.'.join(loc)}: unknown strategy; {hint}")
+            out.append(
+                f"{ctx.source(loc)}: {'.'.join(loc)}: unknown strategy; {hint} (your own "
+                f"strategies load from strategies_path or --strategy-path DIR)"
+            )
             continue
         params = spec.get("params") if isinstance(spec, dict) else None
         if not isinstance(params, dict):
@@ -388,3 +403,55 @@ def _strategy_problems(ctx: _Context) -> list[str]:
             base = (*loc, "params")
             out += [ctx.describe(e, base, registry.get(str(name)).Params) for e in exc.errors()]
     return out
+
+
+def _load_user_strategies(
+    merged: dict[str, Any], origins: dict[Loc, str], extra: Sequence[Path]
+) -> None:
+    """Import user strategies before validation: the config names them."""
+    from infra.strategy_loader import load_user_strategies
+
+    dirs = list(extra)
+    configured = merged.get("strategies_path")
+    if isinstance(configured, str | Path) and str(configured):
+        path = Path(configured)
+        if not path.is_dir():
+            label = origins.get(("strategies_path",), "config")
+            what = "is not a directory" if path.exists() else "no such directory"
+            raise ConfigError(
+                f"{label}: strategies_path = {str(configured)!r}: {what} (relative paths are "
+                f"taken from the working directory)"
+            )
+        dirs.insert(0, path)
+    load_user_strategies(dirs)
+
+
+def _enable_only(merged: dict[str, Any], origins: dict[Loc, str], names: Sequence[str]) -> None:
+    """--strategy a,b: exactly these enabled, every other configured strategy disabled."""
+    from strategy import registry
+
+    known = registry.known()
+    for name in names:
+        if name not in known:
+            hint = _suggest(name, known) or ""
+            raise ConfigError(
+                f"--strategy {name}: unknown strategy; {hint + ' ' if hint else ''}known: "
+                f"{', '.join(known)} (user strategies need --strategy-path DIR or "
+                f"strategies_path)"
+            )
+    specs = merged.get("strategies")
+    if specs is None:
+        specs = merged["strategies"] = {}  # the built-in default (rules enabled) is replaced
+    if not isinstance(specs, dict):
+        return  # the wrong type: validation reports it
+    for name in list(specs):
+        if isinstance(specs[name], dict):
+            specs[name]["enabled"] = name in names
+        elif specs[name] is None:
+            specs[name] = {"enabled": name in names}
+    for name in names:
+        spec = specs.setdefault(name, {})
+        if isinstance(spec, dict):
+            spec["enabled"] = True
+    for name in specs:
+        origins[("strategies", str(name), "enabled")] = "--strategy"

@@ -247,6 +247,12 @@ class VigilConfig(PipelineConfig):
         default_factory=HttpSettings, description="Metrics and health HTTP server."
     )
     paths: PathSettings = Field(default_factory=PathSettings, description="Runtime files.")
+    strategies_path: Path | None = Field(
+        default=None,
+        description="Directory of your own strategy modules (every *.py except test_*.py and "
+        "_*.py), imported when the config is loaded; relative to the working directory. "
+        "`--strategy-path DIR` adds one for a single command. See docs/strategies.md.",
+    )
     alerts: AlertSettings = Field(default_factory=AlertSettings, description="Alerting.")
     sim: SimConfig = Field(
         default_factory=SimConfig,

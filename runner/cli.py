@@ -77,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--to", dest="to_ms", type=parse_date_ms, metavar="DATE", help="replay end (UTC)"
     )
     run.add_argument("--max-cycles", type=int, help="stop after this many cycles")
+    from runner.cli_strategies import add_strategy_flags
+
+    add_strategy_flags(run)
 
     kill = sub.add_parser(
         "kill", help="halt trading now (latched until `vigil resume`)", epilog=EPILOG
@@ -133,8 +136,10 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--json", action="store_true", help="machine-readable output")
 
     from runner.cli_backtest import add_backtest_commands
+    from runner.cli_strategies import add_strategies_commands
 
     add_backtest_commands(sub, _common, EPILOG)
+    add_strategies_commands(sub, _common, EPILOG)
     return ap
 
 
@@ -154,7 +159,9 @@ def _load(args: argparse.Namespace) -> LoadedConfig:
     env = dict(os.environ)
     if getattr(args, "mode", None):
         env["VIGIL_MODE"] = args.mode
-    return load_config(args.config, env)
+    from runner.cli_strategies import strategy_options
+
+    return load_config(args.config, env, **strategy_options(args))
 
 
 def dispatch(args: argparse.Namespace) -> int:
@@ -164,6 +171,10 @@ def dispatch(args: argparse.Namespace) -> int:
         from runner.cli_backtest import dispatch_backtest
 
         return dispatch_backtest(args)
+    if args.cmd == "strategies":
+        from runner.cli_strategies import dispatch_strategies
+
+        return dispatch_strategies(args)
     loaded = _load(args)
     for w in loaded.warnings:
         logging.getLogger("vigil.config").warning("%s", w)

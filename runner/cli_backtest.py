@@ -53,6 +53,9 @@ def add_backtest_commands(
         help="also write the decision stream as an audit log into this directory",
     )
     bt.add_argument("--no-progress", action="store_true", help="no progress bar")
+    from runner.cli_strategies import add_strategy_flags
+
+    add_strategy_flags(bt)
 
     cmp_ = sub.add_parser(
         "backtest-compare",
@@ -122,8 +125,11 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         env["VIGIL_UNIVERSE__SYMBOLS"] = json.dumps(pairs)
     if args.timeframe:
         env["VIGIL_TIMEFRAME"] = args.timeframe
-    loaded = load_config(args.config, env)
+    from runner.cli_strategies import require_enabled, strategy_options
+
+    loaded = load_config(args.config, env, **strategy_options(args))
     cfg = loaded.config
+    require_enabled(cfg)
     feed_pairs = list(cfg.universe.symbols) if cfg.universe.symbols else None
     if feed_pairs is not None and cfg.regime.index_symbol not in feed_pairs:
         # The regime reads the index even when it is not traded.

@@ -437,4 +437,7 @@ async def _shutdown(
 
 
 def run(loaded: LoadedConfig, opts: RunOptions) -> int:
+    from runner.cli_strategies import require_enabled
+
+    require_enabled(loaded.config)  # before the lock and the state: nothing to run
     return asyncio.run(_run(loaded, opts))

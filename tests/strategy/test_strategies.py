@@ -323,7 +323,7 @@ def test_a_name_cannot_be_registered_twice() -> None:
     class Impostor(BaseStrategy):
         pass
 
-    with pytest.raises(registry.DuplicateStrategy, match="already taken by strategy.rules"):
+    with pytest.raises(registry.DuplicateStrategy, match=r"already taken by strategy\.rules"):
         registry.register("rules")(Impostor)
     assert registry.get("rules") is RulesStrategy
 
