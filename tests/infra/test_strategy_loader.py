@@ -162,7 +162,9 @@ def test_a_bad_name_or_shape_is_reported_at_its_line(tmp_path: Path) -> None:
 def test_impure_modules_are_refused_before_they_run(tmp_path: Path, code: str, rule: str) -> None:
     marker = tmp_path / "ran"
     # The strategy would record that it ran; refusal happens before any of it executes.
-    body = GOOD.format(name="impure") + f"\nfrom pathlib import Path\nPath({str(marker)!r}).touch()\n"
+    body = (
+        GOOD.format(name="impure") + f"\nfrom pathlib import Path\nPath({str(marker)!r}).touch()\n"
+    )
     path = write(tmp_path / "s", "impure.py", '"""doc"""\n' + code + body)
     msg = error_of(tmp_path / "s")
     assert msg.startswith(f"{path}:"), msg
@@ -226,7 +228,11 @@ def test_entry_points_load_modules_and_plain_classes(
     ],
 )
 def test_entry_point_problems_are_one_line(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, entry: str, files: dict[str, str], expected: str
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    entry: str,
+    files: dict[str, str],
+    expected: str,
 ) -> None:
     make_package(tmp_path, entry, files)
     monkeypatch.syspath_prepend(str(tmp_path))
