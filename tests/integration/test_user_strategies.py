@@ -1,0 +1,166 @@
+"""Your own strategy, as docs/strategies.md tells a newcomer to do it, run from outside the repo:
+`vigil strategies new`, edit nothing, list it, run its generated test, backtest it (it trades),
+run it in a replay daemon; and the unhappy paths exit 2 with one line naming the file."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from runner import exit_codes
+from tests.integration.conftest import Workspace
+
+pytestmark = pytest.mark.integration
+
+FAST = ("--speed", "1000000000")
+
+
+def vigil(ws: Workspace, cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "runner.cli", *args],
+        cwd=cwd,
+        env={**ws.env, **env},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+
+def one_line_error(res: subprocess.CompletedProcess[str]) -> str:
+    assert res.returncode == exit_codes.CONFIG, res.stdout + res.stderr
+    assert "Traceback" not in res.stderr
+    lines = [line for line in res.stderr.splitlines() if line and line != "config error:"]
+    assert len(lines) == 1, res.stderr
+    return lines[0]
+
+
+@pytest.fixture
+def outside(tmp_path: Path) -> Path:
+    d = tmp_path / "elsewhere"
+    d.mkdir()
+    return d
+
+
+def test_new_strategy_from_template_lists_tests_backtests_and_runs(
+    ws: Workspace, outside: Path, tmp_path: Path
+) -> None:
+    mine = tmp_path / "my_strategies"
+    cfg = ("--config", str(ws.config))
+    made = vigil(ws, outside, "strategies", "new", "my_dip", "--dir", str(mine))
+    assert made.returncode == 0, made.stderr
+    assert (mine / "my_dip.py").is_file() and (mine / "test_my_dip.py").is_file()
+
+    listed = vigil(ws, outside, "strategies", "list", "--strategy-path", str(mine), *cfg)
+    assert listed.returncode == 0, listed.stderr
+    assert f"my_dip  (disabled in config; user directory: {mine / 'my_dip.py'})" in listed.stdout
+    assert "- rsi_period: int = 14  RSI period (candles)." in listed.stdout
+    as_json = vigil(ws, outside, "strategies", "list", "--json", "--strategy-path", str(mine), *cfg)
+    rows = {r["name"]: r for r in json.loads(as_json.stdout)}
+    assert set(rows) == {"ema_cross", "rules", "my_dip"}
+    assert rows["my_dip"]["description"].startswith("Buy RSI dips")
+
+    # The generated test passes as written.
+    test = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(mine)],
+        cwd=mine,
+        env=ws.env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert test.returncode == 0, test.stdout[-3000:] + test.stderr[-2000:]
+    assert "3 passed" in test.stdout
+
+    # A backtest with --strategy runs it alone, and it trades.
+    report = tmp_path / "report.json"
+    bt = vigil(
+        ws,
+        outside,
+        "backtest",
+        "--strategy",
+        "my_dip",
+        "--strategy-path",
+        str(mine),
+        "--data",
+        str(ws.candles),
+        "--output",
+        str(report),
+        "--no-progress",
+        *cfg,
+    )
+    assert bt.returncode == 0, bt.stderr[-3000:]
+    rep = json.loads(report.read_text())
+    assert rep["summary"]["trades"] > 0, rep["summary"]
+    assert set(rep["metadata"]["strategies"]) == {"my_dip"}
+    assert {t["strategy"] for t in rep["trades"]} == {"my_dip"}
+
+    # The daemon runs it the same way (replay, PAPER): its proposals reach the audit log.
+    run = vigil(
+        ws,
+        outside,
+        "run",
+        "--replay",
+        str(ws.candles),
+        *FAST,
+        "--strategy",
+        "my_dip",
+        "--strategy-path",
+        str(mine),
+        *cfg,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    recs = ws.records()
+    loaded = next(r for r in recs if r["kind"] == "config_loaded")
+    assert "strategies=my_dip " in loaded["data"]["banner"]
+    strategies = {r["data"]["strategy"] for r in recs if r["kind"] == "proposal"}
+    assert "my_dip" in strategies and "rules" not in strategies
+    assert any(r["kind"] == "fill" for r in recs)
+
+
+def test_nothing_enabled_is_exit_2_in_backtest_and_daemon(ws: Workspace, outside: Path) -> None:
+    off = {"VIGIL_STRATEGIES__RULES__ENABLED": "false"}
+    cfg = ("--config", str(ws.config))
+    bt = vigil(ws, outside, "backtest", "--data", str(ws.candles), *cfg, **off)
+    assert one_line_error(bt).startswith("no strategy is enabled")
+    run = vigil(ws, outside, "run", "--replay", str(ws.candles), *FAST, *cfg, **off)
+    assert one_line_error(run).startswith("no strategy is enabled")
+    assert not ws.state_db.exists()  # refused before the state was opened
+
+
+def test_a_broken_strategy_file_is_exit_2_naming_file_and_line(
+    ws: Workspace, outside: Path, tmp_path: Path
+) -> None:
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    bad = mine / "peek.py"
+    bad.write_text("import time\n\nSTARTED = time.time()\n")
+    cfg = ("--config", str(ws.config))
+    for args in (
+        ("strategies", "list"),
+        ("backtest", "--data", str(ws.candles), "--strategy", "rules"),
+        ("run", "--replay", str(ws.candles), *FAST),
+    ):
+        res = vigil(ws, outside, *args, "--strategy-path", str(mine), *cfg)
+        assert one_line_error(res).startswith(f"{bad}:3: wall-clock: time.time: refused")
+    unknown = vigil(
+        ws, outside, "backtest", "--data", str(ws.candles), "--strategy", "my_dipp", *cfg
+    )
+    assert one_line_error(unknown).startswith("--strategy my_dipp: unknown strategy")
+
+
+def test_strategies_new_refuses_to_overwrite_and_bad_names(
+    ws: Workspace, outside: Path, tmp_path: Path
+) -> None:
+    d = tmp_path / "s"
+    assert vigil(ws, outside, "strategies", "new", "dip", "--dir", str(d)).returncode == 0
+    again = vigil(ws, outside, "strategies", "new", "dip", "--dir", str(d))
+    assert (
+        one_line_error(again)
+        == f"{d / 'dip.py'}: already exists; not overwritten (pick another name)"
+    )
+    assert "lower-case" in one_line_error(vigil(ws, outside, "strategies", "new", "My-Dip"))
+    assert "built-in" in one_line_error(vigil(ws, outside, "strategies", "new", "rules"))
