@@ -394,15 +394,35 @@ def _strategy_problems(ctx: _Context) -> list[str]:
                 f"strategies load from strategies_path or --strategy-path DIR)"
             )
             continue
-        params = spec.get("params") if isinstance(spec, dict) else None
+        params = spec.get("params", {}) if isinstance(spec, dict) else {}
         if not isinstance(params, dict):
-            continue  # absent, or the wrong type: VigilConfig's own validation reports it
+            continue  # the wrong type: VigilConfig's own validation reports it
+        cls = registry.get(str(name))
         try:
-            registry.get(str(name)).Params.model_validate(params)
+            resolved = cls.Params.model_validate(params)
         except ValidationError as exc:
             base = (*loc, "params")
-            out += [ctx.describe(e, base, registry.get(str(name)).Params) for e in exc.errors()]
+            out += [ctx.describe(e, base, cls.Params) for e in exc.errors()]
+            continue
+        out += _feature_problems(str(name), cls, resolved)
     return out
+
+
+def _feature_problems(name: str, cls: Any, params: Any) -> list[str]:
+    """A strategy asking for an indicator the pipeline does not have fails here, naming its
+    file, not later inside the engine."""
+    from core.features import parse_key
+    from infra.strategy_loader import source_of
+
+    src = source_of(name)
+    where = f"{src.file}: strategy {name!r}" if src else f"strategy {name!r}"
+    try:
+        keys = sorted(cls.required_features(params))
+        for key in keys:
+            parse_key(key)
+    except Exception as exc:  # the user's code: any failure is one line, not a traceback
+        return [f"{where}: required_features: {type(exc).__name__}: {exc}"]
+    return []
 
 
 def _load_user_strategies(

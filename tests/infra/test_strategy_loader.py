@@ -289,3 +289,21 @@ def test_only_strategies_enables_exactly_those(tmp_path: Path) -> None:
 def test_only_strategies_refuses_an_unknown_name_with_a_hint(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="--strategy ema_cros: unknown strategy; did you mean"):
         load_config(tmp_path, {}, only_strategies=["ema_cros"])
+
+
+def test_an_unknown_feature_key_names_the_strategy_file(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "mine",
+        "wants_sma.py",
+        GOOD.format(name="wants_sma")
+        + """
+    @classmethod
+    def required_features(cls, params):
+        return frozenset({"sma:20"})
+""",
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path, {}, strategy_paths=[path.parent], only_strategies=["wants_sma"])
+    assert str(info.value).startswith(
+        f"{path}: strategy 'wants_sma': required_features: ValueError: bad feature key 'sma:20'"
+    )
