@@ -71,6 +71,10 @@ class LoadedConfig:
     sources: tuple[str, ...]  # files read and env vars applied, in order
     warnings: tuple[str, ...] = ()  # deprecations, one line each
     origins: Mapping[str, str] = field(default_factory=dict)  # dotted key -> file or env var
+    # Absolute directories the user strategies were loaded from (strategies_path, then
+    # --strategy-path): another process (a sweep worker) loads the same with
+    # infra.strategy_loader.load_user_strategies(strategy_dirs) before validating a config.
+    strategy_dirs: tuple[Path, ...] = ()
 
 
 # --------------------------------------------------------------------------- loading
@@ -126,7 +130,7 @@ def load_config(
     if problems:
         raise ConfigError("\n".join(problems))
 
-    _load_user_strategies(merged, origins, strategy_paths)
+    strategy_dirs = _load_user_strategies(merged, origins, strategy_paths)
     if only_strategies is not None:
         _enable_only(merged, origins, only_strategies)
         sources.append("--strategy " + ",".join(only_strategies))
@@ -147,6 +151,7 @@ def load_config(
         sources=tuple(sources),
         warnings=tuple(warnings),
         origins={".".join(k): v for k, v in sorted(origins.items())},
+        strategy_dirs=strategy_dirs,
     )
 
 
@@ -427,7 +432,7 @@ def _feature_problems(name: str, cls: Any, params: Any) -> list[str]:
 
 def _load_user_strategies(
     merged: dict[str, Any], origins: dict[Loc, str], extra: Sequence[Path]
-) -> None:
+) -> tuple[Path, ...]:
     """Import user strategies before validation: the config names them."""
     from infra.strategy_loader import load_user_strategies
 
@@ -444,6 +449,7 @@ def _load_user_strategies(
             )
         dirs.insert(0, path)
     load_user_strategies(dirs)
+    return tuple(dict.fromkeys(d.resolve() for d in dirs))
 
 
 def _enable_only(merged: dict[str, Any], origins: dict[Loc, str], names: Sequence[str]) -> None:

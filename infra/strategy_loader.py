@@ -35,6 +35,7 @@ class Source:
 
     file: str
     origin: str  # "user directory", or "package NAME, entry point X"
+    sha256: str = ""  # of the module file as loaded, for the audit log's config record
 
 
 _SOURCES: dict[str, Source] = {}  # strategy name -> where it came from
@@ -90,7 +91,7 @@ def load_strategy_file(path: Path) -> list[str]:
     if spec is None or spec.loader is None:
         raise ConfigError(f"{path}: cannot be imported as a Python module")
     module = importlib.util.module_from_spec(spec)
-    origin = Source(str(path), "user directory")
+    origin = Source(str(path), "user directory", _digest(key))
     names, _ = _run_import(partial(_exec, spec, module), name, str(path), key, origin)
     if not names:
         sys.modules.pop(name, None)
@@ -115,7 +116,9 @@ def load_entry_points() -> list[str]:
         if file is not None:
             _check_purity(file, str(file))
         where = str(file) if file is not None else label
-        origin = Source(where, f"package {dist}, entry point {ep.name}")
+        origin = Source(
+            where, f"package {dist}, entry point {ep.name}", _digest(file) if file else ""
+        )
         names, obj = _run_import(ep.load, ep.module, where, file, origin)
         if not names:
             names = _entry_point_class(obj, ep.name, where, label, origin)
@@ -241,9 +244,22 @@ def _one_line(exc: BaseException) -> str:
     return text[:300] or type(exc).__name__
 
 
+def _digest(path: Path) -> str:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return ""
+
+
+def user_sources(names: Iterable[str]) -> dict[str, dict[str, str]]:
+    """{name: {file, origin, sha256}} for the user strategies among `names` (built-ins are
+    covered by the version): what the daemon records beside the config hash."""
+    return {
+        n: {"file": s.file, "origin": s.origin, "sha256": s.sha256}
+        for n in sorted(names)
+        if (s := _SOURCES.get(n)) is not None
+    }
+
+
 def _slug(stem: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in stem)
-
-
-def loaded_files() -> Iterable[Path]:
-    return tuple(_FILES)

@@ -100,11 +100,16 @@ def _config_record(loaded: LoadedConfig, **extra: Any) -> dict[str, Any]:
     text = banner(loaded)
     print(text, file=sys.stderr, flush=True)
     log.info("%s", text)
+    from infra.strategy_loader import user_sources
+
+    enabled = [n for n, _ in loaded.config.enabled_strategies()]
     return {
         "version": __version__,
         "banner": text,
         "sources": list(loaded.sources),
         "warnings": list(loaded.warnings),
+        # The config hash does not cover user strategy code; its file digests are recorded.
+        "user_strategies": user_sources(enabled),
         **extra,
     }
 

@@ -260,6 +260,10 @@ def test_strategies_path_in_the_config_loads_the_directory(tmp_path: Path) -> No
     loaded = load_config(cfg, {})
     assert [n for n, _ in loaded.config.enabled_strategies()] == ["mine"]
     assert loaded.config.strategies_path == tmp_path / "mine"
+    extra = tmp_path / "more"
+    extra.mkdir()
+    both = load_config(cfg, {}, strategy_paths=[extra])
+    assert both.strategy_dirs == ((tmp_path / "mine").resolve(), extra.resolve())
 
 
 def test_a_missing_strategies_path_names_the_file(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ run it in a replay daemon; and the unhappy paths exit 2 with one line naming the
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -116,6 +117,10 @@ def test_new_strategy_from_template_lists_tests_backtests_and_runs(
     recs = ws.records()
     loaded = next(r for r in recs if r["kind"] == "config_loaded")
     assert "strategies=my_dip " in loaded["data"]["banner"]
+    digest = hashlib.sha256((mine / "my_dip.py").read_bytes()).hexdigest()
+    assert loaded["data"]["user_strategies"] == {
+        "my_dip": {"file": str(mine / "my_dip.py"), "origin": "user directory", "sha256": digest}
+    }
     strategies = {r["data"]["strategy"] for r in recs if r["kind"] == "proposal"}
     assert "my_dip" in strategies and "rules" not in strategies
     assert any(r["kind"] == "fill" for r in recs)
