@@ -476,6 +476,8 @@ def _enable_only(merged: dict[str, Any], origins: dict[Loc, str], names: Sequenc
         elif specs[name] is None:
             specs[name] = {"enabled": name in names}
     for name in names:
+        if name not in specs:  # not configured: its settings are the defaults
+            origins[("strategies", name)] = "--strategy"
         spec = specs.setdefault(name, {})
         if isinstance(spec, dict):
             spec["enabled"] = True
