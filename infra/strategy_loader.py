@@ -244,6 +244,18 @@ def _one_line(exc: BaseException) -> str:
     return text[:300] or type(exc).__name__
 
 
+def user_frame(tb: TracebackType | None) -> str | None:
+    """ "file:line" of the deepest traceback frame inside a loaded user strategy module, so a
+    strategy's runtime error can be reported as one line naming its own code."""
+    files = {str(p) for p in _FILES} | {s.file for s in _SOURCES.values()}
+    found = None
+    for frame, lineno in traceback.walk_tb(tb):
+        name = frame.f_code.co_filename
+        if name in files or str(Path(name).resolve()) in files:
+            found = f"{name}:{lineno}"
+    return found
+
+
 def _digest(path: Path) -> str:
     try:
         return hashlib.sha256(path.read_bytes()).hexdigest()

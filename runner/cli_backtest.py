@@ -170,6 +170,15 @@ def cmd_backtest(args: argparse.Namespace) -> int:
                 progress=progress,
             )
         )
+    except Exception as exc:
+        from infra.strategy_loader import user_frame
+
+        where = user_frame(exc.__traceback__)
+        if where is None:
+            raise
+        # A bug in the user's strategy: one line naming their code, not our traceback.
+        print(f"strategy error: {where}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return exit_codes.FAILURE
     finally:
         if audit is not None:
             audit.close()

@@ -169,3 +169,41 @@ def test_strategies_new_refuses_to_overwrite_and_bad_names(
     )
     assert "lower-case" in one_line_error(vigil(ws, outside, "strategies", "new", "My-Dip"))
     assert "built-in" in one_line_error(vigil(ws, outside, "strategies", "new", "rules"))
+
+
+def test_a_strategy_that_raises_stops_the_backtest_with_one_line_naming_its_code(
+    ws: Workspace, outside: Path, tmp_path: Path
+) -> None:
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "boom.py").write_text(
+        "from strategy.base import BaseStrategy\n"
+        "from strategy.registry import register\n"
+        "\n"
+        "\n"
+        '@register("boom")\n'
+        "class Boom(BaseStrategy):\n"
+        "    def propose(self, ctx):\n"
+        "        return [1 / 0] if ctx.eligible else []\n"
+    )
+    res = vigil(
+        ws,
+        outside,
+        "backtest",
+        "--data",
+        str(ws.candles),
+        "--strategy",
+        "boom",
+        "--strategy-path",
+        str(mine),
+        "--no-progress",
+        "--output",
+        str(tmp_path / "r.json"),
+        "--config",
+        str(ws.config),
+    )
+    assert res.returncode == exit_codes.FAILURE, res.stderr
+    assert "Traceback" not in res.stderr
+    assert res.stderr.strip().splitlines()[-1] == (
+        f"strategy error: {mine / 'boom.py'}:8: ZeroDivisionError: division by zero"
+    )
