@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -163,8 +164,10 @@ def _jsonable(v: Any) -> Any:
 
 
 def _type_name(tp: Any) -> str:
-    text = getattr(tp, "__name__", None) if getattr(tp, "__args__", None) is None else None
-    return text or str(tp).replace("typing.", "").replace("core.models.", "")
+    """`int`, `Decimal | None`, `tuple[Regime, ...]`: annotations without module prefixes."""
+    if getattr(tp, "__args__", None) is None and hasattr(tp, "__name__"):
+        return str(tp.__name__)
+    return re.sub(r"\b(?:[A-Za-z_]\w*\.)+([A-Za-z_]\w*)", r"\1", str(tp))
 
 
 def _first_line(doc: str | None) -> str:
