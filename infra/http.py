@@ -7,9 +7,11 @@ Binding anything but a loopback address needs the operator's explicit `http.allo
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import json
 import logging
+import socket
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -242,6 +244,25 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False  # a host name: we cannot know where it resolves, so it is not loopback
+
+
+def port_taken(host: str, port: int) -> bool:
+    """True when something already listens on host:port, so binding it would fail (port 0
+    never is: the kernel picks a free one). A probe; the real bind stays the authority."""
+    if port == 0:
+        return False
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError:
+        return False  # an unresolvable host fails at the real bind, with its own message
+    family, kind, proto, _, addr = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(addr)
+        except OSError as exc:
+            return exc.errno == errno.EADDRINUSE
+    return False
 
 
 class ServerState(StrEnum):

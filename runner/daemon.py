@@ -78,7 +78,22 @@ def banner(loaded: LoadedConfig) -> str:
     )
 
 
+def _port_taken(loaded: LoadedConfig) -> ConfigError:
+    http = loaded.config.http
+    where = loaded.origins.get("http.port", "the default")
+    return ConfigError(
+        f"http.port {http.port} (from {where}): {http.host}:{http.port} is already in use, "
+        "probably by another vigil (`make run` and `make replay` both default to 9108); stop "
+        "it, or set another http.port (0 picks a free one)"
+    )
+
+
 async def _run(loaded: LoadedConfig, opts: RunOptions) -> int:
+    from infra.http import port_taken
+
+    http = loaded.config.http
+    if http.enabled and port_taken(http.host, http.port):  # say so before any work is done
+        raise _port_taken(loaded)
     paths = loaded.paths(replay=opts.replay is not None)
     paths.data_dir.mkdir(parents=True, exist_ok=True)
     lock = InstanceLock(paths.lock_file)
@@ -393,12 +408,7 @@ async def _start_http(
     except OSError as exc:
         if exc.errno != errno.EADDRINUSE:
             raise
-        where = loaded.origins.get("http.port", "the default")
-        raise ConfigError(
-            f"http.port {cfg.http.port} (from {where}): {cfg.http.host}:{cfg.http.port} is "
-            "already in use, probably by another vigil (`make run` and `make replay` both "
-            "default to 9108); stop it, or set another http.port (0 picks a free one)"
-        ) from None
+        raise _port_taken(loaded) from None
     paths.health_dir.mkdir(parents=True, exist_ok=True)
     (paths.health_dir / "http_port").write_text(f"{port}\n")
     log.info("HTTP on http://%s:%d (/metrics /health /ready)", cfg.http.host, port)

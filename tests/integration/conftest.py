@@ -49,21 +49,27 @@ class Workspace:
     env: dict[str, str]
 
     def vigil(
-        self, *args: str, timeout: float = 120, env: dict[str, str] | None = None
+        self,
+        *args: str,
+        timeout: float = 120,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
     ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "runner.cli", *args, "--config", str(self.config)],
-            cwd=self.root,
+            cwd=cwd or self.root,
             env={**self.env, **(env or {})},
             capture_output=True,
             text=True,
             timeout=timeout,
         )
 
-    def start(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    def start(
+        self, *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+    ) -> subprocess.Popen[str]:
         return subprocess.Popen(
             [sys.executable, "-m", "runner.cli", *args, "--config", str(self.config)],
-            cwd=self.root,
+            cwd=cwd or self.root,
             env={**self.env, **(env or {})},
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
