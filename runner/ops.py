@@ -146,8 +146,8 @@ def cmd_resume(
         )
         return exit_codes.FAILURE
     print(
-        f"vigil (pid {found.pid}) re-armed: /health shows kill_switch false, trading_state "
-        f"{health.get('trading_state')}{removed}."
+        f"vigil (pid {found.pid}) re-armed: /health shows kill_switch false{removed}; "
+        "trading resumes at its next cycle."
     )
     return exit_codes.OK
 

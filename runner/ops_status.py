@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from core.models import EngineState, Order, Position
@@ -114,6 +115,13 @@ def daemon_facts(
     }
 
 
+def _money(text: str) -> str:
+    try:
+        return f"{Decimal(text):,.2f}"
+    except ArithmeticError:
+        return text
+
+
 _ORDER = (
     "mode",
     "trading_state",
@@ -138,11 +146,11 @@ def format_facts(facts: Mapping[str, Any]) -> str:
             value = facts[key]
             if key == "kill_switch":
                 value = "ENGAGED (trading halted until `vigil resume`)" if value else "off"
+            elif key in ("cash", "equity"):
+                value = _money(value)
             lines.append(f"{key.replace('_', ' '):18} {value}")
     if "regime" not in facts:  # nothing stored yet: no breakers, positions or orders to show
-        for name, value in (facts.get("paths") or {}).items():
-            lines.append(f"{name.replace('_', ' '):18} {value}")
-        return "\n".join(lines)
+        return "\n".join(lines + _path_lines(facts))
     tripped = facts.get("breakers_tripped") or {}
     lines.append(
         f"{'breakers':18} "
@@ -161,6 +169,15 @@ def format_facts(facts: Mapping[str, Any]) -> str:
             f"  {o['symbol']:14} {o['side']} {o['amount']} @ {o['price']} "
             f"{o['status']} (filled {o['filled']}) {o['id']}"
         )
-    for name, value in (facts.get("paths") or {}).items():
-        lines.append(f"{name.replace('_', ' '):18} {value}")
+    lines += _path_lines(facts)
     return "\n".join(lines)
+
+
+_PATH_LABELS = {"state_db": "state.db", "kill_switch": "kill file"}
+
+
+def _path_lines(facts: Mapping[str, Any]) -> list[str]:
+    return [
+        f"{_PATH_LABELS.get(name, name.replace('_', ' ')):18} {value}"
+        for name, value in (facts.get("paths") or {}).items()
+    ]
