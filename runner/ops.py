@@ -221,6 +221,10 @@ def cmd_config_check(loaded: LoadedConfig) -> int:
     print(
         f"config OK (hash {loaded.config_hash}); sources: {', '.join(loaded.sources) or 'defaults'}"
     )
+    print(
+        f"data dir {loaded.paths().data_dir} (replays: {loaded.paths(replay=True).data_dir}); "
+        f"relative paths are taken from {loaded.base_dir}"
+    )
     return exit_codes.OK
 
 
