@@ -91,14 +91,14 @@ def _port_taken(loaded: LoadedConfig) -> ConfigError:
 async def _run(loaded: LoadedConfig, opts: RunOptions) -> int:
     from infra.http import port_taken
 
-    http = loaded.config.http
-    if http.enabled and port_taken(http.host, http.port):  # say so before any work is done
-        raise _port_taken(loaded)
     paths = loaded.paths(replay=opts.replay is not None)
     paths.data_dir.mkdir(parents=True, exist_ok=True)
     lock = InstanceLock(paths.lock_file)
-    lock.acquire()
+    lock.acquire()  # a second daemon on the same files is told so first (exit 3)
     try:
+        http = loaded.config.http
+        if http.enabled and port_taken(http.host, http.port):  # before any work is done
+            raise _port_taken(loaded)
         if opts.fresh:
             _clear_replay(paths)
         return await _run_locked(loaded, opts, paths)

@@ -32,10 +32,13 @@ class Daemon:
 
 
 def locked_pid(paths: ResolvedPaths) -> int | None:
-    """The pid recorded in the instance lock, if that process is alive."""
+    """The pid recorded in the instance lock, if that process is alive. A lock file we may not
+    read raises PermissionError: "not running" would be a guess, not a fact."""
     try:
         info = json.loads(paths.lock_file.read_text())
         pid = int(info["pid"])
+    except PermissionError:
+        raise
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return pid if pid_alive(pid) else None
@@ -46,6 +49,8 @@ def base_url(paths: ResolvedPaths, http: HttpSettings) -> str | None:
         return None
     try:
         port = int((paths.health_dir / "http_port").read_text().strip())
+    except PermissionError:
+        raise
     except (OSError, ValueError):
         return None
     host = _ANY_ADDRESS.get(http.host, http.host)

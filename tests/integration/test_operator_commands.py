@@ -286,8 +286,9 @@ def test_bad_input_is_one_line_exit_2_no_traceback(
     assert says in lines[0]
     if name == "timeframe flag":
         assert "VIGIL_TIMEFRAME" not in lines[0]
-    assert not (ws.data.parent / "replay" / "state.db").exists()  # nothing was started
-    assert not (tmp_path / "data").exists() and not os.path.exists(tmp_path / "report.json")
+    # Nothing was started: no state, no audit log, no report.
+    assert not (ws.data / "state.db").exists() and not (ws.data / "audit").exists()
+    assert not os.path.exists(tmp_path / "report.json")
 
 
 def test_mode_is_case_insensitive_on_the_command_line_as_in_yaml(ws: Workspace) -> None:

@@ -112,3 +112,13 @@ def test_mode_flag_takes_any_case_and_ops_commands_take_replay() -> None:
     for cmd in ("kill", "resume", "status"):
         assert p.parse_args([cmd, "--replay"]).replay is True
     assert p.parse_args(["audit", "verify", "--replay"]).replay is True
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads every file")
+def test_an_unreadable_lock_is_not_taken_for_no_daemon(tmp_path: Path) -> None:
+    paths = PathSettings().resolved(tmp_path)
+    paths.data_dir.mkdir()
+    paths.lock_file.write_text(json.dumps({"pid": os.getpid()}))
+    paths.lock_file.chmod(0)
+    with pytest.raises(PermissionError):
+        daemon_link.find(paths, HttpSettings())
