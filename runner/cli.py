@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -20,7 +21,6 @@ EPILOG = (
     "4 state.db corrupted (quarantined), 5 audit log corrupted, 6 no daemon running "
     "(acted on disk only). See docs/cli.md."
 )
-MODES = ("DRY_RUN", "PAPER", "LIVE")
 
 
 def parse_date_ms(text: str) -> int:
@@ -212,8 +212,8 @@ def _check_run(args: argparse.Namespace) -> None:
     """Bad run arguments fail before anything is locked, opened or bound."""
     if args.replay is not None:
         check_dir(args.replay, "--replay", "directory of recorded candle files")
-        if args.speed <= 0:
-            raise ConfigError(f"--speed {args.speed:g}: must be above 0, e.g. 60")
+        if not math.isfinite(args.speed) or args.speed <= 0:
+            raise ConfigError(f"--speed {args.speed:g}: must be a number above 0, e.g. 60")
     elif args.fresh or args.from_ms is not None or args.to_ms is not None:
         used = "--fresh" if args.fresh else "--from/--to"
         raise ConfigError(f"{used} applies to replays only; add --replay DIR or drop it")
