@@ -286,10 +286,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
     except BrokenPipeError:
         # `vigil status | head`: the reader left. Point stdout at /dev/null so the
-        # interpreter's final flush does not raise again, and exit quietly.
+        # interpreter's final flush does not raise again, and exit quietly with 1 (as the
+        # Python docs advise): the output was not all delivered, and the command's own exit
+        # code was lost with it.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-        return exit_codes.OK
+        return exit_codes.FAILURE
     except ConfigError as exc:
         print(f"config error:\n{exc}" if "\n" in str(exc) else f"error: {exc}", file=sys.stderr)
         return exit_codes.CONFIG
