@@ -16,9 +16,10 @@ $(STAMP): pyproject.toml setup.py core/_candlestep.c infra/_replay.c infra/excha
 run: $(STAMP)
 	$(BIN)/vigil run --mode PAPER
 
-# The real daemon over recorded candles, 3000x real time.
+# The real daemon over recorded candles, 3000x real time. Its state lives in data/replay/,
+# apart from `make run`'s data/; a second `make replay` continues the first, FRESH=1 starts over.
 replay: $(STAMP)
-	$(BIN)/vigil run --mode PAPER --replay $(DATA) --speed 3000
+	$(BIN)/vigil run --mode PAPER --replay $(DATA) --speed 3000 $(if $(FRESH),--fresh)
 
 backtest: $(STAMP)
 	mkdir -p reports

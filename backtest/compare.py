@@ -20,6 +20,7 @@ from backtest.report import REGRESSION_KEYS
 
 EXIT_PASS, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
 NULLABLE = frozenset({"profit_factor"})
+COUNTS = frozenset({"total_trades"})  # printed as whole numbers
 # Room for binary floating point: 10.5 -> 10.71 at 2 % is a pass, though 10.71 - 10.5 computes
 # to 0.21000000000000085.
 _EPS = 1e-9
@@ -40,6 +41,7 @@ class CompareResult:
     ok: bool
     rows: tuple[CompareRow, ...]
     tolerance_pct: float
+    warnings: tuple[str, ...] = ()  # the two runs differ in what they tested
 
     @property
     def exit_code(self) -> int:
@@ -116,7 +118,35 @@ def compare(
         allowed = tolerance_pct * max(abs(b), 1.0) / 100.0
         ok = abs(diff) <= allowed + _EPS * max(1.0, allowed)
         rows.append(CompareRow(k, b, c, diff, allowed, ok))
-    return CompareResult(all(r.ok for r in rows), tuple(rows), tolerance_pct)
+    return CompareResult(
+        all(r.ok for r in rows), tuple(rows), tolerance_pct, differences(current, baseline)
+    )
+
+
+def differences(current: Mapping[str, Any], baseline: Mapping[str, Any]) -> tuple[str, ...]:
+    """What makes two reports measure different things: timeframe, pairs, data range."""
+    cm, bm = current.get("metadata") or {}, baseline.get("metadata") or {}
+    out = []
+    for key, label in (("timeframe", "timeframe"), ("pairs", "pairs"), ("data_range", "range")):
+        c, b = _describe(key, cm.get(key)), _describe(key, bm.get(key))
+        if c != b:
+            out.append(
+                f"the reports differ in {label}: current {c}, baseline {b}; the figures may "
+                "not be comparable"
+            )
+    return tuple(out)
+
+
+def _describe(key: str, value: Any) -> str:
+    if value is None:
+        return "(not recorded)"
+    if key == "pairs" and isinstance(value, list):
+        return ",".join(str(v) for v in value)
+    if key == "data_range" and isinstance(value, Mapping):
+        ends = [value.get(k) for k in ("from", "to")]
+        isos = [e.get("iso", "?") if isinstance(e, Mapping) else str(e) for e in ends]
+        return f"{isos[0]} .. {isos[1]}"
+    return str(value)
 
 
 def compare_files(
@@ -130,18 +160,24 @@ def compare_files(
     return result.exit_code, format_compare(result)
 
 
-def _cell(v: float | None) -> str:
-    return "null" if v is None else f"{v:.4f}"
+def _cell(v: float | None, count: bool = False) -> str:
+    if v is None:
+        return "null"
+    if count and float(v).is_integer():
+        return f"{int(v):d}"
+    return f"{v:.4f}"
 
 
 def format_compare(result: CompareResult) -> str:
     head = f"{'key':<18}{'baseline':>14}{'current':>14}{'diff':>14}{'allowed':>14}  result"
-    lines = [head, "-" * len(head)]
+    lines = [f"warning: {w}" for w in result.warnings]
+    lines += [head, "-" * len(head)]
     for r in result.rows:
+        n = r.key in COUNTS
         allowed = "both null" if r.allowed is None and r.ok else _cell(r.allowed)
         lines.append(
-            f"{r.key:<18}{_cell(r.baseline):>14}{_cell(r.current):>14}{_cell(r.diff):>14}"
-            f"{allowed:>14}  {'ok' if r.ok else 'FAIL'}"
+            f"{r.key:<18}{_cell(r.baseline, n):>14}{_cell(r.current, n):>14}"
+            f"{_cell(r.diff, n):>14}{allowed:>14}  {'ok' if r.ok else 'FAIL'}"
         )
     lines.append("-" * len(head))
     verdict = "PASS" if result.ok else f"FAIL ({len(result.failed)} of {len(result.rows)} keys)"

@@ -9,6 +9,7 @@ ignore. Field meanings and formulas: docs/backtesting.md.
 
 from __future__ import annotations
 
+import bisect
 import json
 import math
 import os
@@ -21,6 +22,8 @@ from backtest import stats
 from backtest.candle_checks import iso
 from backtest.runner import BacktestResult, Trade
 from core.clock import Clock
+
+ZERO = Decimal(0)
 
 MAX_EQUITY_POINTS = 2_000
 REGRESSION_KEYS = (
@@ -150,6 +153,40 @@ def _metadata(r: BacktestResult, version: str) -> dict[str, Any]:
     }
 
 
+def last_marks(r: BacktestResult) -> dict[str, Decimal]:
+    """Each open position's mark: the close of its last candle closed by the end of the run,
+    the price the final equity values it at."""
+    tf = r.inputs.timeframe_ms
+    out = {}
+    for sym in r.positions:
+        series = r.inputs.series.get(sym)
+        if series is None or not len(series):
+            continue
+        i = bisect.bisect_right(series.ts, r.inputs.end_ms - tf) - 1
+        if i >= 0:
+            out[sym] = Decimal(str(series.close[i]))
+    return out
+
+
+def _unrealized(r: BacktestResult) -> dict[str, Decimal]:
+    """Mark value minus what was paid (fees included), per open position, as portfolio.value
+    counts it; a position without a mark counts at cost (0)."""
+    marks = last_marks(r)
+    return {
+        sym: (p.quantity * marks[sym] - p.cost_basis - p.entry_fees) if sym in marks else ZERO
+        for sym, p in r.positions.items()
+    }
+
+
+def _realized(r: BacktestResult) -> dict[str, Decimal]:
+    """Realized PnL per symbol from every sell fill, so the partial exits of a position still
+    open at the end count too (closed trades alone would leave them out)."""
+    out: dict[str, Decimal] = {}
+    for f in r.fills:
+        out[f["symbol"]] = out.get(f["symbol"], ZERO) + Decimal(f.get("realized", "0"))
+    return out
+
+
 def _summary(r: BacktestResult) -> dict[str, Any]:
     pnls = [float(t.pnl) for t in r.trades]
     pcts = [t.pnl_pct for t in r.trades]
@@ -157,10 +194,16 @@ def _summary(r: BacktestResult) -> dict[str, Any]:
     total_pnl_pct = float(total_pnl / r.starting_cash * 100) if r.starting_cash else 0.0
     returns = stats.cycle_returns(r.equity)
     tf = r.inputs.timeframe_ms
+    realized = sum(_realized(r).values(), ZERO)
+    unrealized = sum(_unrealized(r).values(), ZERO)
     return {
         "trades": len(r.trades),
         "win_rate_pct": num(stats.win_rate_pct(pnls)),
         "total_pnl": _dec(total_pnl),
+        "realized_pnl": _dec(realized),
+        "unrealized_pnl": _dec(unrealized),
+        # What the per-pair rows cannot place (0 unless marks and the engine disagree).
+        "unattributed_pnl": _dec(total_pnl - realized - unrealized),
         "total_pnl_pct": num(total_pnl_pct),
         "max_drawdown_pct": num(stats.max_drawdown_pct(r.equity)),
         "profit_factor": num(stats.profit_factor(pnls)),
@@ -183,14 +226,18 @@ def _per_pair(r: BacktestResult) -> dict[str, dict[str, Any]]:
     fees: dict[str, Decimal] = {}
     for f in r.fills:
         fees[f["symbol"]] = fees.get(f["symbol"], Decimal(0)) + Decimal(f["fee"])
+    realized, unrealized = _realized(r), _unrealized(r)
     out = {}
     for sym in sorted({*r.inputs.series, *fees, *(t.symbol for t in r.trades)}):
         trades = [t for t in r.trades if t.symbol == sym]
         pnls = [float(t.pnl) for t in trades]
+        done, held = realized.get(sym, ZERO), unrealized.get(sym, ZERO)
         out[sym] = {
             "trades": len(trades),
             "win_rate_pct": num(stats.win_rate_pct(pnls)),
-            "pnl": _dec(sum((t.pnl for t in trades), Decimal(0))),
+            "realized_pnl": _dec(done),
+            "unrealized_pnl": _dec(held),
+            "pnl": _dec(done + held),
             "fees": _dec(fees.get(sym, Decimal(0))),
         }
     return out
@@ -215,6 +262,7 @@ def _trade(t: Trade) -> dict[str, Any]:
 
 
 def _open_positions(r: BacktestResult) -> list[dict[str, Any]]:
+    marks, unrealized = last_marks(r), _unrealized(r)
     return [
         {
             "symbol": p.symbol,
@@ -223,8 +271,11 @@ def _open_positions(r: BacktestResult) -> list[dict[str, Any]]:
             "entry_ts": p.opened_ms,
             "quantity": _dec(p.quantity),
             "avg_entry_price": _dec(p.avg_entry_price),
+            "mark_price": _dec(marks[sym]) if sym in marks else None,
+            "unrealized_pnl": _dec(unrealized[sym]),
+            "held_minutes": num((r.inputs.end_ms - p.opened_ms) / 60_000),
         }
-        for _, p in sorted(r.positions.items())
+        for sym, p in sorted(r.positions.items())
     ]
 
 
@@ -262,8 +313,20 @@ def _fmt(v: Any, suffix: str = "") -> str:
     return f"{v:,}{suffix}" if isinstance(v, int) else f"{v}{suffix}"
 
 
+def duration(minutes: float | None) -> str:
+    """Minutes for a person: '45 min', '5.2 h' or '3.1 d', as the HTML report shows them."""
+    if minutes is None:
+        return "n/a"
+    if minutes < 120:
+        return f"{minutes:,.0f} min"
+    if minutes < 48 * 60:
+        return f"{minutes / 60:,.1f} h"
+    return f"{minutes / 1440:,.1f} d"
+
+
 def summary_table(report: Mapping[str, Any]) -> str:
-    """A fixed-width table for the terminal: the key figures, then one row per pair."""
+    """A fixed-width table for the terminal: the key figures, one row per pair (realized and
+    unrealized PnL), a total row that is the sum of the rows, then the open positions."""
     m, s = report["metadata"], report["summary"]
     q = m.get("quote_currency", "")
     rng = m["data_range"]
@@ -288,19 +351,51 @@ def summary_table(report: Mapping[str, Any]) -> str:
         ("Avg trade", _fmt(s["avg_trade_pct"], " %")),
         ("Best trade", _fmt(s["best_trade_pct"], " %")),
         ("Worst trade", _fmt(s["worst_trade_pct"], " %")),
-        ("Avg holding", f"{_fmt(s['avg_holding_minutes'])} min"),
+        ("Avg holding", duration(s["avg_holding_minutes"])),
         ("Cycles", _fmt(m["cycles"])),
     ]
-    width = 72
+    width = 80
     lines.append("=" * width)
     for (lk, lv), (rk, rv) in zip(left, right, strict=True):
-        lines.append(f"{lk:<14}{lv:>20}  | {rk:<14}{rv:>20}")
+        lines.append(f"{lk:<14}{lv:>24}  | {rk:<14}{rv:>24}")
     lines.append("-" * width)
-    lines.append(f"{'Pair':<14}{'Trades':>8}{'Win %':>10}{'PnL':>20}{'Fees':>20}")
-    for sym, p in report["per_pair"].items():
-        lines.append(
-            f"{sym:<14}{p['trades']:>8}{_fmt(p['win_rate_pct']):>10}"
-            f"{_fmt(p['pnl']):>20}{_fmt(p['fees']):>20}"
-        )
+    lines.append(
+        f"{'Pair':<12}{'Trades':>7}{'Win %':>8}{'Realized':>14}{'Unrealized':>13}"
+        f"{'PnL':>14}{'Fees':>12}"
+    )
+    rows = report["per_pair"]
+    for sym, p in rows.items():
+        lines.append(_pair_row(sym, p))
+    extra = Decimal(s["unattributed_pnl"])
+    if extra != 0:  # the engine valued something the pair rows do not explain: show it
+        lines.append(f"{'not in a pair':<40}{'':>13}{_fmt(str(extra)):>14}{'':>12}")
+    lines.append("-" * width)
+    total = {
+        "trades": sum(p["trades"] for p in rows.values()),
+        "win_rate_pct": s["win_rate_pct"],
+        **{
+            k: str(sum((Decimal(p[k]) for p in rows.values()), ZERO))
+            for k in ("realized_pnl", "unrealized_pnl", "pnl", "fees")
+        },
+    }
+    total["pnl"] = str(Decimal(total["pnl"]) + extra)  # = summary total_pnl
+    lines.append(_pair_row("Total", total))
+    held = report.get("open_positions") or []
+    if held:
+        lines.append("-" * width)
+        lines.append("Open at the end, valued at the last close:")
+        for p in held:
+            lines.append(
+                f"  {p['symbol']:<12} {p['quantity']} @ {_fmt(p['avg_entry_price'])} -> "
+                f"{_fmt(p['mark_price'])}  unrealized {_fmt(p['unrealized_pnl'])} {q}, "
+                f"held {duration(p['held_minutes'])}"
+            )
     lines.append("=" * width)
     return "\n".join(lines) + "\n"
+
+
+def _pair_row(name: str, p: Mapping[str, Any]) -> str:
+    return (
+        f"{name:<12}{p['trades']:>7}{_fmt(p['win_rate_pct']):>8}{_fmt(p['realized_pnl']):>14}"
+        f"{_fmt(p['unrealized_pnl']):>13}{_fmt(p['pnl']):>14}{_fmt(p['fees']):>12}"
+    )

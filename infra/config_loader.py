@@ -8,6 +8,7 @@ The error lines themselves are built in infra/config_errors.py.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ from infra.config_errors import Loc as Loc
 from infra.config_errors import _Context, _get, _show, _suggest
 from infra.secrets import SECRET_ENV_NAMES, looks_secret, secret_env_for
 from infra.settings import (  # the derived outputs live with the model; re-exported here
+    ResolvedPaths,
     VigilConfig,
     config_hash,
     export_schema,
@@ -68,13 +70,27 @@ _ASSET_MAPS = {("universe", "themes"), ("sim", "starting_balances")}
 class LoadedConfig:
     config: VigilConfig
     config_hash: str
-    sources: tuple[str, ...]  # files read and env vars applied, in order
+    sources: tuple[str, ...]  # files read, env vars and flags applied, in order
     warnings: tuple[str, ...] = ()  # deprecations, one line each
-    origins: Mapping[str, str] = field(default_factory=dict)  # dotted key -> file or env var
+    origins: Mapping[str, str] = field(default_factory=dict)  # dotted key -> file, env, flag
     # Absolute directories the user strategies were loaded from (strategies_path, then
     # --strategy-path): another process (a sweep worker) loads the same with
     # infra.strategy_loader.load_user_strategies(strategy_dirs) before validating a config.
     strategy_dirs: tuple[Path, ...] = ()
+    config_dir: Path = Path("config")  # absolute when built by load_config
+
+    @property
+    def base_dir(self) -> Path:
+        """Where relative paths in the config point from: the config directory's parent."""
+        return self.config_dir.parent
+
+    def paths(self, *, replay: bool = False) -> ResolvedPaths:
+        """The runtime paths, absolute; `replay` gives the replay daemon's own set."""
+        return self.config.paths.resolved(self.base_dir, replay=replay)
+
+
+# A value given on the command line: (dotted key, the flag's name, the value).
+Flag = tuple[str, str, Any]
 
 
 # --------------------------------------------------------------------------- loading
@@ -86,16 +102,44 @@ class _Problems(Exception):
         self.lines = lines
 
 
+def check_config_dir(config_dir: Path, label: str = "--config") -> Path:
+    """The config directory made absolute, or a ConfigError saying what is wrong with it: a
+    missing directory, a file, or a directory with none of the config files would otherwise
+    mean "all defaults", which trades every market of the quote currency."""
+    path = Path(os.path.abspath(config_dir))
+    names = ", ".join(FILES)
+    if not path.exists():
+        raise ConfigError(
+            f"{label} {path}: no such directory; point {label} at the directory that holds {names}"
+        )
+    if not path.is_dir():
+        raise ConfigError(
+            f"{label} {path}: is a file, not a directory; pass the directory that holds it "
+            f"({path.parent})"
+        )
+    if not any((path / name).is_file() for name in FILES):
+        raise ConfigError(
+            f"{label} {path}: holds none of {names}; point {label} at the config directory "
+            "(the repository's is config/)"
+        )
+    return path
+
+
 def load_config(
     config_dir: Path,
     env: Mapping[str, str],
+    flags: Sequence[Flag] = (),
     *,
     strategy_paths: Sequence[Path] = (),
     only_strategies: Sequence[str] | None = None,
 ) -> LoadedConfig:
-    """Read config_dir/{policy,universe,strategies}.yaml, apply VIGIL_* overrides, import the
-    user strategies (strategies_path, then `strategy_paths`, then installed entry points) and
-    validate. `only_strategies` (the --strategy flag) enables exactly those, for this run."""
+    """Read config_dir/{policy,universe,strategies}.yaml, apply VIGIL_* overrides, then the
+    command-line `flags` (each names its flag in errors), import the user strategies
+    (strategies_path, then `strategy_paths`, then installed entry points) and validate.
+    `only_strategies` (the --strategy flag) enables exactly those, for this run.
+
+    Precedence: flags > environment > YAML > defaults."""
+    config_dir = check_config_dir(config_dir)
     problems: list[str] = []
     warnings: list[str] = []
     sources: list[str] = []
@@ -127,10 +171,16 @@ def load_config(
     problems += _apply_deprecations(merged, origins, warnings)
     env_raw: dict[Loc, str] = {}
     problems += _apply_env(env, merged, origins, warnings, env_raw, sources)
+    for dotted, flag, value in flags:
+        loc = tuple(dotted.split("."))
+        _set(merged, loc, value)
+        _record(origins, loc, value, flag)
+        env_raw.pop(loc, None)
+        sources.append(flag)
     if problems:
         raise ConfigError("\n".join(problems))
 
-    strategy_dirs = _load_user_strategies(merged, origins, strategy_paths)
+    strategy_dirs = _load_user_strategies(merged, origins, strategy_paths, config_dir.parent)
     if only_strategies is not None:
         _enable_only(merged, origins, only_strategies)
         sources.append("--strategy " + ",".join(only_strategies))
@@ -152,6 +202,7 @@ def load_config(
         warnings=tuple(warnings),
         origins={".".join(k): v for k, v in sorted(origins.items())},
         strategy_dirs=strategy_dirs,
+        config_dir=config_dir,
     )
 
 
@@ -431,21 +482,23 @@ def _feature_problems(name: str, cls: Any, params: Any) -> list[str]:
 
 
 def _load_user_strategies(
-    merged: dict[str, Any], origins: dict[Loc, str], extra: Sequence[Path]
+    merged: dict[str, Any], origins: dict[Loc, str], extra: Sequence[Path], base: Path
 ) -> tuple[Path, ...]:
-    """Import user strategies before validation: the config names them."""
+    """Import user strategies before validation: the config names them. A relative
+    strategies_path is taken from `base` (the config directory's parent), like every path in
+    the config; --strategy-path is relative to the working directory, like any flag."""
     from infra.strategy_loader import load_user_strategies
 
     dirs = list(extra)
     configured = merged.get("strategies_path")
     if isinstance(configured, str | Path) and str(configured):
-        path = Path(configured)
+        path = base / Path(configured)
         if not path.is_dir():
             label = origins.get(("strategies_path",), "config")
             what = "is not a directory" if path.exists() else "no such directory"
             raise ConfigError(
                 f"{label}: strategies_path = {str(configured)!r}: {what} (relative paths are "
-                f"taken from the working directory)"
+                f"taken from {base}, the config directory's parent)"
             )
         dirs.insert(0, path)
     load_user_strategies(dirs)

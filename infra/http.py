@@ -1,4 +1,4 @@
-"""The operator's HTTP surface: GET /metrics, /health and /ready on loopback.
+"""The operator's HTTP surface: GET /metrics, /health, /ready and /status on loopback.
 
 `health_report` is a pure function of the engine's bookkeeping and a time handed in, so it is
 tested without a server; `HttpServer` only serves what the callables it was given return.
@@ -7,9 +7,11 @@ Binding anything but a loopback address needs the operator's explicit `http.allo
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import json
 import logging
+import socket
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -244,6 +246,25 @@ def is_loopback(host: str) -> bool:
         return False  # a host name: we cannot know where it resolves, so it is not loopback
 
 
+def port_taken(host: str, port: int) -> bool:
+    """True when something already listens on host:port, so binding it would fail (port 0
+    never is: the kernel picks a free one). A probe; the real bind stays the authority."""
+    if port == 0:
+        return False
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError:
+        return False  # an unresolvable host fails at the real bind, with its own message
+    family, kind, proto, _, addr = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(addr)
+        except OSError as exc:
+            return exc.errno == errno.EADDRINUSE
+    return False
+
+
 class ServerState(StrEnum):
     NEW = "NEW"
     RUNNING = "RUNNING"
@@ -259,7 +280,8 @@ async def _json_not_found(request: web.Request, handler: Handler) -> web.StreamR
         return await handler(request)
     except web.HTTPNotFound:
         return web.json_response(
-            {"error": "not found", "routes": ["/metrics", "/health", "/ready"]}, status=404
+            {"error": "not found", "routes": ["/metrics", "/health", "/ready", "/status"]},
+            status=404,
         )
 
 
@@ -274,6 +296,7 @@ class HttpServer:
         metrics: Metrics,
         health: Callable[[], HealthReport],
         ready: Callable[[], tuple[bool, str]],
+        status: Callable[[], Mapping[str, Any]] | None = None,
         allow_remote: bool = False,
     ) -> None:
         if not is_loopback(host) and not allow_remote:
@@ -289,6 +312,7 @@ class HttpServer:
         self._metrics = metrics
         self._health = health
         self._ready = ready
+        self._status = status
         self.state = ServerState.NEW
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
@@ -298,6 +322,8 @@ class HttpServer:
         app.router.add_get("/metrics", self._get_metrics)
         app.router.add_get("/health", self._get_health)
         app.router.add_get("/ready", self._get_ready)
+        if self._status is not None:
+            app.router.add_get("/status", self._get_status)
         return app
 
     async def start(self) -> int:
@@ -348,6 +374,16 @@ class HttpServer:
         return web.json_response(
             report.to_dict(), status=200 if report.status is Status.OK else 503
         )
+
+    async def _get_status(self, request: web.Request) -> web.Response:
+        """The daemon's own facts for `vigil status` (mode, hash, pid, positions, ...)."""
+        assert self._status is not None
+        try:
+            facts = dict(self._status())
+        except Exception as exc:
+            log.exception("status failed")
+            return web.json_response({"error": f"status failed: {type(exc).__name__}"}, status=500)
+        return web.json_response(facts, headers={"Cache-Control": "no-store"})
 
     async def _get_ready(self, request: web.Request) -> web.Response:
         try:

@@ -12,6 +12,7 @@ import functools
 import hashlib
 import importlib.util
 import json
+import os
 import types
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -162,10 +163,19 @@ class ResolvedPaths:
     health_dir: Path
 
 
+REPLAY_SUBDIR = "replay"  # `vigil run --replay` keeps its runtime files in <data_dir>/replay
+
+
 class PathSettings(Frozen):
+    """Relative paths are taken relative to the directory that holds the config directory
+    (for `--config config` in the repository: the repository root), never the working
+    directory, so every command finds the same files from anywhere."""
+
     data_dir: Path = Field(
         default=Path("data"),
-        description="Runtime data directory; the paths below default to files inside it.",
+        description="Runtime data directory; the paths below default to files inside it. "
+        "Relative paths are taken from the directory that holds the config directory. "
+        "Replays keep their own files in <data_dir>/replay.",
     )
     state_db: Path | None = Field(
         default=None, description="SQLite state database; null means <data_dir>/state.db."
@@ -190,14 +200,19 @@ class PathSettings(Frozen):
         default=None, description="Health snapshots; null means <data_dir>/health."
     )
 
-    def resolved(self, base: Path | None = None) -> ResolvedPaths:
-        """Concrete paths. Relative ones are taken relative to `base` (default: as given, i.e.
-        relative to the working directory); unset ones are derived from data_dir."""
+    def resolved(self, base: Path, *, replay: bool = False) -> ResolvedPaths:
+        """Concrete absolute paths. Relative ones are taken relative to `base` (the loader
+        passes the directory that holds the config directory, see LoadedConfig.paths); unset
+        ones are derived from data_dir. With `replay`, every path is derived from
+        <data_dir>/replay instead, whatever the others say: a replay never shares state.db,
+        audit log, kill switch or lock with the live daemon."""
 
         def anchor(p: Path) -> Path:
-            return p if base is None or p.is_absolute() else base / p
+            return Path(os.path.abspath(p if p.is_absolute() else base / p))
 
         data = anchor(self.data_dir)
+        if replay:
+            return PathSettings(data_dir=data / REPLAY_SUBDIR).resolved(base)
 
         def pick(value: Path | None, default_name: str) -> Path:
             return anchor(value) if value is not None else data / default_name
@@ -250,7 +265,7 @@ class VigilConfig(PipelineConfig):
     strategies_path: Path | None = Field(
         default=None,
         description="Directory of your own strategy modules (every *.py except test_*.py and "
-        "_*.py), imported when the config is loaded; relative to the working directory. "
+        "_*.py), imported when the config is loaded; relative to the config directory's parent. "
         "`--strategy-path DIR` adds one for a single command. See docs/strategies.md.",
     )
     alerts: AlertSettings = Field(default_factory=AlertSettings, description="Alerting.")

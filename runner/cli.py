@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -11,13 +12,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from core.errors import AlreadyRunning, AuditCorrupted, ConfigError, StateCorrupted
-from infra.config_loader import LoadedConfig, load_config
+from infra.config_loader import Flag, LoadedConfig, load_config
 from infra.secrets import RedactingFilter, load_secrets
 from runner import __version__, exit_codes
 
 EPILOG = (
     "Exit codes: 0 ok, 1 check failed, 2 bad config/arguments, 3 already running, "
-    "4 state.db corrupted (quarantined), 5 audit log corrupted. See docs/cli.md."
+    "4 state.db corrupted (quarantined), 5 audit log corrupted, 6 no daemon running "
+    "(acted on disk only). See docs/cli.md."
 )
 
 
@@ -34,11 +36,48 @@ def parse_date_ms(text: str) -> int:
     return int(dt.timestamp() * 1000)
 
 
+def check_range(from_ms: int | None, to_ms: int | None) -> None:
+    """--from must come before --to: an empty or reversed range is a typo, not 'no data'."""
+    if from_ms is not None and to_ms is not None and from_ms >= to_ms:
+        when = "equals" if from_ms == to_ms else "is after"
+        raise ConfigError(
+            f"--from {_day(from_ms)} {when} --to {_day(to_ms)}: the range is empty; give a "
+            "--from before --to (--to is exclusive)"
+        )
+
+
+def _day(ms: int) -> str:
+    dt = datetime.fromtimestamp(ms / 1000, tz=UTC)
+    return dt.strftime("%Y-%m-%d" if dt.time() == datetime.min.time() else "%Y-%m-%dT%H:%M:%S")
+
+
+def check_dir(path: Path, flag: str, what: str) -> None:
+    if not path.exists():
+        raise ConfigError(f"{flag} {path.absolute()}: no such directory; give the {what}")
+    if not path.is_dir():
+        raise ConfigError(
+            f"{flag} {path.absolute()}: is a file, not a directory; give the {what} "
+            f"(perhaps {path.absolute().parent})"
+        )
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--config", type=Path, default=Path("config"), help="config directory (default: ./config)"
+        "--config",
+        type=Path,
+        default=Path("config"),
+        help="config directory (default: ./config); relative paths in it are taken from "
+        "its parent directory",
     )
     p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+
+
+def _replay_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--replay",
+        action="store_true",
+        help="act on the replay daemon's files (<data_dir>/replay) instead of the live ones",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,7 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(run)
     run.add_argument(
-        "--mode", choices=["DRY_RUN", "PAPER", "LIVE"], help="override the configured mode"
+        "--mode",
+        metavar="{DRY_RUN,PAPER,LIVE}",
+        help="override the configured mode (any case, like mode: in YAML)",
     )
     run.add_argument(
         "--replay",
@@ -77,6 +118,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--to", dest="to_ms", type=parse_date_ms, metavar="DATE", help="replay end (UTC)"
     )
     run.add_argument("--max-cycles", type=int, help="stop after this many cycles")
+    run.add_argument(
+        "--fresh",
+        action="store_true",
+        help="replay only: delete the earlier replay's files in <data_dir>/replay and start "
+        "from the beginning instead of continuing it",
+    )
     from runner.cli_strategies import add_strategy_flags
 
     add_strategy_flags(run)
@@ -85,14 +132,17 @@ def build_parser() -> argparse.ArgumentParser:
         "kill", help="halt trading now (latched until `vigil resume`)", epilog=EPILOG
     )
     _common(kill)
+    _replay_flag(kill)
     kill.add_argument("--reason", default="operator kill via CLI", help="why (recorded)")
 
     resume = sub.add_parser("resume", help="re-arm trading after a kill", epilog=EPILOG)
     _common(resume)
+    _replay_flag(resume)
     resume.add_argument("--reason", default="operator resume via CLI", help="why (recorded)")
 
-    status = sub.add_parser("status", help="show the daemon's state", epilog=EPILOG)
+    status = sub.add_parser("status", help="show the running daemon's state", epilog=EPILOG)
     _common(status)
+    _replay_flag(status)
     status.add_argument("--json", action="store_true", help="machine-readable output")
 
     cfg = sub.add_parser("config", help="validate or show the configuration", epilog=EPILOG)
@@ -111,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         p = asub.add_parser(name, help=text, epilog=EPILOG)
         _common(p)
+        _replay_flag(p)
         p.add_argument("--dir", type=Path, help="audit directory (default: from config)")
         if name == "tail":
             p.add_argument("-n", type=int, default=20, help="how many records")
@@ -156,12 +207,26 @@ def setup_logging(level: str) -> None:
 
 
 def _load(args: argparse.Namespace) -> LoadedConfig:
-    env = dict(os.environ)
+    flags: list[Flag] = []
     if getattr(args, "mode", None):
-        env["VIGIL_MODE"] = args.mode
+        flags.append(("mode", "--mode", args.mode))
     from runner.cli_strategies import strategy_options
 
-    return load_config(args.config, env, **strategy_options(args))
+    return load_config(args.config, os.environ, flags, **strategy_options(args))
+
+
+def _check_run(args: argparse.Namespace) -> None:
+    """Bad run arguments fail before anything is locked, opened or bound."""
+    if args.replay is not None:
+        check_dir(args.replay, "--replay", "directory of recorded candle files")
+        if not math.isfinite(args.speed) or args.speed <= 0:
+            raise ConfigError(f"--speed {args.speed:g}: must be a number above 0, e.g. 60")
+    elif args.fresh or args.from_ms is not None or args.to_ms is not None:
+        used = "--fresh" if args.fresh else "--from/--to"
+        raise ConfigError(f"{used} applies to replays only; add --replay DIR or drop it")
+    if args.max_cycles is not None and args.max_cycles < 1:
+        raise ConfigError(f"--max-cycles {args.max_cycles}: must be at least 1")
+    check_range(args.from_ms, args.to_ms)
 
 
 def dispatch(args: argparse.Namespace) -> int:
@@ -175,6 +240,9 @@ def dispatch(args: argparse.Namespace) -> int:
         from runner.cli_strategies import dispatch_strategies
 
         return dispatch_strategies(args)
+    if args.cmd == "run":
+        _check_run(args)
+    kinds = ops.check_kinds(getattr(args, "kind", None))
     loaded = _load(args)
     for w in loaded.warnings:
         logging.getLogger("vigil.config").warning("%s", w)
@@ -189,28 +257,31 @@ def dispatch(args: argparse.Namespace) -> int:
                 from_ms=args.from_ms,
                 to_ms=args.to_ms,
                 max_cycles=args.max_cycles,
+                fresh=args.fresh,
             ),
         )
     if args.cmd == "kill":
-        return ops.cmd_kill(loaded, args.reason)
+        return ops.cmd_kill(loaded, args.reason, args.replay)
     if args.cmd == "resume":
-        return ops.cmd_resume(loaded, args.reason)
+        return ops.cmd_resume(loaded, args.reason, args.replay)
     if args.cmd == "status":
-        return ops.cmd_status(loaded, args.json)
+        return ops.cmd_status(loaded, args.json, args.replay)
     if args.cmd == "config":
         return ops.cmd_config_check(loaded) if args.sub == "check" else ops.cmd_config_show(loaded)
     if args.cmd == "shadow":
         from runner.shadow_report import cmd_shadow_report
 
-        directory = args.dir or loaded.config.paths.resolved().audit_dir
+        directory = args.dir or loaded.paths().audit_dir
+        ops.check_audit_dir(directory)
         return cmd_shadow_report(directory, args.json, since_ms=args.since_ms)
     if args.cmd == "audit":
-        directory = args.dir or loaded.config.paths.resolved().audit_dir
+        directory = args.dir or loaded.paths(replay=args.replay).audit_dir
+        ops.check_audit_dir(directory)
         if args.sub == "verify":
             return ops.cmd_audit_verify(directory)
         if args.sub == "tail":
-            return ops.cmd_audit_tail(directory, args.n, set(args.kind) if args.kind else None)
-        return ops.cmd_audit_replay(loaded, directory)
+            return ops.cmd_audit_tail(directory, args.n, kinds)
+        return ops.cmd_audit_replay(loaded, directory, args.replay)
     raise AssertionError(args.cmd)
 
 
@@ -221,10 +292,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level)
     try:
-        return dispatch(args)
+        code = dispatch(args)
+        sys.stdout.flush()  # a closed pipe shows up here, inside the handler below
+        return code
+    except BrokenPipeError:
+        # `vigil status | head`: the reader left. Point stdout at /dev/null so the
+        # interpreter's final flush does not raise again, and exit quietly with 1 (as the
+        # Python docs advise): the output was not all delivered, and the command's own exit
+        # code was lost with it.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return exit_codes.FAILURE
     except ConfigError as exc:
-        print(f"config error:\n{exc}", file=sys.stderr)
+        print(f"config error:\n{exc}" if "\n" in str(exc) else f"error: {exc}", file=sys.stderr)
         return exit_codes.CONFIG
+    except PermissionError as exc:
+        print(
+            f"error: permission denied: {exc.filename}; run the command as the user that owns "
+            "the data directory (e.g. sudo -u vigil vigil ...)",
+            file=sys.stderr,
+        )
+        return exit_codes.FAILURE
     except AlreadyRunning as exc:
         print(f"refusing to start: {exc}", file=sys.stderr)
         return exit_codes.ALREADY_RUNNING

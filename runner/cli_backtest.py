@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import sys
 import time
@@ -89,10 +88,52 @@ def add_backtest_commands(
     dl.add_argument("--base-url", help=argparse.SUPPRESS)  # tests point this at the fake
 
 
-def _pairs(text: str | None) -> list[str] | None:
+_QUOTES = ("USDT", "USDC", "FDUSD", "BUSD", "TUSD", "USD", "EUR", "BTC", "ETH", "BNB")
+
+
+def _pairs(text: str | None, flag: str = "--pairs") -> list[str] | None:
+    """Comma-separated BASE/QUOTE pairs, upper-cased; anything else is refused naming the
+    value and its likely spelling (BTC-USDT and btcusdt mean BTC/USDT)."""
     if not text:
         return None
-    return [p.strip().upper() for p in text.split(",") if p.strip()]
+    out = []
+    for raw in (p.strip() for p in text.split(",")):
+        if not raw:
+            continue
+        pair = raw.upper()
+        base, _, quote = pair.partition("/")
+        if not base or not quote or "/" in quote or not (base + quote).isalnum():
+            raise ConfigError(
+                f"{flag} {raw!r}: not a pair; write BASE/QUOTE like {_guess(pair)}, "
+                "comma-separated for several"
+            )
+        out.append(pair)
+    if not out:
+        raise ConfigError(f"{flag} {text!r}: no pair given; e.g. {flag} BTC/USDT,ETH/USDT")
+    return out
+
+
+def _guess(pair: str) -> str:
+    for sep in ("-", "_", ":", " "):
+        if sep in pair:
+            base, _, quote = pair.partition(sep)
+            return f"{base}/{quote}"
+    for quote in _QUOTES:
+        if pair.endswith(quote) and len(pair) > len(quote):
+            return f"{pair[: -len(quote)]}/{quote}"
+    return "BTC/USDT"
+
+
+def _check_output(path: Path, flag: str) -> None:
+    """Refuse an output path whose directory is missing before the run, not after it."""
+    target = path.absolute()
+    if target.is_dir():
+        raise ConfigError(f"{flag} {target}: is a directory; give a file name inside it")
+    if not target.parent.is_dir():
+        raise ConfigError(
+            f"{flag} {target}: directory {target.parent} does not exist; create it "
+            f"(mkdir -p {target.parent}) or write elsewhere"
+        )
 
 
 def _progress_bar() -> Callable[[int, int], None]:
@@ -112,22 +153,31 @@ def _progress_bar() -> Callable[[int, int], None]:
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
+    from backtest.candle_formats import DataError
     from backtest.html_report import render_html
     from backtest.report import build_report, summary_table, write_report
     from backtest.runner import run_backtest
     from infra.audit import AuditLog
     from infra.config_loader import load_config
     from runner.app import prepare_replay
+    from runner.cli import check_dir, check_range
 
-    env = dict(os.environ)
     pairs = _pairs(args.pairs)
+    check_dir(args.data, "--data", "directory of candle files")
+    check_range(args.from_ms, args.to_ms)
+    _check_output(args.output, "--output")
+    if args.html is not None:
+        _check_output(args.html, "--html")
+    if args.audit is not None and args.audit.exists() and not args.audit.is_dir():
+        raise ConfigError(f"--audit {args.audit.absolute()}: is a file; give a directory")
+    flags: list[tuple[str, str, Any]] = []
     if pairs:
-        env["VIGIL_UNIVERSE__SYMBOLS"] = json.dumps(pairs)
+        flags.append(("universe.symbols", "--pairs", pairs))
     if args.timeframe:
-        env["VIGIL_TIMEFRAME"] = args.timeframe
+        flags.append(("timeframe", "--timeframe", args.timeframe))
     from runner.cli_strategies import require_enabled, strategy_options
 
-    loaded = load_config(args.config, env, **strategy_options(args))
+    loaded = load_config(args.config, os.environ, flags, **strategy_options(args))
     cfg = loaded.config
     require_enabled(cfg)
     feed_pairs = list(cfg.universe.symbols) if cfg.universe.symbols else None
@@ -143,7 +193,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
             to_ms=args.to_ms,
             warmup_candles=cfg.loop.warmup_candles,
         )
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, DataError) as exc:
         raise ConfigError(str(exc)) from None
     for rep in inputs.reports.values():
         if not rep.ok:
@@ -222,6 +272,8 @@ def cmd_download(args: argparse.Namespace) -> int:
     from backtest.download import download_candles, download_window, make_ccxt_exchange
 
     pairs = _pairs(args.pairs) or []
+    if args.days < 1:
+        raise ConfigError(f"--days {args.days}: must be at least 1")
     now = int(datetime.now(UTC).timestamp() * 1000)
     # Closed candles only: the one still forming is left for the next download.
     since, until = download_window(now, args.days, args.timeframe)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import random
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -22,7 +24,7 @@ from infra.exchange.sim_config import SimConfig
 from infra.lock import InstanceLock
 from infra.metrics import Metrics
 from infra.secrets import load_secrets
-from infra.settings import VigilConfig
+from infra.settings import ResolvedPaths, VigilConfig
 from infra.state_store import StateStore
 from infra.systemd import SystemdNotifier
 from runner import __version__
@@ -45,6 +47,7 @@ from runner.loop import (
     install_signal_handlers,
     run_loop,
 )
+from runner.ops_status import utc
 from runner.store import SqliteStore, paper_wallet
 
 log = logging.getLogger("vigil.daemon")
@@ -57,6 +60,7 @@ class RunOptions:
     from_ms: int | None = None
     to_ms: int | None = None
     max_cycles: int | None = None
+    fresh: bool = False  # replay only: start over instead of continuing <data_dir>/replay
 
 
 def banner(loaded: LoadedConfig) -> str:
@@ -74,13 +78,29 @@ def banner(loaded: LoadedConfig) -> str:
     )
 
 
+def _port_taken(loaded: LoadedConfig) -> ConfigError:
+    http = loaded.config.http
+    where = loaded.origins.get("http.port", "the default")
+    return ConfigError(
+        f"http.port {http.port} (from {where}): {http.host}:{http.port} is already in use, "
+        "probably by another vigil (`make run` and `make replay` both default to 9108); stop "
+        "it, or set another http.port (0 picks a free one)"
+    )
+
+
 async def _run(loaded: LoadedConfig, opts: RunOptions) -> int:
-    cfg = loaded.config
-    paths = cfg.paths.resolved()
+    from infra.http import port_taken
+
+    paths = loaded.paths(replay=opts.replay is not None)
     paths.data_dir.mkdir(parents=True, exist_ok=True)
     lock = InstanceLock(paths.lock_file)
-    lock.acquire()
+    lock.acquire()  # a second daemon on the same files is told so first (exit 3)
     try:
+        http = loaded.config.http
+        if http.enabled and port_taken(http.host, http.port):  # before any work is done
+            raise _port_taken(loaded)
+        if opts.fresh:
+            _clear_replay(paths)
         return await _run_locked(loaded, opts, paths)
     finally:
         lock.release()
@@ -96,16 +116,39 @@ async def _run_locked(loaded: LoadedConfig, opts: RunOptions, paths: Any) -> int
         db.close()
 
 
-def _config_record(loaded: LoadedConfig, **extra: Any) -> dict[str, Any]:
+def _clear_replay(paths: ResolvedPaths) -> None:
+    """--fresh: delete an earlier replay's files (everything in <data_dir>/replay but the
+    lock we hold), so the replay starts from the beginning with a fresh wallet."""
+    for entry in paths.data_dir.iterdir():
+        if entry == paths.lock_file:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+    log.warning("--fresh: removed the earlier replay's files in %s", paths.data_dir)
+
+
+def paths_line(loaded: LoadedConfig, paths: ResolvedPaths) -> str:
+    return (
+        f"config={loaded.config_dir} data_dir={paths.data_dir} state_db={paths.state_db} "
+        f"audit_dir={paths.audit_dir} kill_switch={paths.kill_switch}"
+    )
+
+
+def _config_record(loaded: LoadedConfig, paths: ResolvedPaths, **extra: Any) -> dict[str, Any]:
     text = banner(loaded)
-    print(text, file=sys.stderr, flush=True)
+    where = paths_line(loaded, paths)
+    print(f"{text}\n{where}", file=sys.stderr, flush=True)
     log.info("%s", text)
     from infra.strategy_loader import user_sources
 
     enabled = [n for n, _ in loaded.config.enabled_strategies()]
+    log.info("%s", where)
     return {
         "version": __version__,
         "banner": text,
+        "paths": where,
         "sources": list(loaded.sources),
         "warnings": list(loaded.warnings),
         # The config hash does not cover user strategy code; its file digests are recorded.
@@ -152,7 +195,9 @@ async def _run_live(loaded: LoadedConfig, opts: RunOptions, paths: Any, db: Stat
         telemetry=metrics,
     )
     symbols.engine = engine
-    audit.append("config_loaded", _config_record(loaded, exchange=cfg.exchange.id), sync=True)
+    audit.append(
+        "config_loaded", _config_record(loaded, paths, exchange=cfg.exchange.id), sync=True
+    )
     pacer: Pacer = LivePacer(
         clock=clock,
         interval_s=cfg.loop.interval_seconds,
@@ -177,10 +222,16 @@ def _resume_point(
     resume = int(last) + cfg.timeframe_ms
     if opts.from_ms is not None and opts.from_ms < resume:
         raise ConfigError(
-            f"--from: {db.path} already holds a replay up to {last} ms; replaying "
-            "earlier data would run time backwards. Use a fresh paths.data_dir."
+            f"--from: {db.path} already holds a replay up to {utc(int(last))}; replaying "
+            "earlier data would run time backwards. Pass --fresh to start the replay over."
         )
     wallet = paper_wallet(cfg.sim, cfg.universe.quote_currency, db)
+    text = (
+        f"continuing the earlier replay in {db.path} after {utc(int(last))}, with its cash "
+        "and positions; pass --fresh to start over"
+    )
+    print(text, file=sys.stderr, flush=True)
+    log.warning("%s", text)
     return max(resume, opts.from_ms or 0), wallet
 
 
@@ -197,8 +248,9 @@ async def _run_replay(loaded: LoadedConfig, opts: RunOptions, paths: Any, db: St
     )
     if from_ms is not None and inputs.start_ms > inputs.end_ms:
         raise ConfigError(
-            f"--replay: the data in {opts.replay} ends before {from_ms} ms, "
-            "where this state.db left off; nothing left to replay"
+            f"--replay: the data in {opts.replay} ends before {utc(from_ms)}, where the "
+            f"earlier replay in {paths.state_db} left off; nothing left to replay. Pass "
+            "--fresh to start over"
         )
     for rep in inputs.reports.values():
         if not rep.ok:
@@ -227,7 +279,7 @@ async def _run_replay(loaded: LoadedConfig, opts: RunOptions, paths: Any, db: St
     )
     audit.append(
         "config_loaded",
-        _config_record(loaded, replay=str(opts.replay), speed=opts.speed),
+        _config_record(loaded, paths, replay=str(opts.replay), speed=opts.speed),
         sync=True,
     )
     pacer: Pacer = ReplayPacer(
@@ -260,7 +312,7 @@ async def _serve(
     stop = asyncio.Event()
     install_signal_handlers(stop)
     notifier.start()
-    server = await _start_http(loaded, engine, clock, paths, metrics)
+    server = await _start_http(loaded, engine, clock, paths, metrics, opts.replay is not None)
     try:
         if await _start_engine(engine, clock, loaded.config, stop):
             return await _cycle(loaded, engine, clock, pacer, paths, metrics, audit, opts, stop)
@@ -324,11 +376,13 @@ async def _start_engine(engine: Engine, clock: Any, cfg: VigilConfig, stop: asyn
 
 
 async def _start_http(
-    loaded: LoadedConfig, engine: Engine, clock: Any, paths: Any, metrics: Metrics
+    loaded: LoadedConfig, engine: Engine, clock: Any, paths: Any, metrics: Metrics, replay: bool
 ) -> Any:
     from infra.http import HttpServer, health_report, readiness
+    from runner.ops_status import daemon_facts
 
     cfg = loaded.config
+    started_ms = int(time.time() * 1000)
     if not cfg.http.enabled:
         return None
     server = HttpServer(
@@ -343,9 +397,23 @@ async def _start_http(
             stale_after_s=max(3 * engine.config.timeframe_ms / 1000, 60),
         ),
         ready=lambda: readiness(engine),
+        status=lambda: daemon_facts(
+            engine,
+            mode=cfg.mode.value,
+            config_hash=loaded.config_hash,
+            config_dir=str(loaded.config_dir),
+            paths=paths,
+            replay=replay,
+            started_ms=started_ms,
+        ),
         allow_remote=cfg.http.allow_remote,
     )
-    port = await server.start()
+    try:
+        port = await server.start()
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        raise _port_taken(loaded) from None
     paths.health_dir.mkdir(parents=True, exist_ok=True)
     (paths.health_dir / "http_port").write_text(f"{port}\n")
     log.info("HTTP on http://%s:%d (/metrics /health /ready)", cfg.http.host, port)

@@ -6,3 +6,4 @@ CONFIG = 2  # malformed or contradictory configuration, bad arguments
 ALREADY_RUNNING = 3  # another vigil holds the instance lock
 STATE_CORRUPTED = 4  # state.db failed its integrity check and was quarantined
 AUDIT_CORRUPTED = 5  # the audit log's tail does not verify; the daemon refuses to start
+NOT_RUNNING = 6  # kill/resume/status: no daemon runs with this config; acted on disk only

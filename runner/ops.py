@@ -10,27 +10,20 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from core.errors import ConfigError
 from core.models import Fill, Liquidity, Side
 from core.portfolio import Portfolio, PortfolioError, apply_fill
 from infra.audit import AuditLog
 from infra.audit_verify import iter_records, tail, verify
 from infra.clock import LiveClock
 from infra.config_loader import LoadedConfig, redacted_dump
-from infra.lock import pid_alive
 from infra.settings import ResolvedPaths
 from infra.state_store import StateStore
-from runner import exit_codes
+from runner import daemon_link, exit_codes
+from runner.ops_status import format_facts, path_facts, state_facts
 
 RESUME_FILE = "RESUME"
-
-
-def _running_pid(paths: ResolvedPaths) -> int | None:
-    try:
-        info = json.loads(paths.lock_file.read_text())
-        pid = int(info["pid"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return pid if pid_alive(pid) else None
+CONFIRM_S = 5.0  # how long kill/resume wait for the daemon's /health to show the change
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -46,103 +39,180 @@ def _audit_event(
         log.append(kind, data, sync=True)
 
 
-def cmd_kill(loaded: LoadedConfig, reason: str) -> int:
-    paths = loaded.config.paths.resolved()
-    paths.data_dir.mkdir(parents=True, exist_ok=True)
+def _who(replay: bool) -> str:
+    return "replay daemon" if replay else "daemon"
+
+
+def _not_running(loaded: LoadedConfig, paths: ResolvedPaths, replay: bool) -> str:
+    """One sentence naming where we looked, plus a hint when the other daemon of this config
+    (live or replay) is the one running."""
+    text = (
+        f"no vigil {_who(replay)} is running for config {loaded.config_dir} "
+        f"(no live process holds {paths.lock_file})"
+    )
+    other = daemon_link.locked_pid(loaded.paths(replay=not replay))
+    if other is not None:
+        flag = "without --replay" if replay else "with --replay"
+        text += f"; a {_who(not replay)} runs as pid {other}: run the command {flag}"
+    return text
+
+
+def cmd_kill(loaded: LoadedConfig, reason: str, replay: bool = False) -> int:
+    paths = loaded.paths(replay=replay)
+    paths.kill_switch.parent.mkdir(parents=True, exist_ok=True)
     _atomic_write(paths.kill_switch, reason.strip() + "\n")
-    pid = _running_pid(paths)
-    if pid is not None:
+    found = daemon_link.find(paths, loaded.config.http)
+    if found is None:
+        # Latch it in the state so the next start stays halted, then say nobody was halted.
+        db = StateStore.open(paths.state_db, quarantine_dir=paths.quarantine_dir)
+        try:
+            with db.transaction():
+                db.set_kill_switch(True, reason)
+        finally:
+            db.close()
+        _audit_event(loaded, paths, "kill_switch", {"reason": reason, "source": "cli"})
         print(
-            f"kill switch set: {paths.kill_switch}; vigil (pid {pid}) halts and cancels "
-            "open orders within a second"
+            f"{_not_running(loaded, paths, replay)}. Kill file written: {paths.kill_switch}; "
+            f"latched in {paths.state_db}, so the next start stays halted until `vigil resume`.",
+            file=sys.stderr,
         )
-        return exit_codes.OK
-    # Not running: latch it in the state so the next start stays halted.
-    db = StateStore.open(paths.state_db, quarantine_dir=paths.quarantine_dir)
-    try:
-        with db.transaction():
-            db.set_kill_switch(True, reason)
-    finally:
-        db.close()
-    _audit_event(loaded, paths, "kill_switch", {"reason": reason, "source": "cli"})
-    print(f"kill switch set and latched in {paths.state_db} (vigil is not running)")
+        return exit_codes.NOT_RUNNING
+    health = daemon_link.wait_for(
+        paths, loaded.config.http, found.pid, lambda h: h.get("kill_switch") is True, CONFIRM_S
+    )
+    if health is None:
+        print(
+            f"kill file written: {paths.kill_switch}, but vigil (pid {found.pid}) did not confirm "
+            f"the halt on /health within {CONFIRM_S:g} s{_no_http(loaded)}; check `vigil status` "
+            "and its log",
+            file=sys.stderr,
+        )
+        return exit_codes.FAILURE
+    print(
+        f"vigil (pid {found.pid}) HALTED: /health shows kill_switch true, trading_state "
+        f"{health.get('trading_state')}; open orders are canceled. Kill file {paths.kill_switch}; "
+        "latched until `vigil resume`."
+    )
     return exit_codes.OK
 
 
-def cmd_resume(loaded: LoadedConfig, reason: str = "operator resume via CLI") -> int:
-    paths = loaded.config.paths.resolved()
+def _no_http(loaded: LoadedConfig) -> str:
+    if loaded.config.http.enabled:
+        return ""
+    return " (http.enabled is false, so it cannot be asked)"
+
+
+def cmd_resume(
+    loaded: LoadedConfig, reason: str = "operator resume via CLI", replay: bool = False
+) -> int:
+    paths = loaded.paths(replay=replay)
     try:
         paths.kill_switch.unlink()
-        removed = True
+        removed = f"; kill file {paths.kill_switch} removed"
     except FileNotFoundError:
-        removed = False
-    pid = _running_pid(paths)
-    if pid is not None:
-        _atomic_write(paths.data_dir / RESUME_FILE, reason.strip() + "\n")
-        print(
-            f"resume requested from vigil (pid {pid})"
-            + ("; kill-switch file removed" if removed else "")
-        )
-        return exit_codes.OK
-    if paths.state_db.exists():
+        removed = ""
+    found = daemon_link.find(paths, loaded.config.http)
+    if found is None:
+        if not paths.state_db.exists():
+            print(
+                f"{_not_running(loaded, paths, replay)}, and there is no state at "
+                f"{paths.state_db}: nothing to re-arm{removed}.",
+                file=sys.stderr,
+            )
+            return exit_codes.NOT_RUNNING
         db = StateStore.open(paths.state_db, quarantine_dir=paths.quarantine_dir)
         try:
             with db.transaction():
                 db.set_kill_switch(False, "")
         finally:
             db.close()
-    _audit_event(loaded, paths, "resume", {"source": "cli", "reason": reason})
-    print("kill-switch latch cleared; trading resumes at the next start")
+        _audit_event(loaded, paths, "resume", {"source": "cli", "reason": reason})
+        print(
+            f"{_not_running(loaded, paths, replay)}. Kill-switch latch cleared in "
+            f"{paths.state_db}{removed}; the next start trades.",
+            file=sys.stderr,
+        )
+        return exit_codes.NOT_RUNNING
+    _atomic_write(paths.data_dir / RESUME_FILE, reason.strip() + "\n")
+    health = daemon_link.wait_for(
+        paths, loaded.config.http, found.pid, lambda h: h.get("kill_switch") is False, CONFIRM_S
+    )
+    if health is None:
+        print(
+            f"resume requested ({paths.data_dir / RESUME_FILE}{removed}), but vigil "
+            f"(pid {found.pid}) did not confirm on /health within {CONFIRM_S:g} s"
+            f"{_no_http(loaded)}; check `vigil status` and its log",
+            file=sys.stderr,
+        )
+        return exit_codes.FAILURE
+    print(
+        f"vigil (pid {found.pid}) re-armed: /health shows kill_switch false{removed}; "
+        "trading resumes at its next cycle."
+    )
     return exit_codes.OK
 
 
-def cmd_status(loaded: LoadedConfig, as_json: bool) -> int:
-    cfg = loaded.config
-    paths = cfg.paths.resolved()
-    out: dict[str, Any] = {
-        "mode": cfg.mode.value,
-        "config_hash": loaded.config_hash,
-        "running_pid": _running_pid(paths),
-        "kill_switch_file": paths.kill_switch.exists(),
-    }
+def cmd_status(loaded: LoadedConfig, as_json: bool, replay: bool = False) -> int:
+    paths = loaded.paths(replay=replay)
+    found = daemon_link.find(paths, loaded.config.http)
+    facts = daemon_link.status(found) if found is not None else None
+    if facts is not None:
+        facts = {"running": True, **facts}
+        if facts.get("config_hash") != loaded.config_hash:
+            facts["note"] = (
+                f"this command loaded config hash {loaded.config_hash} from "
+                f"{loaded.config_dir}; the daemon runs {facts.get('config_hash')} (its "
+                "environment differs, or the files changed since it started)"
+            )
+        _print_status(facts, as_json, f"vigil {_who(replay)} running, pid {found.pid}:")
+        return exit_codes.OK
+    disk = _disk_facts(paths)
+    if found is not None:
+        headline = (
+            f"vigil (pid {found.pid}) holds {paths.lock_file} but does not answer on HTTP"
+            f"{_no_http(loaded) or ' (still starting?)'}; what is on disk, not its live state:"
+        )
+        _print_status({"running": True, "pid": found.pid, **disk}, as_json, headline)
+        return exit_codes.FAILURE
+    headline = f"{_not_running(loaded, paths, replay)}; what is on disk:"
+    _print_status({"running": False, **disk}, as_json, headline)
+    return exit_codes.NOT_RUNNING
+
+
+def _disk_facts(paths: ResolvedPaths) -> dict[str, Any]:
+    out: dict[str, Any] = {"source": "disk", "kill_file_present": paths.kill_switch.exists()}
     if paths.state_db.exists():
         db = StateStore.open(paths.state_db, quarantine_dir=paths.quarantine_dir)
         try:
-            st = db.load_engine_state()
-            out["kill_switch_latched"] = st.kill_switch
-            out["kill_reason"] = st.kill_reason
-            out["regime"] = st.regime.regime.value
-            out["breakers_tripped"] = sorted(n for n, b in st.breakers.items() if b.tripped)
-            out["positions"] = {
-                s: {"quantity": str(p.quantity), "avg_entry": str(p.avg_entry_price)}
-                for s, p in sorted(db.load_positions().items())
-            }
-            out["open_orders"] = [
-                {
-                    "id": o.client_order_id,
-                    "symbol": o.symbol,
-                    "side": o.side.value,
-                    "status": o.status.value,
-                    "amount": str(o.amount),
-                    "price": str(o.price),
-                }
-                for o in db.load_orders(live_only=True)
-            ]
-            out["last_cycle_ms"] = db.kv_get("last_cycle_ms")
-            out["cash"] = db.kv_get("cash")
+            last = db.kv_get("last_cycle_ms")
+            out.update(
+                state_facts(
+                    db.load_engine_state(),
+                    db.load_positions(),
+                    db.load_orders(live_only=True),
+                    cash=db.kv_get("cash"),
+                    last_cycle_ms=int(last) if last is not None else None,
+                )
+            )
         finally:
             db.close()
     else:
         out["state"] = "no state.db yet"
-    port_file = paths.health_dir / "http_port"
-    if out["running_pid"] and port_file.exists():
-        out["http"] = f"http://{cfg.http.host}:{port_file.read_text().strip()}/health"
+    out["paths"] = path_facts(paths)
+    return out
+
+
+def _print_status(facts: Mapping[str, Any], as_json: bool, headline: str) -> None:
     if as_json:
-        print(json.dumps(out, indent=2, sort_keys=True))
-    else:
-        for k, v in out.items():
-            print(f"{k:20} {v}")
-    return exit_codes.OK
+        print(json.dumps(facts, indent=2, sort_keys=True))
+        return
+    print(headline)
+    print(format_facts(facts))
+    if facts.get("note"):
+        print(f"note: {facts['note']}")
+    if facts.get("source") == "disk":
+        extra = "kill file present" if facts.get("kill_file_present") else "no kill file"
+        print(f"{'on disk':18} {facts.get('state', 'state.db')}; {extra}")
 
 
 def cmd_config_check(loaded: LoadedConfig) -> int:
@@ -151,12 +221,49 @@ def cmd_config_check(loaded: LoadedConfig) -> int:
     print(
         f"config OK (hash {loaded.config_hash}); sources: {', '.join(loaded.sources) or 'defaults'}"
     )
+    print(
+        f"data dir {loaded.paths().data_dir} (replays: {loaded.paths(replay=True).data_dir}); "
+        f"relative paths are taken from {loaded.base_dir}"
+    )
     return exit_codes.OK
 
 
 def cmd_config_show(loaded: LoadedConfig) -> int:
     print(json.dumps(redacted_dump(loaded.config), indent=2, sort_keys=True))
     return exit_codes.OK
+
+
+# Every record kind vigil writes (docs/audit.md lists them; a test checks the sources).
+AUDIT_KINDS = frozenset(
+    {
+        "config_loaded", "cycle", "proposal", "verdict", "order_intent", "order_ack", "fill",
+        "cancel", "breaker_trip", "breaker_clear", "kill_switch", "resume", "shutdown",
+        "reconcile", "bad_tick", "audit_recovered", "shadow_order", "shadow_fill",
+        "shadow_evicted",
+    }
+)  # fmt: skip
+
+
+def check_audit_dir(directory: Path) -> None:
+    """A missing or non-directory audit path is a wrong argument, not an empty log."""
+    if not directory.is_dir():
+        what = "is not a directory" if directory.exists() else "does not exist"
+        raise ConfigError(
+            f"audit directory {directory} {what}; pass --dir with the audit directory, or "
+            "--replay for the replay daemon's log (<data_dir>/replay/audit)"
+        )
+
+
+def check_kinds(kinds: list[str] | None) -> set[str] | None:
+    if not kinds:
+        return None
+    unknown = sorted(set(kinds) - AUDIT_KINDS)
+    if unknown:
+        raise ConfigError(
+            f"--kind {', '.join(unknown)}: unknown record kind; known kinds: "
+            + ", ".join(sorted(AUDIT_KINDS))
+        )
+    return set(kinds)
 
 
 def cmd_audit_verify(directory: Path) -> int:
@@ -203,8 +310,8 @@ def rebuild_from_audit(directory: Path) -> tuple[Portfolio, Decimal, int]:
     return pf, realized, n
 
 
-def cmd_audit_replay(loaded: LoadedConfig, directory: Path) -> int:
-    paths = loaded.config.paths.resolved()
+def cmd_audit_replay(loaded: LoadedConfig, directory: Path, replay: bool = False) -> int:
+    paths = loaded.paths(replay=replay)
     try:
         pf, realized, n = rebuild_from_audit(directory)
     except (PortfolioError, KeyError, ValueError) as exc:

@@ -158,3 +158,27 @@ def test_format_compare_table() -> None:
     pf = next(line for line in lines if line.startswith("profit_factor"))
     assert "null" in pf and "both null" in pf and pf.endswith("ok")
     assert lines[-1] == "PASS at tolerance 2.5 %"
+
+
+def test_counts_print_as_whole_numbers() -> None:
+    text = format_compare(compare(report(total_trades=334), report(total_trades=330), 5))
+    line = next(x for x in text.splitlines() if x.startswith("total_trades"))
+    assert line.split()[1:4] == ["330", "334", "4"]
+    assert "334.0000" not in text
+    assert "50.0000" in text  # rates keep their decimals
+
+
+def test_reports_of_different_runs_are_warned_about() -> None:
+    def meta(tf: str, pairs: list[str], to: str) -> dict[str, Any]:
+        rng = {"from": {"iso": "2024-01-01T00:00:00.000Z"}, "to": {"iso": to}}
+        return {"timeframe": tf, "pairs": pairs, "data_range": rng}
+
+    a = {**report(), "metadata": meta("5m", ["BTC/USDT"], "2024-02-01T00:00:00.000Z")}
+    b = {**report(), "metadata": meta("1h", ["BTC/USDT", "ETH/USDT"], "2024-03-01T00:00:00.000Z")}
+    res = compare(a, b, 2)
+    assert res.ok  # same figures: still a pass, but said to be apples and pears
+    assert len(res.warnings) == 3
+    text = format_compare(res)
+    assert "differ in timeframe: current 5m, baseline 1h" in text
+    assert "differ in pairs" in text and "differ in range" in text
+    assert compare(a, a, 2).warnings == ()

@@ -160,8 +160,18 @@ def make_result() -> BacktestResult:
         make_trade("BTC/USDT", start + 30 * M5, start + 36 * M5, "-10"),
         make_trade("ETH/USDT", start + 40 * M5, start + 100 * M5, "5"),
     ]
-    fills = [{"symbol": t.symbol, "fee": str(t.fees / 2)} for t in trades for _ in ("buy", "sell")]
-    fills.append({"symbol": "ETH/USDT", "fee": "0.1"})  # the entry of a still-open position
+    fills = [
+        {
+            "symbol": t.symbol,
+            "fee": str(t.fees / 2),
+            "side": side,
+            "realized": str(t.pnl) if side == "sell" else "0",
+        }
+        for t in trades
+        for side in ("buy", "sell")
+    ]
+    # The entry of a position not in `positions`: the 0.3 the pair rows cannot place.
+    fills.append({"symbol": "ETH/USDT", "fee": "0.1", "side": "buy", "realized": "0"})
     n = 200
     equity = [10_000.0 + 10 * math.sin(i / 10) for i in range(n)]
     equity[120] = 9_000.0  # the max drawdown's trough
@@ -223,9 +233,24 @@ def test_build_report_sections_and_values() -> None:
     assert s["avg_holding_minutes"] == pytest.approx((60 + 30 + 300) / 3, abs=1e-6)
 
     assert rep["per_pair"] == {
-        "BTC/USDT": {"trades": 2, "win_rate_pct": 50.0, "pnl": "10", "fees": "0.4"},
-        "ETH/USDT": {"trades": 1, "win_rate_pct": 100.0, "pnl": "5", "fees": "0.3"},
+        "BTC/USDT": {
+            "trades": 2,
+            "win_rate_pct": 50.0,
+            "realized_pnl": "10",
+            "unrealized_pnl": "0",
+            "pnl": "10",
+            "fees": "0.4",
+        },
+        "ETH/USDT": {
+            "trades": 1,
+            "win_rate_pct": 100.0,
+            "realized_pnl": "5",
+            "unrealized_pnl": "0",
+            "pnl": "5",
+            "fees": "0.3",
+        },
     }
+    assert (s["realized_pnl"], s["unrealized_pnl"], s["unattributed_pnl"]) == ("15", "0", "0.3")
     t0 = rep["trades"][0]
     assert t0["entry_time"] == iso_ms(res.inputs.start_ms + 2 * M5)
     assert (t0["pnl"], t0["pnl_pct"], t0["exit_reason"]) == ("20", 10.0, "take_profit")
@@ -342,8 +367,17 @@ async def test_real_backtest_report_is_consistent_and_byte_identical(tmp_path: P
     assert rep["metadata"]["cycles"] == first.cycles == len(first.equity)
     assert sum(p["trades"] for p in rep["per_pair"].values()) == s["trades"]
     assert sum(Decimal(p["fees"]) for p in rep["per_pair"].values()) == Decimal(s["fees_paid"])
-    assert sum(Decimal(p["pnl"]) for p in rep["per_pair"].values()) == sum(
-        Decimal(t["pnl"]) for t in rep["trades"]
+    # The rows add up to the total: realized (closed trades and partial exits) plus the
+    # open positions at their last close.
+    assert sum(Decimal(p["pnl"]) for p in rep["per_pair"].values()) == Decimal(s["total_pnl"])
+    assert Decimal(s["unattributed_pnl"]) == 0
+    assert (
+        sum(Decimal(p["realized_pnl"]) for p in rep["per_pair"].values())
+        >= sum(Decimal(t["pnl"]) for t in rep["trades"])
+        or first.positions
+    )
+    assert sum(Decimal(p["unrealized_pnl"]) for p in rep["open_positions"]) == Decimal(
+        s["unrealized_pnl"]
     )
     assert Decimal(s["final_equity"]) - Decimal(rep["metadata"]["starting_cash"]) == Decimal(
         s["total_pnl"]

@@ -56,7 +56,7 @@ PAIRS = (
 
 def write(
     tmp_path: Path,
-    policy: str | None = None,
+    policy: str | None = "",  # a config dir holds at least one of the files
     universe: str | None = None,
     strategies: str | None = None,
 ) -> Path:
@@ -137,12 +137,50 @@ def test_every_field_is_described_and_every_model_forbids_extras() -> None:
             assert info.description, f"{model.__name__}.{name} has no description"
 
 
-def test_missing_and_empty_files_mean_defaults(tmp_path: Path) -> None:
-    assert load_config(tmp_path / "nowhere", {}).config == VigilConfig()
+def test_empty_files_mean_defaults(tmp_path: Path) -> None:
     d = write(tmp_path, policy="", universe="# nothing\n", strategies="strategies:\n")
     loaded = load_config(d, {})
     assert loaded.config == VigilConfig()
     assert len(loaded.sources) == 3
+
+
+@pytest.mark.parametrize("what", ["missing", "file", "empty"])
+def test_a_config_dir_that_is_not_one_is_refused(tmp_path: Path, what: str) -> None:
+    # Each would otherwise load "all defaults" and trade every USDT market.
+    target = tmp_path / "cfg"
+    if what == "file":
+        target.write_text("mode: PAPER\n")
+    elif what == "empty":
+        target.mkdir()
+    with pytest.raises(ConfigError) as info:
+        load_config(target, {})
+    text = str(info.value)
+    assert text.startswith(f"--config {target}:")
+    assert {"missing": "no such directory", "file": "is a file", "empty": "holds none"}[
+        what
+    ] in text
+
+
+def test_relative_paths_are_taken_from_the_config_dirs_parent(tmp_path: Path) -> None:
+    d = write(tmp_path, policy="paths:\n  data_dir: var\n")
+    loaded = load_config(d, {})
+    assert loaded.config_dir == d
+    assert loaded.paths().data_dir == tmp_path / "var"
+    assert loaded.paths().kill_switch == tmp_path / "var" / "KILL_SWITCH"
+    assert loaded.paths(replay=True).data_dir == tmp_path / "var" / "replay"
+
+
+def test_flags_override_env_and_are_named_in_errors(tmp_path: Path) -> None:
+    d = write(tmp_path)
+    env = {"VIGIL_TIMEFRAME": "1h", "VIGIL_MODE": "LIVE"}
+    loaded = load_config(d, env, [("timeframe", "--timeframe", "15m"), ("mode", "--mode", "paper")])
+    assert loaded.config.timeframe == "15m"
+    assert loaded.config.mode is Mode.PAPER  # any case, as in YAML
+    assert loaded.origins["timeframe"] == "--timeframe"
+    with pytest.raises(ConfigError) as info:
+        load_config(d, env, [("timeframe", "--timeframe", "5min")])
+    assert str(info.value).startswith("--timeframe: timeframe = '5min'")
+    assert "VIGIL_TIMEFRAME" not in str(info.value)
 
 
 # --------------------------------------------------------------------------- hash
@@ -515,7 +553,10 @@ def test_paths_are_derived_from_data_dir(tmp_path: Path) -> None:
     assert paths.kill_switch == tmp_path / "var" / "KILL_SWITCH"
     assert paths.lock_file == tmp_path / "var" / "vigil.pid"
     assert paths.audit_dir == Path("/srv/audit")
-    assert VigilConfig().paths.resolved().health_dir == Path("data/health")
+    assert VigilConfig().paths.resolved(tmp_path).health_dir == tmp_path / "data" / "health"
+    replay = cfg.paths.resolved(tmp_path, replay=True)
+    assert replay.state_db == tmp_path / "var" / "replay" / "state.db"
+    assert replay.audit_dir == tmp_path / "var" / "replay" / "audit"
 
 
 def test_committed_schema_is_current() -> None:

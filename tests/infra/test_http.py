@@ -374,3 +374,36 @@ async def test_a_real_engine_reports_to_metrics_and_health() -> None:
     assert r.status is Status.OK, r.detail
     assert r.trading_state == TradingState.ACTIVE.value
     assert readiness(engine) == (True, "ready")
+
+
+async def test_status_route_serves_the_callables_facts() -> None:
+    server = HttpServer(
+        port=0,
+        metrics=Metrics(),
+        health=_never,
+        ready=lambda: (True, "ready"),
+        status=lambda: {"pid": 42, "mode": "PAPER"},
+    )
+    port = await server.start()
+    try:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"http://127.0.0.1:{port}/status") as resp,
+        ):
+            assert resp.status == 200
+            assert await resp.json() == {"pid": 42, "mode": "PAPER"}
+    finally:
+        await server.stop()
+
+
+async def test_port_taken_sees_a_listening_port_only() -> None:
+    from infra.http import port_taken
+
+    server = HttpServer(port=0, metrics=Metrics(), health=_never, ready=lambda: (True, "ready"))
+    port = await server.start()
+    try:
+        assert port_taken("127.0.0.1", port)
+    finally:
+        await server.stop()
+    assert not port_taken("127.0.0.1", port)
+    assert not port_taken("127.0.0.1", 0)

@@ -286,13 +286,13 @@ def test_only_strategies_enables_exactly_those(tmp_path: Path) -> None:
     assert loaded.config_hash != base.config_hash  # the run's config is the one hashed
     assert "--strategy mine,ema_cross" in loaded.sources
     # Without a strategies section the built-in default (rules) is replaced, not added to.
-    bare = load_config(tmp_path / "empty", {}, only_strategies=["ema_cross"])
+    bare = load_config(config_dir(tmp_path / "bare", "{}\n"), {}, only_strategies=["ema_cross"])
     assert [n for n, _ in bare.config.enabled_strategies()] == ["ema_cross"]
 
 
 def test_only_strategies_refuses_an_unknown_name_with_a_hint(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="--strategy ema_cros: unknown strategy; did you mean"):
-        load_config(tmp_path, {}, only_strategies=["ema_cros"])
+        load_config(config_dir(tmp_path, "{}\n"), {}, only_strategies=["ema_cros"])
 
 
 def test_an_unknown_feature_key_names_the_strategy_file(tmp_path: Path) -> None:
@@ -307,7 +307,12 @@ def test_an_unknown_feature_key_names_the_strategy_file(tmp_path: Path) -> None:
 """,
     )
     with pytest.raises(ConfigError) as info:
-        load_config(tmp_path, {}, strategy_paths=[path.parent], only_strategies=["wants_sma"])
+        load_config(
+            config_dir(tmp_path, "{}\n"),
+            {},
+            strategy_paths=[path.parent],
+            only_strategies=["wants_sma"],
+        )
     assert str(info.value).startswith(
         f"{path}: strategy 'wants_sma': required_features: ValueError: bad feature key 'sma:20'"
     )

@@ -44,26 +44,32 @@ def make_candles(directory: Path, bars: int, *, seed: int = 11) -> Path:
 class Workspace:
     root: Path
     config: Path
-    data: Path
+    data: Path  # the replay daemon's runtime files: <paths.data_dir>/replay
     candles: Path
     env: dict[str, str]
 
     def vigil(
-        self, *args: str, timeout: float = 120, env: dict[str, str] | None = None
+        self,
+        *args: str,
+        timeout: float = 120,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
     ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "runner.cli", *args, "--config", str(self.config)],
-            cwd=self.root,
+            cwd=cwd or self.root,
             env={**self.env, **(env or {})},
             capture_output=True,
             text=True,
             timeout=timeout,
         )
 
-    def start(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    def start(
+        self, *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+    ) -> subprocess.Popen[str]:
         return subprocess.Popen(
             [sys.executable, "-m", "runner.cli", *args, "--config", str(self.config)],
-            cwd=self.root,
+            cwd=cwd or self.root,
             env={**self.env, **(env or {})},
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -103,16 +109,18 @@ def candle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def ws(tmp_path: Path, candle_dir: Path) -> Iterator[Workspace]:
     config = tmp_path / "config"
     shutil.copytree(ROOT / "config", config)
-    data = tmp_path / "data"
+    data_dir = tmp_path / "data"
     env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
     env.update(
         {
             "PYTHONPATH": str(ROOT),
-            "VIGIL_PATHS__DATA_DIR": str(data),
+            "VIGIL_PATHS__DATA_DIR": str(data_dir),
             "VIGIL_HTTP__PORT": "0",
             "VIGIL_MODE": "PAPER",
             "VIGIL_UNIVERSE__SYMBOLS": json.dumps(list(PAIRS)),
             "VIGIL_UNIVERSE__MIN_QUOTE_VOLUME_24H": "1000000",
         }
     )
+    # `vigil run --replay` keeps its files in <data_dir>/replay, apart from the live state.
+    data = data_dir / "replay"
     yield Workspace(root=ROOT, config=config, data=data, candles=candle_dir, env=env)

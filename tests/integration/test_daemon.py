@@ -37,7 +37,7 @@ def test_replay_writes_a_verifiable_audit_log_that_matches_state(ws: Workspace) 
     } <= kinds
     # Every record is stamped with the same config hash, and the chain verifies.
     assert len({r["config_hash"] for r in recs}) == 1
-    ok = ws.vigil("audit", "verify")
+    ok = ws.vigil("audit", "verify", "--replay")
     assert ok.returncode == 0, ok.stderr
     assert "audit OK" in ok.stdout
     # Each order intent reached the log before its acknowledgement.
@@ -47,14 +47,16 @@ def test_replay_writes_a_verifiable_audit_log_that_matches_state(ws: Workspace) 
     for r in recs:
         if r["kind"] == "order_ack" and r["data"]["client_order_id"] in seq_intent:
             assert seq_intent[r["data"]["client_order_id"]] < r["seq"]
-    rebuilt = ws.vigil("audit", "replay")
+    rebuilt = ws.vigil("audit", "replay", "--replay")
     assert rebuilt.returncode == 0, rebuilt.stdout + rebuilt.stderr
     assert "match state.db" in rebuilt.stdout
-    tail = ws.vigil("audit", "tail", "-n", "5", "--kind", "fill")
+    tail = ws.vigil("audit", "tail", "-n", "5", "--kind", "fill", "--replay")
     assert tail.returncode == 0 and "fill" in tail.stdout
-    status = ws.vigil("status", "--json")
-    assert status.returncode == 0
-    assert json.loads(status.stdout)["running_pid"] is None
+    status = ws.vigil("status", "--json", "--replay")
+    assert status.returncode == exit_codes.NOT_RUNNING
+    facts = json.loads(status.stdout)
+    assert facts["running"] is False and facts["source"] == "disk"
+    assert facts["paths"]["state_db"] == str(ws.state_db)
 
 
 @pytest.mark.parametrize("how", ["edit", "delete", "swap", "truncate"])
@@ -75,7 +77,7 @@ def test_any_tampering_makes_verify_fail(ws: Workspace, how: str) -> None:
     else:
         lines = lines[:-3]
     path.write_text("".join(lines))
-    res = ws.vigil("audit", "verify")
+    res = ws.vigil("audit", "verify", "--replay")
     assert res.returncode == exit_codes.FAILURE
     assert path.name in res.stderr
 
@@ -95,7 +97,7 @@ def test_sigterm_exits_zero_with_state_flushed(ws: Workspace) -> None:
     with sqlite3.connect(ws.state_db) as db:
         last = db.execute("SELECT value FROM kv WHERE key='last_cycle_ms'").fetchone()
     assert last is not None and int(json.loads(last[0])) > 0
-    assert ws.vigil("audit", "verify").returncode == 0
+    assert ws.vigil("audit", "verify", "--replay").returncode == 0
 
 
 def test_second_instance_is_refused(ws: Workspace) -> None:
@@ -164,7 +166,7 @@ def test_kill_switch_file_halts_and_latches_until_resume(ws: Workspace) -> None:
     replay(ws, "--max-cycles", "20")
     cycles = [r for r in ws.records() if r["kind"] == "cycle"][-5:]
     assert all(c["data"]["no_trade_reason"] == "KILL_SWITCH" for c in cycles)
-    assert ws.vigil("resume").returncode == 0
+    assert ws.vigil("resume", "--replay").returncode == exit_codes.NOT_RUNNING  # latch cleared
     replay(ws, "--max-cycles", "20")
     cycles = [r for r in ws.records() if r["kind"] == "cycle"][-5:]
     assert all(c["data"]["no_trade_reason"] != "KILL_SWITCH" for c in cycles)

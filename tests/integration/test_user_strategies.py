@@ -36,7 +36,7 @@ def one_line_error(res: subprocess.CompletedProcess[str]) -> str:
     assert "Traceback" not in res.stderr
     lines = [line for line in res.stderr.splitlines() if line and line != "config error:"]
     assert len(lines) == 1, res.stderr
-    return lines[0]
+    return lines[0].removeprefix("error: ")
 
 
 @pytest.fixture
