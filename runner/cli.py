@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from core.errors import AlreadyRunning, AuditCorrupted, ConfigError, StateCorrupted
+from core.errors import AlreadyRunning, AuditCorrupted, ConfigError, DataError, StateCorrupted
 from infra.config_loader import LoadedConfig, load_config
 from infra.secrets import RedactingFilter, load_secrets
 from runner import __version__, exit_codes
@@ -213,6 +213,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return dispatch(args)
     except ConfigError as exc:
         print(f"config error:\n{exc}", file=sys.stderr)
+        return exit_codes.CONFIG
+    except DataError as exc:
+        print(f"data error: {exc}", file=sys.stderr)
         return exit_codes.CONFIG
     except AlreadyRunning as exc:
         print(f"refusing to start: {exc}", file=sys.stderr)
