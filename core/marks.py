@@ -32,7 +32,7 @@ def guarded_marks(
     cfg: TriggerConfig,
 ) -> Marks:
     """The quote's last price, else the latest closed candle's close; the median close of
-    the bars before when that price fails the bad-tick guard. No price, no mark."""
+    the bars before when that price is an outlier above it. No price, no mark."""
     out: dict[str, Decimal] = {}
     guarded: list[str] = []
     board = QuoteBoard.of(quotes)
@@ -48,7 +48,7 @@ def guarded_marks(
         if (
             f is not None
             and med is not None
-            and med > 0.0
+            and 0.0 < med < float(price)
             and is_outlier(float(price), f.volume, med, f.values.get(k_vavg), cfg.outlier)
         ):
             guarded.append(f"{sym} price {price} vs median {med:g}")
