@@ -71,21 +71,13 @@ def read_csv_candles(path: Path, symbol: str | None) -> tuple[RawCandles, tuple[
     ignored = [h.strip() for h in header if h not in wanted and h.strip()]
     if ignored:
         notes.append(f"ignored column(s) {', '.join(ignored)}")
-    import pyarrow.csv as pa_csv
-
+    numeric = [*price_cols, vol_col]
     try:
-        table = pa_csv.read_csv(
-            path,
-            read_options=pa_csv.ReadOptions(skip_rows=at, encoding="utf-8"),
-            convert_options=pa_csv.ConvertOptions(
-                include_columns=wanted,
-                column_types={time_col: pa.string()}
-                | {c: pa.float64() for c in [*price_cols, vol_col]},
-                strings_can_be_null=True,
-            ),
+        table = _read_table(
+            path, at, wanted, {time_col: pa.string()} | dict.fromkeys(numeric, pa.float64())
         )
     except pa.ArrowInvalid as e:
-        raise DataError(f"{path}: {_arrow_reason(str(e), at)}") from None
+        raise DataError(f"{path}: {_bad_number(path, at, wanted, numeric, str(e))}") from None
     ts, unit_note = parse_times(table.column(time_col), str(path), first_line=at + 2)
     if unit_note:
         notes.append(unit_note)
@@ -161,17 +153,39 @@ def _columns(
     )
 
 
-def _arrow_reason(message: str, skipped: int) -> str:
-    # pyarrow: "In CSV column #4: Row #3: CSV conversion error to double: invalid value 'abc'"
-    m = re.search(r"Row #(\d+): CSV conversion error to (\w+): invalid value '([^']*)'", message)
-    if m:
-        # pyarrow counts the header as row 0, so its row number is the file line after skips.
-        line = int(m[1]) + skipped + 1
-        return (
-            f"row {line - skipped - 2} (line {line}) has {m[3]!r} where a number belongs "
-            f"({message.splitlines()[0]})"
-        )
-    return f"cannot read as CSV candles: {message.splitlines()[0]}"
+def _read_table(
+    path: Path, skip: int, columns: list[str], types: dict[str, pa.DataType]
+) -> pa.Table:
+    import pyarrow.csv as pa_csv
+
+    return pa_csv.read_csv(
+        path,
+        read_options=pa_csv.ReadOptions(skip_rows=skip, encoding="utf-8"),
+        convert_options=pa_csv.ConvertOptions(
+            include_columns=columns, column_types=types, strings_can_be_null=True
+        ),
+    )
+
+
+def _bad_number(path: Path, skip: int, columns: list[str], numeric: list[str], why: str) -> str:
+    """Name the first cell that is not a number (pyarrow's message has no row number)."""
+    try:
+        table = _read_table(path, skip, columns, dict.fromkeys(columns, pa.string()))
+    except pa.ArrowInvalid as e:
+        return f"cannot read as CSV candles: {str(e).splitlines()[0]}"
+    for row in range(table.num_rows):
+        for col in numeric:
+            value = table.column(col)[row].as_py()
+            if value is None or not value.strip():
+                continue
+            try:
+                float(value)
+            except ValueError:
+                return (
+                    f"row {row} (line {row + skip + 2}), column {col.strip()}: {value!r} is not "
+                    "a number"
+                )
+    return f"cannot read as CSV candles: {why.splitlines()[0]}"
 
 
 def parse_times(text: pa.ChunkedArray, source: str, *, first_line: int) -> tuple[Int64Array, str]:

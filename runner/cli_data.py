@@ -127,7 +127,7 @@ def cmd_check(path: Path, timeframe: str | None, guard: Any) -> int:
             worst = exit_codes.CONFIG
             continue
         print(_describe(p, series, report))
-        if not report.ok and worst == exit_codes.OK:
+        if not (report.ok and len(series)) and worst == exit_codes.OK:
             worst = exit_codes.FAILURE
     for p in other:
         print(
