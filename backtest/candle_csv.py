@@ -25,7 +25,16 @@ from core.errors import DataError
 HEADER_SEARCH_LINES = 10  # a header further down than this is not a banner's doing
 
 # Preference order: epoch numbers are unambiguous, date text is not.
-TIME_COLUMNS = ("unix", "timestamp", "open_time", "open time", "date", "datetime", "time")
+TIME_COLUMNS = (
+    "unix",
+    "unix timestamp",
+    "timestamp",
+    "open_time",
+    "open time",
+    "date",
+    "datetime",
+    "time",
+)
 _QUOTE_VOLUME_NAMES = ("quote_volume", "quote volume", "quote_asset_volume", "quote asset volume")
 
 # Epoch magnitudes, per row: below 1e11 is seconds (until 5138), below 1e14 milliseconds,
@@ -63,10 +72,11 @@ def read_csv_candles(path: Path, symbol: str | None) -> tuple[RawCandles, tuple[
         or sum(n in TIME_COLUMNS for n in names) > 1
     ):
         notes.append(f"time from '{time_col.strip()}'")
-    notes.append(
-        f"volume from '{vol_col.strip()}'"
-        + (" (quote asset, divided by close)" if vol_is_quote else " (base asset)")
-    )
+    if vol_col.strip().lower() != "volume":
+        notes.append(
+            f"volume from '{vol_col.strip()}'"
+            + (" (quote asset, divided by close)" if vol_is_quote else " (base asset)")
+        )
     wanted = [time_col, *price_cols, vol_col]
     ignored = [h.strip() for h in header if h not in wanted and h.strip()]
     if ignored:

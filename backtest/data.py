@@ -358,7 +358,7 @@ def load_candles(
     elif not path.is_file():
         raise FileNotFoundError(f"candle file {path} does not exist")
     symbol, timeframe = _name_parts(path, symbol, timeframe)
-    raw, notes = read_candle_file(path)
+    raw, notes = read_candle_file(path, symbol)
     rows = None
     if from_ms is not None or to_ms is not None:
         mask = np.ones(len(raw.ts), dtype=bool)
