@@ -231,25 +231,29 @@ def spikes(
     and highest close, so a close within max_deviation of both needs no median at all.
     """
     n, w = len(close), guard.median_lookback
-    if n <= w:
+    if n < w + 2:
         return ()
     from numpy.lib.stride_tricks import sliding_window_view
 
-    windows = sliding_window_view(close, w)[:-1]  # row k: the w closes before bar k + w
-    later = close[w:]
+    windows = sliding_window_view(close, w)[:-2]  # row k: the w closes before bar k + w
+    later = close[w:-1]  # the last bar has no next bar to judge it by
     d = guard.max_deviation_pct / 100.0
     with np.errstate(invalid="ignore"):
-        # A hair of slack so rounding here never hides a row the exact test would flag.
-        lo = (1.0 + d) * (1.0 - 1e-9) * windows.min(axis=1)
-        hi = (1.0 - d) * (1.0 + 1e-9) * windows.max(axis=1)
-        maybe = (later > lo) | (later < hi)
+        # Necessary conditions, vectorised: the median lies between the window's lowest and
+        # highest close, so the band (d x median) is at least d x the lowest. A hair of slack
+        # so rounding here never hides a row the exact test would flag.
+        low, high = windows.min(axis=1), windows.max(axis=1)
+        band = d * (1.0 - 1e-9) * low
+        maybe = (later > (1.0 + d) * (1.0 - 1e-9) * low) | (later < (1.0 - d) * (1.0 + 1e-9) * high)
+        maybe &= np.abs(later - close[w - 1 : -2]) > band
+        maybe &= np.abs(close[w + 1 :] - later) > band
     out: list[tuple[int, str]] = []
     for k in np.flatnonzero(maybe).tolist():
         i = k + w
         med = float(np.median(close[k:i]))
         avg = math.fsum(volume[k:i].tolist()) / w
         c, v = float(close[i]), float(volume[i])
-        if i + 1 >= n or not is_outlier(c, v, med, avg, guard):
+        if not is_outlier(c, v, med, avg, guard):
             continue
         band = d * med
         if abs(c - float(close[i - 1])) <= band or abs(float(close[i + 1]) - c) <= band:
