@@ -233,16 +233,13 @@ def spikes(
     n, w = len(close), guard.median_lookback
     if n < w + 2:
         return ()
-    from numpy.lib.stride_tricks import sliding_window_view
-
-    windows = sliding_window_view(close, w)[:-2]  # row k: the w closes before bar k + w
-    later = close[w:-1]  # the last bar has no next bar to judge it by
+    low, high = _window_bounds(close, w)
+    later = close[w:-1]  # bar i = k + w; the last bar has no next bar to judge it by
     d = guard.max_deviation_pct / 100.0
     with np.errstate(invalid="ignore"):
         # Necessary conditions, vectorised: the median lies between the window's lowest and
         # highest close, so the band (d x median) is at least d x the lowest. A hair of slack
         # so rounding here never hides a row the exact test would flag.
-        low, high = windows.min(axis=1), windows.max(axis=1)
         band = d * (1.0 - 1e-9) * low
         maybe = (later > (1.0 + d) * (1.0 - 1e-9) * low) | (later < (1.0 - d) * (1.0 + 1e-9) * high)
         maybe &= np.abs(later - close[w - 1 : -2]) > band
@@ -260,6 +257,20 @@ def spikes(
             continue  # no jump out and straight back: a move, not a print
         out.append((int(ts[i]), f"close {c:g} vs median {med:g}, volume {v:g} (avg {avg:g})"))
     return tuple(out)
+
+
+def _window_bounds(close: FloatArray, w: int) -> tuple[FloatArray, FloatArray]:
+    """For k = 0 .. n - w - 2, a lower bound of min(close[k : k + w]) and an upper bound of
+    its max, in O(n): the window lies within two consecutive blocks of w closes."""
+    n = len(close)
+    blocks = -(-n // w)
+    padded = np.full(blocks * w, np.nan)
+    padded[:n] = close
+    with np.errstate(invalid="ignore"):
+        bmin = np.append(np.nanmin(padded.reshape(blocks, w), axis=1), np.inf)
+        bmax = np.append(np.nanmax(padded.reshape(blocks, w), axis=1), -np.inf)
+    k = np.arange(n - w - 1) // w
+    return np.minimum(bmin[k], bmin[k + 1]), np.maximum(bmax[k], bmax[k + 1])
 
 
 def _gaps(ts: Int64Array, tf: int) -> tuple[tuple[int, int], ...]:
