@@ -87,3 +87,44 @@ def test_the_data_check_flags_only_bars_the_guard_flags(
     assert found <= flagged_by_guard
     if factor in (0.001, 0.5, 3.0, 1000.0):
         assert found == {spike_at * 300_000}
+
+
+def _spikes_by_definition(close: np.ndarray, volume: np.ndarray, g: OutlierGuard) -> set[int]:
+    """The documented definition, bar by bar, with no shortcut."""
+    import math
+
+    w, d, out = g.median_lookback, g.max_deviation_pct / 100.0, set()
+    for i in range(w, len(close) - 1):
+        med = float(np.median(close[i - w : i]))
+        avg = math.fsum(volume[i - w : i].tolist()) / w
+        if not is_outlier(float(close[i]), float(volume[i]), med, avg, g):
+            continue
+        band = d * med
+        if abs(close[i] - close[i - 1]) > band and abs(close[i + 1] - close[i]) > band:
+            out.add(i)
+    return out
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**31),
+    n=st.integers(0, 120),
+    vol=st.sampled_from([0.002, 0.03, 0.08]),
+    lookback=st.integers(3, 25),
+    shocks=st.lists(st.tuples(st.integers(0, 119), st.floats(0.05, 20.0)), max_size=6),
+)
+def test_the_spike_shortcuts_find_exactly_the_definition(
+    seed: int, n: int, vol: float, lookback: int, shocks: list[tuple[int, float]]
+) -> None:
+    """The vectorised prefilter in backtest.candle_checks.spikes only skips bars that cannot
+    be spikes: on volatile walks with shocks it finds exactly what the definition finds."""
+    rng = np.random.default_rng(seed)
+    close = 50.0 * np.exp(np.cumsum(rng.normal(0, vol, n)))
+    volume = rng.uniform(1, 30, n)
+    for at, factor in shocks:
+        if at < n:
+            close[at] *= factor
+    g = OutlierGuard(median_lookback=lookback)
+    ts = np.arange(n, dtype=np.int64) * 300_000
+    found = {int(t // 300_000) for t, _ in spikes(ts, close, volume, g)}
+    assert found == _spikes_by_definition(close, volume, g)
