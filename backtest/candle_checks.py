@@ -7,6 +7,7 @@ into a `CandleSeries` and a `DataReport`.
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_left
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -15,8 +16,10 @@ from typing import NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from backtest.candle_formats import Int64Array, RawCandles
+from backtest.candle_formats import FloatArray, Int64Array, RawCandles
 from core.clock import DAY_MS, WEEK_MS, timeframe_ms
+from core.config import OutlierGuard
+from core.triggers import is_outlier
 
 IndexArray = npt.NDArray[np.intp]
 
@@ -52,6 +55,7 @@ class Findings(NamedTuple):
     non_monotonic: tuple[tuple[int, int], ...]
     bad_ticks: tuple[tuple[int, str], ...]
     problems: tuple[Problem, ...]  # sorted by row
+    spikes: tuple[tuple[int, str], ...]  # kept rows that look like bad prints
 
 
 def iso(ts: int) -> str:
@@ -66,8 +70,14 @@ def alignment_offset_ms(timeframe: str) -> int:
     return 4 * DAY_MS if timeframe_ms(timeframe) % WEEK_MS == 0 else 0
 
 
-def check_rows(raw: RawCandles, timeframe: str, row_numbers: IndexArray | None = None) -> Findings:
-    """Judge every row. row_numbers: the file row of each raw row, when raw is a subset."""
+def check_rows(
+    raw: RawCandles,
+    timeframe: str,
+    row_numbers: IndexArray | None = None,
+    guard: OutlierGuard | None = None,
+) -> Findings:
+    """Judge every row. row_numbers: the file row of each raw row, when raw is a subset.
+    guard: the pipeline's outlier guard (its defaults when None) for `spikes`."""
     tf = timeframe_ms(timeframe)
     ts = raw.ts
     codes = _tick_codes(raw, tf, alignment_offset_ms(timeframe))
@@ -86,6 +96,13 @@ def check_rows(raw: RawCandles, timeframe: str, row_numbers: IndexArray | None =
 
     kept_ts = ts[keep]
     gaps = _gaps(kept_ts, tf)
+    all_kept = len(keep) == len(ts)
+    spiked = spikes(
+        kept_ts,
+        raw.close if all_kept else raw.close[keep],
+        raw.volume if all_kept else raw.volume[keep],
+        guard or OutlierGuard(),
+    )
     for after, missing in gaps:
         row = int(keep[int(np.searchsorted(kept_ts, after)) + 1])
         problems.append(
@@ -103,6 +120,7 @@ def check_rows(raw: RawCandles, timeframe: str, row_numbers: IndexArray | None =
         non_monotonic=tuple(non_monotonic),
         bad_ticks=tuple(bad_ticks),
         problems=tuple(problems),
+        spikes=spiked,
     )
 
 
@@ -196,6 +214,63 @@ def _drop_out_of_order(
         non_monotonic.append((row, t))
         problems.append(Problem(row, t, "NON_MONOTONIC (earlier than a row above it)"))
     return rows[keep]
+
+
+def spikes(
+    ts: Int64Array, close: FloatArray, volume: FloatArray, guard: OutlierGuard
+) -> tuple[tuple[int, str], ...]:
+    """Bad prints in a clean series: (ts, what the guard saw) for each bar the pipeline's
+    bad-tick guard (core.triggers.is_outlier, the one definition) calls an outlier and whose
+    close jumped away from the previous close and back to the next one by more than the
+    guard's band (max_deviation_pct of the median) each way. A real move stays out there or
+    gets there over several bars; a bad print is one bar out and straight back (none of the
+    ~1.5 million real Binance bars in ../shared/data is one). The last bar cannot be judged.
+    The rows are kept: the pipeline never lets such a price raise a mark (core.marks).
+
+    The median is only computed where it could matter: it lies between the window's lowest
+    and highest close, so a close within max_deviation of both needs no median at all.
+    """
+    n, w = len(close), guard.median_lookback
+    if n < w + 2:
+        return ()
+    low, high = _window_bounds(close, w)
+    later = close[w:-1]  # bar i = k + w; the last bar has no next bar to judge it by
+    d = guard.max_deviation_pct / 100.0
+    with np.errstate(invalid="ignore"):
+        # Necessary conditions, vectorised: the median lies between the window's lowest and
+        # highest close, so the band (d x median) is at least d x the lowest. A hair of slack
+        # so rounding here never hides a row the exact test would flag.
+        band = d * (1.0 - 1e-9) * low
+        maybe = (later > (1.0 + d) * (1.0 - 1e-9) * low) | (later < (1.0 - d) * (1.0 + 1e-9) * high)
+        maybe &= np.abs(later - close[w - 1 : -2]) > band
+        maybe &= np.abs(close[w + 1 :] - later) > band
+    out: list[tuple[int, str]] = []
+    for k in np.flatnonzero(maybe).tolist():
+        i = k + w
+        med = float(np.median(close[k:i]))
+        avg = math.fsum(volume[k:i].tolist()) / w
+        c, v = float(close[i]), float(volume[i])
+        if not is_outlier(c, v, med, avg, guard):
+            continue
+        band = d * med
+        if abs(c - float(close[i - 1])) <= band or abs(float(close[i + 1]) - c) <= band:
+            continue  # no jump out and straight back: a move, not a print
+        out.append((int(ts[i]), f"close {c:g} vs median {med:g}, volume {v:g} (avg {avg:g})"))
+    return tuple(out)
+
+
+def _window_bounds(close: FloatArray, w: int) -> tuple[FloatArray, FloatArray]:
+    """For k = 0 .. n - w - 2, a lower bound of min(close[k : k + w]) and an upper bound of
+    its max, in O(n): the window lies within two consecutive blocks of w closes."""
+    n = len(close)
+    blocks = -(-n // w)
+    padded = np.full(blocks * w, np.nan)
+    padded[:n] = close
+    with np.errstate(invalid="ignore"):
+        bmin = np.append(np.nanmin(padded.reshape(blocks, w), axis=1), np.inf)
+        bmax = np.append(np.nanmax(padded.reshape(blocks, w), axis=1), -np.inf)
+    k = np.arange(n - w - 1) // w
+    return np.minimum(bmin[k], bmin[k + 1]), np.maximum(bmax[k], bmax[k + 1])
 
 
 def _gaps(ts: Int64Array, tf: int) -> tuple[tuple[int, int], ...]:

@@ -25,11 +25,18 @@ import pyarrow as pa
 # tenth of a second at start-up, and a backtest of feather files (the common case) needs none.
 import pyarrow.feather as feather
 
-from core.errors import VigilError
+from core.errors import DataError
 
 # Lookup order of find_candle_file: the fastest formats first.
 FORMATS: tuple[str, ...] = ("feather", "parquet", "json", "json.gz", "csv")
 PRICE_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close", "volume")
+
+# Largest open/high/low/close and volume a candle may hold. Prices and quantities become
+# Decimals quantized to the market's increments (28 significant digits): 1e12 quote per unit
+# is far above any real market and still leaves room for 1e-8 increments.
+MAX_PRICE = 1e12
+MAX_VOLUME = 1e18
+_LIMITS = (MAX_PRICE, MAX_PRICE, MAX_PRICE, MAX_PRICE, MAX_VOLUME)
 
 # 1973-03-03 in epoch ms; smaller numeric timestamps are almost surely epoch seconds.
 _MIN_PLAUSIBLE_MS = 100_000_000_000
@@ -43,10 +50,6 @@ _INT_TEXT = re.compile(r"^-?\d+$")
 
 Int64Array = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
-
-
-class DataError(VigilError, ValueError):
-    """A candle file is unreadable, or (strict loading) contains a problem."""
 
 
 class RawCandles(NamedTuple):
@@ -135,25 +138,56 @@ def detect_format(path: Path) -> str:
 
 
 def read_raw(path: Path) -> RawCandles:
+    return read_candle_file(path)[0]
+
+
+def read_candle_file(path: Path, symbol: str | None = None) -> tuple[RawCandles, tuple[str, ...]]:
+    """The file's rows as stored, and notes on how it was read (CSV dialects). symbol (when
+    the name does not tell) picks a CSV's base-asset volume column. Raises DataError for a
+    file that is not candles, and for a number no price can be (see check_magnitudes)."""
     fmt = detect_format(path)
+    notes: tuple[str, ...] = ()
+    if symbol is None:
+        parsed = parse_candle_filename(path.name)
+        symbol = parsed[0] if parsed else None
     try:
         if fmt == "feather":
-            return _table_to_raw(feather.read_table(path, memory_map=True), path)
-        if fmt == "parquet":
+            raw = _table_to_raw(feather.read_table(path, memory_map=True), path)
+        elif fmt == "parquet":
             import pyarrow.parquet as pq
 
-            return _table_to_raw(pq.read_table(path), path)
-        if fmt == "csv":
-            return _read_csv(path)
-        opener = gzip.open if fmt == "json.gz" else open
-        with opener(path, "rt", encoding="utf-8") as f:
-            data = json.load(f)
-        return rows_to_raw(data, str(path))
+            raw = _table_to_raw(pq.read_table(path), path)
+        elif fmt == "csv":
+            from backtest.candle_csv import read_csv_candles
+
+            raw, notes = read_csv_candles(path, symbol)
+        else:
+            opener = gzip.open if fmt == "json.gz" else open
+            with opener(path, "rt", encoding="utf-8") as f:
+                data = json.load(f)
+            raw = rows_to_raw(data, str(path))
     except DataError:
         raise
     except (OSError, EOFError, ValueError, pa.ArrowException) as e:
         # A truncated or foreign file: name it and the reader's complaint.
         raise DataError(f"{path}: cannot read as {fmt} candles: {e}") from e
+    check_magnitudes(raw, str(path))
+    return raw, notes
+
+
+def check_magnitudes(raw: RawCandles, source: str) -> None:
+    """Refuse the file when a price or volume is beyond what money arithmetic can hold: such a
+    number (1e308) is corruption, not a market, and would fail deep inside a cycle. NaN and
+    infinity stay row problems (bad ticks): they mean a missing value."""
+    for name, col, limit in zip(PRICE_COLUMNS, raw[1:], _LIMITS, strict=True):
+        with np.errstate(invalid="ignore"):
+            bad = np.isfinite(col) & (np.abs(col) > limit)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise DataError(
+                f"{source}: row {i} (ts={int(raw.ts[i])}) has {name} {float(col[i]):g}, beyond "
+                f"the largest {name} vigil accepts ({limit:g}); the file is damaged"
+            )
 
 
 def rows_to_raw(rows: Any, source: str) -> RawCandles:
@@ -258,63 +292,6 @@ def _arrow_ts_ms(col: pa.ChunkedArray, source: str) -> Int64Array:
         _check_epoch_ms(ts, source)
         return ts
     raise DataError(f"{source}: time column has type {t}; expected a timestamp or epoch ms")
-
-
-def _read_csv(path: Path) -> RawCandles:
-    with open(path, encoding="utf-8-sig", newline="") as f:
-        header = next(csv.reader(f), [])
-    time_col, cols = _column_map(header, str(path))
-    import pyarrow.csv as pa_csv
-
-    types = {time_col: pa.string()} | {cols[c]: pa.float64() for c in PRICE_COLUMNS}
-    table = pa_csv.read_csv(
-        path,
-        convert_options=pa_csv.ConvertOptions(column_types=types, strings_can_be_null=True),
-    )
-    text = table.column(time_col)
-    ts = _parse_csv_times(text, str(path))
-    values = [
-        np.ascontiguousarray(table.column(cols[c]).to_numpy(), dtype=np.float64)
-        for c in PRICE_COLUMNS
-    ]
-    return RawCandles(ts, *values)
-
-
-def _parse_csv_times(text: pa.ChunkedArray, source: str) -> Int64Array:
-    import pyarrow.compute as pc
-
-    if text.null_count:
-        row = int(pc.index(pc.is_null(text), True).as_py())
-        raise DataError(f"{source}: row {row} (line {row + 2}) has an empty date")
-    if len(text) and pc.all(pc.match_substring_regex(text, _INT_TEXT.pattern)).as_py():
-        ts = np.asarray(pc.cast(text, pa.int64()).to_numpy(), dtype=np.int64)
-        _check_epoch_ms(ts, source)
-        return ts
-    out = np.empty(len(text), dtype=np.int64)
-    for i, value in enumerate(text.to_pylist()):
-        s = value.strip()
-        if _INT_TEXT.match(s):
-            out[i] = int(s)
-            continue
-        try:
-            dt = datetime.fromisoformat(s)
-        except ValueError:
-            raise DataError(
-                f"{source}: row {i} (line {i + 2}) has date {value!r}; "
-                "use ISO-8601 (2024-01-01T00:00:00Z) or epoch milliseconds"
-            ) from None
-        if dt.tzinfo is None:
-            dt = dt.replace(tzinfo=UTC)  # documented: a date without an offset is UTC
-        if dt.microsecond % 1000:
-            raise DataError(f"{source}: row {i} (line {i + 2}) has a sub-millisecond date")
-        out[i] = _whole_ms(dt)
-    return out
-
-
-def _whole_ms(dt: datetime) -> int:
-    # Integer arithmetic: float timestamps can be one ms off for some dates.
-    delta = dt - datetime(1970, 1, 1, tzinfo=UTC)
-    return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
 
 
 # -- writing ------------------------------------------------------------------------------------

@@ -26,10 +26,11 @@ from backtest.candle_formats import (
     candle_filename,
     check_symbol,
     parse_candle_filename,
-    read_raw,
+    read_candle_file,
     write_raw,
 )
 from core.clock import timeframe_ms
+from core.config import OutlierGuard
 from core.models import Candle
 
 __all__ = [
@@ -44,6 +45,7 @@ __all__ = [
     "list_pairs",
     "load_candles",
     "load_many",
+    "load_required",
     "validate_raw",
     "write_candles",
 ]
@@ -192,11 +194,19 @@ class DataReport:
     bad_ticks: tuple[tuple[int, str], ...] = ()
     conflicts: tuple[tuple[int, int], ...] = ()
     timeframe: str = ""
+    spikes: tuple[tuple[int, str], ...] = ()
+    newest_first: bool = False
+    notes: tuple[str, ...] = ()  # how the reader interpreted the file (CSV dialects)
 
     @property
     def ok(self) -> bool:
         return not (
-            self.gaps or self.duplicates or self.non_monotonic or self.bad_ticks or self.conflicts
+            self.gaps
+            or self.duplicates
+            or self.non_monotonic
+            or self.bad_ticks
+            or self.conflicts
+            or self.spikes
         )
 
     @property
@@ -206,6 +216,10 @@ class DataReport:
     def summary(self) -> str:
         name = Path(self.path).name if self.path else "(memory)"
         head = f"{self.symbol} {self.timeframe} {name}: {self.rows_kept}/{self.rows_read} rows kept"
+        if self.newest_first:
+            head += " (newest-first file, sorted oldest first)"
+        if self.notes:
+            head += " (" + "; ".join(self.notes) + ")"
         if self.ok:
             return f"{head}; OK"
         parts = []
@@ -226,6 +240,12 @@ class DataReport:
                 counts[reason] = counts.get(reason, 0) + 1
             detail = ", ".join(f"{k}={v}" for k, v in sorted(counts.items()))
             parts.append(f"{len(self.bad_ticks)} bad tick(s) ({detail})")
+        if self.spikes:
+            ts, what = self.spikes[0]
+            parts.append(
+                f"{len(self.spikes)} price spike(s) kept, first at {iso(ts)}: {what} "
+                "(the bad-tick guard keeps it out of marks)"
+            )
         return f"{head}; " + "; ".join(parts)
 
 
@@ -236,12 +256,21 @@ def validate_raw(
     timeframe: str,
     path: str = "",
     row_numbers: npt.NDArray[np.intp] | None = None,
+    guard: OutlierGuard | None = None,
+    notes: tuple[str, ...] = (),
 ) -> tuple[CandleSeries, DataReport, tuple[Problem, ...]]:
     """Judge rows as stored; returns the clean series, the report and the problems by row.
 
-    row_numbers gives each raw row's row in the file when raw is a window of it.
+    row_numbers gives each raw row's row in the file when raw is a window of it. A file
+    listed newest first (more steps back in time than forward) is read in reverse, and the
+    report says so. guard: the outlier guard for suspect prices (its defaults when None).
     """
-    found = check_rows(raw, timeframe, row_numbers)
+    newest_first = _newest_first(raw.ts)
+    if newest_first:
+        order = np.arange(len(raw.ts))[::-1]
+        raw = raw.take(order)
+        row_numbers = order if row_numbers is None else row_numbers[order]
+    found = check_rows(raw, timeframe, row_numbers, guard)
     n = len(raw.ts)
     kept = raw if len(found.keep) == n else raw.take(found.keep)
     series = CandleSeries._trusted(check_symbol(symbol), timeframe, kept)
@@ -256,8 +285,18 @@ def validate_raw(
         bad_ticks=found.bad_ticks,
         conflicts=found.conflicts,
         timeframe=timeframe,
+        spikes=found.spikes,
+        newest_first=newest_first,
+        notes=notes,
     )
     return series, report, found.problems
+
+
+def _newest_first(ts: Int64Array) -> bool:
+    if len(ts) < 2 or ts[0] <= ts[-1]:
+        return False
+    d = np.diff(ts)
+    return int(np.count_nonzero(d < 0)) > int(np.count_nonzero(d > 0))
 
 
 # -- files --------------------------------------------------------------------------------------
@@ -303,11 +342,13 @@ def load_candles(
     strict: bool = False,
     from_ms: int | None = None,
     to_ms: int | None = None,
+    guard: OutlierGuard | None = None,
 ) -> tuple[CandleSeries, DataReport]:
     """Load and validate one candle file (or find it in a directory by symbol and timeframe).
 
     from_ms/to_ms keep only rows with from_ms <= ts < to_ms before validation, so the report
-    speaks about that window. strict=True raises DataError on the first problem.
+    speaks about that window. strict=True raises DataError on the first problem (suspect
+    prices are kept and reported, never raised). guard: see validate_raw.
     """
     path = Path(path_or_dir)
     if path.is_dir():
@@ -317,7 +358,7 @@ def load_candles(
     elif not path.is_file():
         raise FileNotFoundError(f"candle file {path} does not exist")
     symbol, timeframe = _name_parts(path, symbol, timeframe)
-    raw = read_raw(path)
+    raw, notes = read_candle_file(path, symbol)
     rows = None
     if from_ms is not None or to_ms is not None:
         mask = np.ones(len(raw.ts), dtype=bool)
@@ -327,7 +368,13 @@ def load_candles(
             mask &= raw.ts < to_ms
         raw, rows = raw.take(mask), np.flatnonzero(mask)
     series, report, problems = validate_raw(
-        raw, symbol=symbol, timeframe=timeframe, path=str(path), row_numbers=rows
+        raw,
+        symbol=symbol,
+        timeframe=timeframe,
+        path=str(path),
+        row_numbers=rows,
+        guard=guard,
+        notes=notes,
     )
     if strict and problems:
         first = problems[0]
@@ -365,12 +412,56 @@ def load_many(
     to_ms: int | None = None,
     *,
     strict: bool = False,
+    guard: OutlierGuard | None = None,
 ) -> dict[str, tuple[CandleSeries, DataReport]]:
     """Load each symbol's file from `directory`, keeping from_ms <= ts < to_ms."""
     return {
-        s: load_candles(directory, s, timeframe, strict=strict, from_ms=from_ms, to_ms=to_ms)
+        s: load_candles(
+            directory, s, timeframe, strict=strict, from_ms=from_ms, to_ms=to_ms, guard=guard
+        )
         for s in symbols
     }
+
+
+def load_required(
+    directory: str | Path,
+    symbols: Sequence[str],
+    timeframe: str,
+    from_ms: int | None = None,
+    to_ms: int | None = None,
+    *,
+    guard: OutlierGuard | None = None,
+) -> dict[str, tuple[CandleSeries, DataReport]]:
+    """load_many for a run that needs every symbol: a missing file, or one without a
+    usable candle in the window, is a DataError naming the pair, before anything runs."""
+    d = Path(directory)
+    out: dict[str, tuple[CandleSeries, DataReport]] = {}
+    for s in symbols:
+        try:
+            series, report = load_candles(
+                d, s, timeframe, from_ms=from_ms, to_ms=to_ms, guard=guard
+            )
+        except FileNotFoundError as exc:
+            if not d.is_dir():
+                raise
+            raise DataError(f"pair {s} is required but has no candle file: {exc}") from None
+        if not len(series):
+            raise DataError(_empty_reason(d, s, timeframe, report, from_ms, to_ms))
+        out[s] = (series, report)
+    return out
+
+
+def _empty_reason(
+    d: Path, symbol: str, timeframe: str, report: DataReport, from_ms: int | None, to_ms: int | None
+) -> str:
+    where = f"pair {symbol} is required but {report.path}"
+    if report.rows_read:
+        return f"{where} has no usable {timeframe} candle: {report.summary()}"
+    if from_ms is None and to_ms is None:
+        return f"{where} holds no candles (0 rows); download or convert the data again"
+    span = f"{iso(from_ms) if from_ms is not None else 'start'} .. "
+    span += iso(to_ms) if to_ms is not None else "end"
+    return f"{where} holds no candles in {span} (the window with warm-up); widen --from/--to"
 
 
 def write_candles(path: str | Path, series: CandleSeries) -> Path:

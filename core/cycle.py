@@ -17,6 +17,7 @@ from core.breakers import roll_marks, trading_state
 from core.config import PipelineConfig, RiskConfig
 from core.exits import evaluate_exit
 from core.features import SymbolFeatures
+from core.marks import guarded_marks
 from core.models import (
     ZERO,
     CancelRequest,
@@ -27,7 +28,6 @@ from core.models import (
     OrderBook,
     ProposalKind,
     Quote,
-    QuoteBoard,
     Side,
     TradeProposal,
     TradingState,
@@ -113,22 +113,6 @@ class _Stages:
             self._last = now
 
 
-def _marks(
-    portfolio: Portfolio, quotes: Mapping[str, Quote], features: Mapping[str, SymbolFeatures]
-) -> dict[str, Decimal]:
-    out: dict[str, Decimal] = {}
-    board = QuoteBoard.of(quotes)
-    for sym in portfolio.positions:
-        last = board.last(sym)
-        if last is not None:
-            out[sym] = last
-        else:
-            f = features.get(sym)
-            if f is not None:
-                out[sym] = Decimal(repr(f.close))
-    return out
-
-
 def _data_age(snapshot: MarketSnapshot, symbols: list[str], tf_ms: int, now_ms: int) -> int | None:
     get = snapshot.features.get
     newest = -1
@@ -160,7 +144,9 @@ def run_cycle(
     notes: list[str] = []
 
     # --- gate: marks, equity, kill switch, expired cooldowns and bans
-    marks = _marks(portfolio, quotes, feats)
+    marks, guarded = guarded_marks(portfolio.positions, quotes, feats, config.triggers)
+    for g in guarded:
+        notes.append(f"mark guard: {g}; valued at the median")
     val = value(portfolio, marks)
     equity = val.equity
     kill = prior.kill_switch or snapshot.kill_switch

@@ -11,6 +11,11 @@ class ConfigError(VigilError):
     """The configuration is malformed or contradictory; start-up stops (exit code 2)."""
 
 
+class DataError(VigilError, ValueError):
+    """Candle data is unreadable, incomplete or (strict loading) contains a problem; a
+    backtest or replay stops before its first cycle (exit code 2)."""
+
+
 class ExchangeError(VigilError):
     """Base for everything an exchange adapter raises."""
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from core.config import TriggerConfig
+from core.config import OutlierGuard, TriggerConfig
 from core.features import SymbolFeatures
 from core.models import Exclusion, Trigger
 from core.reasons import TriggerReject
@@ -39,6 +39,20 @@ def trigger_keys(cfg: TriggerConfig) -> frozenset[str]:
     return frozenset(keys)
 
 
+def is_outlier(
+    price: float, volume: float, median: float, avg_volume: float | None, guard: OutlierGuard
+) -> bool:
+    """The bad-tick guard, one definition for triggers, marks and data checks: `price` is
+    more than `max_deviation_pct` away from `median` (the median close of the bars before)
+    and `volume` is below `volume_confirm_mult` x `avg_volume` (their mean volume)."""
+    # Compared as products: `price / median - 1` rounds and would misjudge the exact limit.
+    if not abs(price - median) > guard.max_deviation_pct / 100.0 * median:
+        return False
+    return (
+        avg_volume is None or avg_volume <= 0.0 or volume < guard.volume_confirm_mult * avg_volume
+    )
+
+
 def _strength(ratio: float) -> float:
     """0.5 at the threshold, rising linearly to 1.0 at twice the threshold."""
     return min(1.0, 0.5 + 0.5 * (ratio - 1.0))
@@ -62,8 +76,6 @@ def scan(
     k_med, k_ovol, k_hh, k_bvol, k_roc, k_svol, k_rsi = cfg.feature_keys
     max_age = cfg.stale_after_candles * timeframe_ms
     oldest = now_ms - timeframe_ms - max_age  # a candle opened before this is stale
-    max_dev = og.max_deviation_pct / 100.0
-    confirm = og.volume_confirm_mult
     # Config read once, not per symbol: this loop runs for every eligible symbol every cycle.
     bo_on, bo_mult = bo.enabled, bo.volume_mult
     mo_on, mom_min = mo.enabled, mo.min_return_pct / 100.0
@@ -90,19 +102,16 @@ def scan(
         if med is None:
             rejected.append(Exclusion(sym, TriggerReject.WARMING_UP, k_med))
             continue
-        # Compared as products: `close / med - 1` rounds and would misjudge the exact limit.
-        if abs(close - med) > max_dev * med:
-            ovol = v.get(k_ovol)
-            if ovol is None or ovol <= 0.0 or volume < confirm * ovol:
-                rejected.append(
-                    Exclusion(
-                        sym,
-                        TriggerReject.OUTLIER_PRICE,
-                        f"close {close:g} vs median {med:g} without volume",
-                    )
+        if is_outlier(close, volume, med, v.get(k_ovol), og):
+            rejected.append(
+                Exclusion(
+                    sym,
+                    TriggerReject.OUTLIER_PRICE,
+                    f"close {close:g} vs median {med:g} without volume",
                 )
-                flags.append(sym)
-                continue
+            )
+            flags.append(sym)
+            continue
 
         if bo_on:
             hh, avg = v.get(k_hh), v.get(k_bvol)

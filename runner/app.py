@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from backtest.data import CandleSeries, DataReport, list_pairs, load_many
+from backtest.data import CandleSeries, DataReport, list_pairs, load_required
 from core.clock import Clock
 from core.config import PipelineConfig
 from core.cycle import feature_plan, history_needed
@@ -82,14 +82,17 @@ def prepare_replay(
             f"`vigil download-data --pairs BTC/USDT --timeframe {config.timeframe} --days 30`"
         )
     warm_ms = warmup_candles * tf
-    loaded = load_many(
+    # Every pair must have candles (DataError otherwise, before any cycle), judged with the
+    # pipeline's own bad-tick guard so the report's price spikes are the ones it will meet.
+    loaded = load_required(
         data_dir,
         symbols,
         config.timeframe,
         from_ms=None if from_ms is None else from_ms - warm_ms,
         to_ms=to_ms,
+        guard=config.triggers.outlier,
     )
-    series = {s: sr for s, (sr, _) in loaded.items() if len(sr)}
+    series = {s: sr for s, (sr, _) in loaded.items()}
     reports = {s: rep for s, (_, rep) in loaded.items()}
     if not series:
         raise ConfigError(f"{data_dir}: the candle files hold no data in the requested range")

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from core.errors import AlreadyRunning, AuditCorrupted, ConfigError, StateCorrupted
+from core.errors import AlreadyRunning, AuditCorrupted, ConfigError, DataError, StateCorrupted
 from infra.config_loader import Flag, LoadedConfig, load_config
 from infra.secrets import RedactingFilter, load_secrets
 from runner import __version__, exit_codes
@@ -191,6 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_backtest_commands(sub, _common, EPILOG)
     add_strategies_commands(sub, _common, EPILOG)
+    from runner.cli_data import add_data_commands
+
+    add_data_commands(sub, _common, EPILOG)
     return ap
 
 
@@ -236,6 +239,10 @@ def dispatch(args: argparse.Namespace) -> int:
         from runner.cli_backtest import dispatch_backtest
 
         return dispatch_backtest(args)
+    if args.cmd == "data":
+        from runner.cli_data import dispatch_data
+
+        return dispatch_data(args)
     if args.cmd == "strategies":
         from runner.cli_strategies import dispatch_strategies
 
@@ -305,6 +312,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exit_codes.FAILURE
     except ConfigError as exc:
         print(f"config error:\n{exc}" if "\n" in str(exc) else f"error: {exc}", file=sys.stderr)
+        return exit_codes.CONFIG
+    except DataError as exc:
+        print(f"data error: {exc}", file=sys.stderr)
         return exit_codes.CONFIG
     except PermissionError as exc:
         print(

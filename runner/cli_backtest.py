@@ -153,7 +153,6 @@ def _progress_bar() -> Callable[[int, int], None]:
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
-    from backtest.candle_formats import DataError
     from backtest.html_report import render_html
     from backtest.report import build_report, summary_table, write_report
     from backtest.runner import run_backtest
@@ -193,7 +192,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
             to_ms=args.to_ms,
             warmup_candles=cfg.loop.warmup_candles,
         )
-    except (FileNotFoundError, DataError) as exc:
+    except FileNotFoundError as exc:
         raise ConfigError(str(exc)) from None
     for rep in inputs.reports.values():
         if not rep.ok:

@@ -19,13 +19,13 @@ from core.config import PipelineConfig
 from core.cycle import MarketSnapshot, run_cycle
 from core.errors import ExchangeError, ExchangeUnavailable
 from core.features import BadTick, FeatureBank
+from core.marks import guarded_marks
 from core.models import (
     CancelRequest,
     CycleDecision,
     EngineState,
     Market,
     Quote,
-    QuoteBoard,
 )
 from core.portfolio import Portfolio, update_peaks
 from core.ports import Exchange
@@ -251,20 +251,20 @@ class Engine:
             self._exchange_failed(now_ms, exc)
             quotes = {}
             missing.append("quotes")
+        features = self.bank.latest()
         if self.portfolio.positions:
-            board = QuoteBoard.of(quotes)
-            marks: dict[str, Decimal] = {}
-            for s in self.portfolio.positions:
-                last = board.last(s)
-                if last is not None:
-                    marks[s] = last
+            # The same guarded marks the cycle values positions at: a bad print must not
+            # lift a trailing stop's peak either.
+            marks = guarded_marks(
+                self.portfolio.positions, quotes, features, self.config.triggers
+            ).prices
             if marks:
                 self.portfolio = update_peaks(self.portfolio, marks)
         prior = self.state
         snapshot = MarketSnapshot(
             ts=now_ms,
             markets=self.markets,
-            features=self.bank.latest(),
+            features=features,
             quotes=quotes,
             open_orders=tuple(self.book.live()) if self.book.has_live() else (),
             state=prior,

@@ -198,11 +198,12 @@ def test_csv_reads_iso_and_epoch_ms(tmp_path: Path, header: str, stamps: list[st
     assert report.ok
 
 
-def test_csv_with_epoch_seconds_is_refused(tmp_path: Path) -> None:
+def test_csv_with_epoch_seconds_loads_and_says_so(tmp_path: Path) -> None:
     path = tmp_path / "BTC_USDT-5m.csv"
     path.write_text("timestamp,open,high,low,close,volume\n1704067200,1,2,0.5,1.5,3\n")
-    with pytest.raises(DataError, match="epoch seconds"):
-        load_candles(path)
+    series, report = load_candles(path)
+    assert series.ts.tolist() == [T0]
+    assert "epoch seconds" in report.summary()
 
 
 @pytest.mark.parametrize(
