@@ -23,6 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from core.config import Frozen, PipelineConfig
+from infra.clock_sync import ClockSettings
 from infra.exchange.sim_config import SimConfig
 
 
@@ -133,6 +134,12 @@ class LoopSettings(Frozen):
     )
     history_candles: int = Field(
         default=64, ge=2, description="Candles per universe symbol fetched each cycle."
+    )
+    max_cycle_errors: int = Field(
+        default=3,
+        ge=1,
+        description="Cycles failing in a row with an unexpected error before trading goes "
+        "exits only; twice as many latch HALTED. Both last until `vigil resume`.",
     )
 
 
@@ -251,6 +258,10 @@ class VigilConfig(PipelineConfig):
     sim: SimConfig = Field(
         default_factory=SimConfig,
         description="Simulated matching engine (backtest and PAPER fills).",
+    )
+    clock: ClockSettings = Field(
+        default_factory=ClockSettings,
+        description="Host clock drift check (against the exchange's server time and NTP).",
     )
 
     @field_validator("mode", mode="before")

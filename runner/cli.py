@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from core.errors import AlreadyRunning, AuditCorrupted, ConfigError, StateCorrupted
+from infra.clock_sync import ClockSkewed
 from infra.config_loader import LoadedConfig, load_config
 from infra.secrets import RedactingFilter, load_secrets
 from runner import __version__, exit_codes
@@ -223,6 +224,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AuditCorrupted as exc:
         print(f"refusing to start: {exc}", file=sys.stderr)
         return exit_codes.AUDIT_CORRUPTED
+    except ClockSkewed as exc:
+        print(f"refusing to start: {exc}", file=sys.stderr)
+        return exit_codes.CLOCK_SKEW
     except KeyboardInterrupt:
         return 130
 

@@ -29,6 +29,7 @@ from core.models import (
 )
 from core.portfolio import Portfolio, update_peaks
 from core.ports import Exchange
+from core.reasons import NoTradeReason
 from core.universe import candidates
 from runner.execution import Executor, OrderBookkeeper
 from runner.reconcile import Reconciler
@@ -39,6 +40,8 @@ from strategy.base import CandleHistory
 log = logging.getLogger("vigil.engine")
 
 MARKETS_CHECK_MS = 60_000
+# Exits-only causes that stay until an operator resumes (others clear by themselves).
+LATCHED_BY_RESUME = frozenset({"cycle_errors"})
 
 CandleSink = Callable[[str, int, float, float, float, float, float], Any]
 
@@ -127,6 +130,11 @@ class Health:
     store_ms: int = 0
     exchange_error: str = ""
     started: bool = False
+    # The clock-drift check (runner/clock_watch.py); clock_ms 0: never measured.
+    clock_offset_ms: float | None = None
+    clock_ok: bool = True
+    clock_detail: str = "not measured"
+    clock_ms: int = 0
 
 
 class Engine:
@@ -166,9 +174,12 @@ class Engine:
         self.health = Health()
         self.kill_file = False  # the kill-switch file is present (set by the loop's watcher)
         self.kill_reason = ""
+        # Exits-only orders from the runner's own guards: cause -> detail (see set_exits_only).
+        self.exits_only: dict[str, str] = {}
         self.last_decision: CycleDecision | None = None
         self.bad_ticks = 0
         self._down = False  # an ExchangeUnavailable happened during this cycle
+        self._down_cycles = 0  # cycles in a row that ended with the exchange unreachable
         self._markets_ms = 0
         self._cands: tuple[Mapping[str, Market] | None, list[str]] = (None, [])
         self._history = CandleHistory(bank)
@@ -193,11 +204,26 @@ class Engine:
         self._api_error(now_ms, type(exc).__name__)
         self.health.exchange_error = type(exc).__name__
         if isinstance(exc, ExchangeUnavailable):
+            if not self._down and not self._down_cycles:
+                log.error(
+                    "exchange unreachable (%s: %s); trading nothing, retrying every cycle",
+                    type(exc).__name__,
+                    " ".join(str(exc).split())[:200],
+                )
             self._down = True
 
     def _api_error(self, ts: int, kind: str) -> None:
+        # Feeds the API-error breaker. vigil_api_errors_total is counted per failed request
+        # by the venue adapter itself (runner/live.py), retries included.
         self.api_errors.append(ts)
-        self.telemetry.event("api_error", kind=kind)
+
+    def start_failed(self, now_ms: int, exc: ExchangeError) -> None:
+        """A start attempt failed on the exchange: counted like a cycle that could not trade."""
+        self._api_error(now_ms, type(exc).__name__)
+        self.health.exchange_error = type(exc).__name__
+        down = isinstance(exc, ExchangeUnavailable)
+        reason = NoTradeReason.EXCHANGE_DOWN if down else NoTradeReason.MISSING_DATA
+        self.telemetry.event("no_trade", reason=reason.value)
 
     async def start(self, now_ms: int, *, warmup_bars: int) -> None:
         """Restore state, load markets, warm indicators up, reconcile once."""
@@ -275,8 +301,14 @@ class Engine:
             missing=tuple(missing) if missing else (),
             exchange_down=self._down,
             history=self._history,
+            exits_only=",".join(sorted(self.exits_only)) if self.exits_only else "",
         )
         decision = run_cycle(snapshot, self.portfolio, self.config, now_ms, timer=self._timer)
+        if self._down:
+            self._down_cycles += 1
+        elif self._down_cycles:
+            log.warning("exchange reachable again after %d cycle(s)", self._down_cycles)
+            self._down_cycles = 0
         self.state = decision.state
         self.health.strategies_ms = now_ms
         self.recorder.decision(
@@ -345,9 +377,30 @@ class Engine:
             self.recorder.event("kill_switch", {"reason": reason, "source": source}, sync=True)
         return await self.cancel_all(now_ms, reason="KILL_SWITCH")
 
+    def set_exits_only(self, cause: str, detail: str, now_ms: int) -> None:
+        """Refuse entries from the next cycle on (exits still run) until `clear_exits_only`
+        or an operator's resume. Recorded (and so alerted) when it starts."""
+        if self.exits_only.get(cause) == detail:
+            return
+        first = cause not in self.exits_only
+        self.exits_only[cause] = detail
+        if first:
+            self.recorder.event(
+                "exits_only", {"ts": now_ms, "cause": cause, "detail": detail}, sync=True
+            )
+            log.error("EXITS ONLY (%s): %s", cause, detail)
+
+    def clear_exits_only(self, cause: str, now_ms: int) -> None:
+        if self.exits_only.pop(cause, None) is not None:
+            self.recorder.event("exits_only_clear", {"ts": now_ms, "cause": cause}, sync=True)
+            log.warning("exits-only (%s) cleared", cause)
+
     def resume(self, now_ms: int, source: str) -> None:
         self.kill_file = False
         self.kill_reason = ""
+        for cause in list(self.exits_only):
+            if cause in LATCHED_BY_RESUME:
+                self.clear_exits_only(cause, now_ms)
         self.state = replace(self.state, kill_switch=False, kill_reason="")
         self.store.set_kill(False, "")
         self.recorder.event("resume", {"ts": now_ms, "source": source}, sync=True)

@@ -6,3 +6,4 @@ CONFIG = 2  # malformed or contradictory configuration, bad arguments
 ALREADY_RUNNING = 3  # another vigil holds the instance lock
 STATE_CORRUPTED = 4  # state.db failed its integrity check and was quarantined
 AUDIT_CORRUPTED = 5  # the audit log's tail does not verify; the daemon refuses to start
+CLOCK_SKEW = 6  # LIVE refused to start: the host clock is off by more than clock.max_offset_ms
