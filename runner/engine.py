@@ -13,6 +13,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal
+from types import MappingProxyType
 from typing import Any, Protocol
 
 from core.config import PipelineConfig
@@ -24,8 +25,10 @@ from core.models import (
     CycleDecision,
     EngineState,
     Market,
+    OrderBook,
     Quote,
     QuoteBoard,
+    Side,
 )
 from core.portfolio import Portfolio, update_peaks
 from core.ports import Exchange
@@ -40,6 +43,9 @@ from strategy.base import CandleHistory
 log = logging.getLogger("vigil.engine")
 
 MARKETS_CHECK_MS = 60_000
+# Levels of an entry candidate's book fetched for the depth check: the levels
+# OrderBook.depth_notional counts.
+DEPTH_LEVELS = 10
 # Exits-only causes that stay until an operator resumes (others clear by themselves).
 LATCHED_BY_RESUME = frozenset({"cycle_errors"})
 
@@ -170,7 +176,9 @@ class Engine:
         self.book = OrderBookkeeper()
         self.api_errors: deque[int] = deque(maxlen=1000)
         self.rejections: deque[int] = deque(maxlen=1000)
+        self._rejected_by: deque[tuple[int, str]] = deque(maxlen=1000)  # (ts, symbol)
         self._error_window = error_window_ms
+        self._depth_check = config.execution.min_depth_multiple > 0
         self.health = Health()
         self.kill_file = False  # the kill-switch file is present (set by the loop's watcher)
         self.kill_reason = ""
@@ -189,7 +197,7 @@ class Engine:
             recorder=recorder,
             book=self.book,
             kill_active=self.kill_active,
-            on_rejection=lambda ts, sym: self.rejections.append(ts),
+            on_rejection=self._rejected,
             on_api_error=self._api_error,
             persist=store.save_order,
             on_order=lambda result: self.telemetry.event("order", result=result),
@@ -216,6 +224,31 @@ class Engine:
         # Feeds the API-error breaker. vigil_api_errors_total is counted per failed request
         # by the venue adapter itself (runner/live.py), retries included.
         self.api_errors.append(ts)
+
+    def _rejected(self, ts: int, symbol: str) -> None:
+        """An order the venue refused. `breakers.rejection_count` of them on one symbol within
+        `breakers.rejection_window_seconds` ban that symbol alone for `universe.ban_minutes`
+        (its exits still go), and those rejections stop counting toward the rejections
+        breaker, which is for refusals spread over symbols (the account, not one product)."""
+        b = self.config.breakers
+        self.rejections.append(ts)
+        self._rejected_by.append((ts, symbol))
+        lo = ts - b.rejection_window_seconds * 1000
+        mine = sum(1 for t, s in self._rejected_by if s == symbol and t > lo)
+        if mine < b.rejection_count:
+            return
+        until = ts + self.config.universe.ban_minutes * 60_000
+        bans = dict(self.state.bans)
+        bans[symbol] = max(bans.get(symbol, 0), until)
+        self.state = replace(self.state, bans=MappingProxyType(bans))
+        kept = [(t, s) for t, s in self._rejected_by if s != symbol]
+        self._rejected_by = deque(kept, maxlen=1000)
+        self.rejections = deque((t for t, _ in kept), maxlen=1000)
+        detail = f"{mine} orders rejected in {b.rejection_window_seconds}s"
+        self.recorder.event(
+            "symbol_banned", {"ts": ts, "symbol": symbol, "until": until, "reason": detail}
+        )
+        log.warning("%s banned until %d: %s", symbol, until, detail)
 
     def start_failed(self, now_ms: int, exc: ExchangeError) -> None:
         """A start attempt failed on the exchange: counted like a cycle that could not trade."""
@@ -304,6 +337,8 @@ class Engine:
             exits_only=",".join(sorted(self.exits_only)) if self.exits_only else "",
         )
         decision = run_cycle(snapshot, self.portfolio, self.config, now_ms, timer=self._timer)
+        if decision.intents and self._depth_check:
+            decision = await self._with_books(snapshot, decision, now_ms)
         if self._down:
             self._down_cycles += 1
         elif self._down_cycles:
@@ -330,6 +365,36 @@ class Engine:
         if len(self.book.orders) > 1000:
             self.book.forget_terminal()
         return decision
+
+    async def _with_books(
+        self, snapshot: MarketSnapshot, decision: CycleDecision, now_ms: int
+    ) -> CycleDecision:
+        """The depth check, for entry candidates only: the symbols risk approved an entry
+        on get their order book, and the (pure) cycle runs again with those books. An entry
+        approved only on that second run (room freed by a thin book) gets its book and
+        another run, until every approved entry was judged on its book. No book can be
+        fetched: an empty one, so the entry is refused (THIN_BOOK), never sent unchecked."""
+        books: dict[str, OrderBook] = {}
+        while True:
+            want = [
+                i.symbol
+                for i in decision.intents
+                if i.side is Side.BUY and not i.reduce_only and i.symbol not in books
+            ]
+            if not want:
+                return decision
+            for sym in want:
+                books[sym] = await self._book(sym, now_ms)
+            snapshot = replace(snapshot, books=MappingProxyType(dict(books)))
+            decision = run_cycle(snapshot, self.portfolio, self.config, now_ms, timer=self._timer)
+
+    async def _book(self, symbol: str, now_ms: int) -> OrderBook:
+        try:
+            return await self.exchange.fetch_order_book(symbol, DEPTH_LEVELS)
+        except ExchangeError as exc:
+            self._api_error(now_ms, type(exc).__name__)
+            log.warning("order book of %s unavailable (%s): entry refused", symbol, exc)
+            return OrderBook(symbol=symbol, bids=(), asks=(), ts=now_ms)
 
     async def _refresh_markets(self, now_ms: int) -> None:
         """The adapter caches markets and reloads them on its own schedule; asking once a
