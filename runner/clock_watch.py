@@ -55,6 +55,7 @@ class ClockWatch:
         exchange: str,
         on_reading: Callable[[ClockReading], None] = lambda r: None,
     ) -> None:
+        """`on_reading(reading)` runs after each measurement has been acted on."""
         self._cfg = settings
         self._clock = clock
         self._engine = engine
@@ -98,7 +99,6 @@ class ClockWatch:
         h.clock_ok = reading.ok
         h.clock_detail = reading.detail
         h.clock_ms = self._clock.now_ms()
-        self._on_reading(reading)
         return reading
 
     async def at_start(self, *, refuse: bool) -> ClockReading:
@@ -115,6 +115,7 @@ class ClockWatch:
             self._engine.set_exits_only(CAUSE, reading.detail, self._clock.now_ms())
         else:
             log.info("clock: %s", reading.detail)
+        self._on_reading(reading)
         return reading
 
     async def check(self, now_ms: int) -> None:
@@ -128,6 +129,7 @@ class ClockWatch:
             self._engine.set_exits_only(CAUSE, reading.detail, now_ms)
         elif CAUSE in self._engine.exits_only:
             self._engine.clear_exits_only(CAUSE, now_ms)
+        self._on_reading(reading)
 
 
 def _judge(offset: float, source: str, limit: float) -> ClockSkew:

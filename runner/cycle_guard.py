@@ -28,12 +28,22 @@ MAX_TRACEBACK = 8_000  # characters kept in the audit record (the innermost fram
 
 
 class CycleGuard:
-    def __init__(self, *, engine: Engine, limit: int, scrub: Callable[[str], str]) -> None:
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        limit: int,
+        scrub: Callable[[str], str],
+        on_change: Callable[[], None] = lambda: None,
+    ) -> None:
+        """`on_change()` runs after each failure: the metrics' state gauges are otherwise
+        set at the end of a cycle, which a failing cycle never reaches."""
         if limit < 1:
             raise ValueError(f"limit must be >= 1, got {limit}")
         self._engine = engine
         self._limit = limit
         self._scrub = scrub
+        self._on_change = on_change
         self.in_a_row = 0
         self.total = 0
 
@@ -71,3 +81,4 @@ class CycleGuard:
             log.critical("HALTED: %s; %d open order(s) cancelled; run `vigil resume`", why, n)
         elif self.in_a_row >= self._limit and CAUSE not in eng.exits_only:
             eng.set_exits_only(CAUSE, why, now_ms)
+        self._on_change()

@@ -157,6 +157,7 @@ async def _run_live(loaded: LoadedConfig, opts: RunOptions, paths: Any, db: Stat
         fetch_time=getattr(parts.data, "fetch_time", None),
         exchange=cfg.exchange.id,
         on_clock=lambda r: metrics.guards.clock_reading(r.offset_ms, r.ok),
+        on_change=lambda: metrics.update_state(engine),
     )
     audit.append(
         "config_loaded",
@@ -244,6 +245,7 @@ async def _run_replay(loaded: LoadedConfig, opts: RunOptions, paths: Any, db: St
         clock=clock,
         scrub=lambda text: redact(text, secrets),
         check_clock=False,  # simulated time: nothing to compare with
+        on_change=lambda: metrics.update_state(engine),
     )
     audit.append(
         "config_loaded",

@@ -55,12 +55,20 @@ class Guards:
         fetch_time: Callable[[], Awaitable[int]] | None = None,
         exchange: str = "",
         on_clock: Callable[[ClockReading], None] = lambda r: None,
+        on_change: Callable[[], None] = lambda: None,
         env: Mapping[str, str] | None = None,
         check_clock: bool = True,
     ) -> None:
         self._engine = engine
-        self.cycle = CycleGuard(engine=engine, limit=config.loop.max_cycle_errors, scrub=scrub)
+        self.cycle = CycleGuard(
+            engine=engine, limit=config.loop.max_cycle_errors, scrub=scrub, on_change=on_change
+        )
         self._refuse_skew = config.mode is Mode.LIVE
+
+        def after_reading(reading: ClockReading) -> None:
+            on_clock(reading)
+            on_change()  # the exits-only gauge follows at once, not at the cycle's end
+
         self.clock = (
             None
             if not check_clock or (fetch_time is None and not config.clock.ntp_servers)
@@ -70,7 +78,7 @@ class Guards:
                 engine=engine,
                 fetch_time=fetch_time,
                 exchange=exchange,
-                on_reading=on_clock,
+                on_reading=after_reading,
             )
         )
         self.fault = fault_from_env(os.environ if env is None else env)
