@@ -139,7 +139,8 @@ class LoopSettings(Frozen):
         default=3,
         ge=1,
         description="Cycles failing in a row with an unexpected error before trading goes "
-        "exits only; twice as many latch HALTED. Both last until `vigil resume`.",
+        "exits only (until `vigil resume` or a restart); twice as many latch HALTED (the "
+        "kill-switch latch: until `vigil resume`).",
     )
 
 
@@ -244,7 +245,9 @@ class VigilConfig(PipelineConfig):
     )
     read_only: bool = Field(
         default=True,
-        description="Never place or cancel orders on the venue. LIVE needs read_only: false.",
+        description="A second key for LIVE: true refuses mode LIVE, the only mode that places "
+        "or cancels orders on the venue. No effect in DRY_RUN and PAPER (they never send orders "
+        "to the venue; PAPER's go to its in-process simulator).",
     )
     exchange: ExchangeSettings = Field(
         default_factory=ExchangeSettings, description="Exchange connection."
