@@ -455,6 +455,7 @@ async def test_clock_skew_and_book_scale_knobs(fake: FakeExchange, ex: Any) -> N
     assert (await fake.state())["clock_skew_ms"] == 5_000
     assert full["asks"] and len(half["asks"]) == len(full["asks"])
     total = sum(Decimal(str(a)) for _, a in full["asks"])
-    assert sum(Decimal(str(a)) for _, a in half["asks"]) == pytest.approx(total / 2, rel=Decimal('0.01'))
+    halved = sum(Decimal(str(a)) for _, a in half["asks"])
+    assert halved == pytest.approx(total / 2, rel=Decimal("0.01"))
     # Signed requests are judged on the venue's clock: 5 s ahead is within recvWindow.
     await ex.fetch_balance()
