@@ -79,19 +79,31 @@ class ClockWatch:
             return ClockSkew(None, self._exchange, False, f"server time unknown: {exc}"[:200])
         return _judge(offset, self._exchange, self._cfg.max_offset_ms)
 
+    async def _ntp_skew(self) -> ClockSkew:
+        """NTP in a worker thread, bounded as a whole: a host without network may spend far
+        longer resolving a name than the per-request timeout, and start-up must not wait."""
+        servers = self._cfg.ntp_servers
+        budget = self._cfg.ntp_timeout_seconds * len(servers) + 1.0
+        try:
+            return await asyncio.wait_for(
+                check_clock_skew_async(
+                    servers=servers,
+                    timeout_s=self._cfg.ntp_timeout_seconds,
+                    max_offset_ms=self._cfg.max_offset_ms,
+                ),
+                budget,
+            )
+        except TimeoutError:
+            label = ",".join(servers)
+            return ClockSkew(None, label, False, f"NTP unreachable: no answer in {budget:.0f}s")
+
     async def measure(self) -> ClockReading:
         skews = []
         ex = await self._exchange_skew()
         if ex is not None:
             skews.append(ex)
         if self._cfg.ntp_servers:
-            skews.append(
-                await check_clock_skew_async(
-                    servers=self._cfg.ntp_servers,
-                    timeout_s=self._cfg.ntp_timeout_seconds,
-                    max_offset_ms=self._cfg.max_offset_ms,
-                )
-            )
+            skews.append(await self._ntp_skew())
         reading = _verdict(tuple(skews), self._cfg.max_offset_ms)
         self.last = reading
         h = self._engine.health
