@@ -137,3 +137,19 @@ def test_unknown_offset_is_reported_not_judged() -> None:
     reading = asyncio.run(watch(eng, clock, down).at_start(refuse=True))
     assert reading.ok and reading.offset_ms is None
     assert "offset unknown" in eng.health.clock_detail
+
+
+def test_ntp_that_does_not_answer_leaves_the_exchange_reading_in_charge() -> None:
+    clock = SimClock(T0)
+
+    async def server() -> int:
+        return clock.now_ms() + 20
+
+    eng = engine(MemorySink())
+    # Nothing serves NTP on loopback: the request times out, it never leaves the host.
+    settings = ClockSettings(max_offset_ms=150, ntp_servers=("127.0.0.1",), ntp_timeout_seconds=0.2)
+    w = ClockWatch(settings=settings, clock=clock, engine=eng, fetch_time=server, exchange="fake")
+    reading = asyncio.run(w.at_start(refuse=True))
+    assert reading.ok and reading.offset_ms is not None
+    assert [s.offset_ms is None for s in reading.skews] == [False, True]
+    assert "NTP unreachable" in reading.skews[1].detail
