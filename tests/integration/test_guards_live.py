@@ -5,7 +5,8 @@ audit log.
 - LIVE with a skewed clock refuses to start (exit 6); drift while running goes exits only;
 - a thin book refuses entries in PAPER (THIN_BOOK);
 - an exception in every cycle latches exits only, then HALTED, with the process still up;
-- with the exchange down, the API-error and EXCHANGE_DOWN metrics move on the first failure.
+- with the exchange down, the API-error and EXCHANGE_DOWN metrics move on the first failure;
+- a symbol whose orders the venue keeps rejecting is banned alone; the rest keeps trading.
 """
 
 from __future__ import annotations
@@ -225,3 +226,32 @@ async def test_exchange_down_while_running_moves_the_metrics_and_says_it_retries
     err = daemon.stderr()
     assert "trading nothing, retrying every cycle" in err
     assert "not asking again" not in err
+
+
+async def test_a_symbol_the_venue_keeps_rejecting_is_banned_alone(tmp_path: Path) -> None:
+    async with asyncio.timeout(120), watched_fake(tmp_path / "data" / "audit") as fake:
+        fake.add_fault(kind="filter_failure", filter="PRICE_FILTER", symbol="SOL/USDT")
+        ws = make_workspace(tmp_path, fake.url, mode="LIVE")
+        async with running(ws) as daemon:
+
+            def banned() -> list[dict[str, object]]:
+                return [r["data"] for r in ws.records() if r["kind"] == "symbol_banned"]
+
+            await wait_until(banned, 90, daemon, what="SOL/USDT banned")
+            after = len(ws.records())
+            placed = len(fake.accepted)
+            # The others keep trading: the ban is the symbol's, not the bot's.
+            await wait_until(
+                lambda: len(fake.accepted) >= placed + 2, 60, daemon, what="more orders"
+            )
+            assert await daemon.terminate() == 0
+    records = ws.records()
+    ban = banned()
+    assert [b["symbol"] for b in ban] == ["SOL/USDT"]
+    assert "orders rejected" in str(ban[0]["reason"])
+    assert {a.symbol for a in fake.accepted} <= {"BTC/USDT", "ETH/USDT"}
+    later = cycles(records[after:])
+    assert later and all("SOL/USDT" not in c["eligible"] for c in later)
+    trips = [r["data"]["breaker"] for r in records if r["kind"] == "breaker_trip"]
+    assert "rejections" not in trips
+    assert any(c["excluded"].get("BANNED") for c in later)
