@@ -296,6 +296,7 @@ async def _serve(
             return await _cycle(
                 loaded, engine, clock, pacer, paths, metrics, audit, opts, stop, guards, systemd
             )
+        systemd.stopping()
         log.info("stopped before the exchange could be reached")
         audit.append("shutdown", {"ts": clock.now_ms(), "started": False}, sync=True)
         return 0

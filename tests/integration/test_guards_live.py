@@ -12,7 +12,10 @@ audit log.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
+import socket
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -255,3 +258,47 @@ async def test_a_symbol_the_venue_keeps_rejecting_is_banned_alone(tmp_path: Path
     trips = [r["data"]["breaker"] for r in records if r["kind"] == "breaker_trip"]
     assert "rejections" not in trips
     assert any(c["excluded"].get("BANNED") for c in later)
+
+
+async def test_ready_and_watchdog_while_the_exchange_is_down_at_start(tmp_path: Path) -> None:
+    """What the shipped unit relies on (Type=notify, WatchdogSec): READY=1 once vigil serves
+    /health, WATCHDOG=1 while it waits for an unreachable exchange; no start timeout."""
+    with tempfile.TemporaryDirectory(prefix="vn") as short:  # AF_UNIX paths are short
+        path = str(Path(short) / "notify")
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock.bind(path)
+        sock.setblocking(False)
+        got: list[str] = []
+
+        def drain() -> list[str]:
+            with contextlib.suppress(BlockingIOError):
+                while True:
+                    got.append(sock.recv(4096).decode())
+            return got
+
+        url = f"http://127.0.0.1:{closed_port()}"
+        ws = make_workspace(
+            tmp_path,
+            url,
+            mode="PAPER",
+            VIGIL_EXCHANGE__TIMEOUT_MS="1000",
+            NOTIFY_SOCKET=path,
+            WATCHDOG_USEC="1500000",  # pet every 0.5 s
+        )
+        try:
+            async with asyncio.timeout(60), running(ws) as daemon:
+                await wait_until(
+                    lambda: any(m.startswith("READY=1") for m in drain()), 30, daemon, what="READY"
+                )
+                await wait_until(
+                    lambda: sum(m == "WATCHDOG=1" for m in drain()) >= 3, 20, daemon, what="pets"
+                )
+                status, health = await daemon.health()
+                assert status == 503 and "unreachable" in health["detail"]
+                assert await daemon.terminate(timeout=10) == 0
+        finally:
+            sock.close()
+    ready = next(m for m in got if m.startswith("READY=1"))
+    assert "STATUS=mode=PAPER" in ready and "starting" in ready
+    assert not any("trading" in m for m in got)  # it never got that far
+    assert got[-1] == "STOPPING=1"
