@@ -296,6 +296,7 @@ async def test_ready_and_watchdog_while_the_exchange_is_down_at_start(tmp_path: 
                 status, health = await daemon.health()
                 assert status == 503 and "unreachable" in health["detail"]
                 assert await daemon.terminate(timeout=10) == 0
+            drain()
         finally:
             sock.close()
     ready = next(m for m in got if m.startswith("READY=1"))
