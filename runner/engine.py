@@ -251,8 +251,9 @@ class Engine:
         log.warning("%s banned until %d: %s", symbol, until, detail)
 
     def start_failed(self, now_ms: int, exc: ExchangeError) -> None:
-        """A start attempt failed on the exchange: counted like a cycle that could not trade."""
-        self._api_error(now_ms, type(exc).__name__)
+        """A start attempt failed on the exchange: counted like a cycle that could not trade.
+        Not fed to the API-error breaker: a venue that was down at start and answers now is
+        no reason to halt the first cycles (its failed requests are in the metric already)."""
         self.health.exchange_error = type(exc).__name__
         down = isinstance(exc, ExchangeUnavailable)
         reason = NoTradeReason.EXCHANGE_DOWN if down else NoTradeReason.MISSING_DATA
