@@ -70,6 +70,9 @@ class MarketSnapshot:
     missing: tuple[str, ...] = ()  # critical inputs the runner could not fetch
     exchange_down: bool = False  # the exchange could not be reached this cycle
     history: CandleHistory | None = None
+    # A latched exits-only order from the runner (repeated cycle failures, clock drift),
+    # named by its cause; empty when none. Entries are refused while it is set.
+    exits_only: str = ""
 
 
 def required_features(config: PipelineConfig) -> frozenset[str]:
@@ -201,6 +204,8 @@ def run_cycle(
         equity=equity,
     )
     state_now, causes = trading_state(breakers, config.breakers, kill_switch=kill)
+    if snapshot.exits_only and state_now is TradingState.ACTIVE:
+        state_now, causes = TradingState.REDUCING, (snapshot.exits_only,)
     for e in events:
         notes.append(f"breaker {e.name} {e.event}: {e.reason}")
     st.mark("breakers")

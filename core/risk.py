@@ -265,8 +265,10 @@ def _assess_entry(
         return _verdict(p, size.reason, f"room {room:.2f} below market minimum"), None
     if ex.min_depth_multiple > 0:
         ob = inp.books.get(p.symbol)
-        if ob is not None and ob.depth_notional(Side.BUY) < size.notional * ex.min_depth_multiple:
-            return _verdict(p, R.THIN_BOOK), None
+        if ob is not None:
+            depth, need = ob.depth_notional(Side.BUY), size.notional * ex.min_depth_multiple
+            if depth < need:
+                return _verdict(p, R.THIN_BOOK, f"ask depth {depth:.2f} < {need:.2f}"), None
 
     post_only = order_type is OrderType.LIMIT and ex.post_only
     intent = _intent(p, Side.BUY, order_type, size.quantity, price, inp.now_ms, post_only)

@@ -21,10 +21,42 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
+from pydantic import BaseModel, ConfigDict, Field
+
 DEFAULT_MAX_OFFSET_MS = 500.0
+
+
+class ClockSettings(BaseModel):
+    """`clock:` in policy.yaml: how far the host clock may be from true time."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+
+    max_offset_ms: float = Field(
+        default=150.0,
+        gt=0,
+        le=60_000,
+        description="Largest accepted offset (ms) of the host clock from the exchange's server "
+        "time and from NTP. Above it LIVE refuses to start (exit 6) and a running daemon goes "
+        "exits only until the offset is back within it.",
+    )
+    check_interval_seconds: float = Field(
+        default=300,
+        ge=1,
+        description="How often a running daemon measures the offset again (at a cycle start).",
+    )
+    ntp_servers: tuple[str, ...] = Field(
+        default=("pool.ntp.org",),
+        description="NTP servers asked in turn besides the exchange; empty: exchange time only. "
+        "Unreachable servers are skipped after ntp_timeout_seconds (the offset stays unknown).",
+    )
+    ntp_timeout_seconds: float = Field(
+        default=1.0, gt=0, le=10, description="Timeout of one NTP request (s)."
+    )
+
 
 Query = Callable[[], float]
 """Returns the offset in milliseconds (reference - local); raises when it cannot tell."""
@@ -140,3 +172,20 @@ async def check_clock_skew_async(
         max_offset_ms=max_offset_ms,
         source=source,
     )
+
+
+class ClockSkewed(Exception):
+    """LIVE refused to start: the host clock is too far from the exchange's (exit code 6)."""
+
+
+async def exchange_offset_ms(
+    fetch_time: Callable[[], Awaitable[int]],
+    now_ms: Callable[[], int],
+    monotonic: Callable[[], float] = time.monotonic,
+) -> float:
+    """Offset (exchange - local, ms) from one request to the exchange's time endpoint: the
+    local time comes from the Clock port, the round trip from a monotonic clock."""
+    local = now_ms()
+    t0 = monotonic()
+    server = await fetch_time()
+    return skew_from_server_time(int(server), local, (monotonic() - t0) * 1000.0)

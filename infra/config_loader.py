@@ -47,7 +47,7 @@ __all__ = [
 ]
 
 POLICY_KEYS = (
-    "mode", "read_only", "exchange", "loop", "http", "paths", "alerts", "sim",
+    "mode", "read_only", "exchange", "loop", "http", "paths", "alerts", "sim", "clock",
     "timeframe", "regime", "triggers", "exits", "risk", "breakers", "execution",
 )  # fmt: skip
 FILES: dict[str, tuple[str, ...]] = {
@@ -57,7 +57,8 @@ FILES: dict[str, tuple[str, ...]] = {
 }
 HOME = {key: name for name, keys in FILES.items() for key in keys}
 ENV_PREFIX = "VIGIL_"
-RESERVED_ENV = SECRET_ENV_NAMES | {"VIGIL_CONFIG"}
+# VIGIL_TEST_FAULT is the integration tests' hook (runner/guards.py), not a config key.
+RESERVED_ENV = SECRET_ENV_NAMES | {"VIGIL_CONFIG", "VIGIL_TEST_FAULT"}
 DEPRECATED = {
     "risk.max_positions": "risk.max_open_positions",
     "loop.interval": "loop.interval_seconds",

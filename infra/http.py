@@ -13,7 +13,7 @@ import json
 import logging
 import socket
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
 from typing import Any, Protocol
@@ -66,6 +66,8 @@ class HealthReport:
     mode: str
     config_hash: str
     checked_ms: int
+    exits_only: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    clock: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -74,6 +76,8 @@ class HealthReport:
             "components": {n: c.to_dict() for n, c in self.components.items()},
             "trading_state": self.trading_state,
             "kill_switch": self.kill_switch,
+            "exits_only": dict(self.exits_only),
+            "clock": dict(self.clock),
             "mode": self.mode,
             "config_hash": self.config_hash,
             "checked_ms": self.checked_ms,
@@ -96,6 +100,10 @@ class HealthView(Protocol):
     store_ms: int
     exchange_error: str
     started: bool
+    clock_offset_ms: float | None
+    clock_ok: bool
+    clock_detail: str
+    clock_ms: int
 
 
 class StateView(Protocol):
@@ -121,7 +129,19 @@ class HealthSource(Protocol):
     @property
     def last_decision(self) -> CycleDecision | None: ...
 
+    @property
+    def exits_only(self) -> Mapping[str, str]: ...
+
     def kill_active(self) -> bool: ...
+
+
+def _clock(h: HealthView, now_ms: int) -> dict[str, Any]:
+    return {
+        "offset_ms": None if h.clock_offset_ms is None else round(h.clock_offset_ms, 1),
+        "ok": h.clock_ok,
+        "detail": h.clock_detail,
+        "seconds_since_check": _age_s(h.clock_ms, now_ms) if h.clock_ms > 0 else None,
+    }
 
 
 def _age_s(last_ms: int, now_ms: int) -> float:
@@ -201,6 +221,10 @@ def health_report(
     kill = engine.kill_active()
     trading = d.trading_state.value if d is not None else "UNKNOWN"
     tripped = sorted(n for n, b in engine.state.breakers.items() if b.tripped)
+    guards = dict(engine.exits_only)
+    if not h.clock_ok:
+        notes.append(f"clock: {h.clock_detail}")
+        status = _worse(status, Status.DEGRADED)
     if kill:
         trading = TradingState.HALTED.value
         reason = engine.state.kill_reason
@@ -208,6 +232,10 @@ def health_report(
         status = _worse(status, Status.DEGRADED)
     elif trading == TradingState.HALTED:
         notes.append(f"trading halted by breakers: {', '.join(tripped) or 'unknown'}")
+        status = _worse(status, Status.DEGRADED)
+    elif guards:
+        # A runner guard (failing cycles, clock drift) holds trading at exits only.
+        notes.append("exits only: " + "; ".join(f"{k}: {v}" for k, v in sorted(guards.items())))
         status = _worse(status, Status.DEGRADED)
     elif trading == TradingState.REDUCING:
         # Exits still work: worth saying, not worth failing a health check.
@@ -221,6 +249,8 @@ def health_report(
         mode=mode,
         config_hash=config_hash,
         checked_ms=now_ms,
+        exits_only=MappingProxyType(guards),
+        clock=MappingProxyType(_clock(h, now_ms)),
     )
 
 

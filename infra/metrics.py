@@ -40,6 +40,7 @@ from core.models import (
     TradingState,
 )
 from core.reasons import Breaker, NoTradeReason, RiskReason
+from infra.metrics_guards import GuardMetrics
 from infra.metrics_labels import CYCLE_BUCKETS as CYCLE_BUCKETS
 from infra.metrics_labels import FILL_SIDES as FILL_SIDES
 from infra.metrics_labels import KILL_BUCKETS as KILL_BUCKETS
@@ -98,6 +99,9 @@ class EngineView(Protocol):
 
     @property
     def config(self) -> ConfigView: ...
+
+    @property
+    def exits_only(self) -> Mapping[str, str]: ...
 
     def kill_active(self) -> bool: ...
 
@@ -321,7 +325,10 @@ class Metrics:
             "Cycle time (UTC epoch seconds) of the last completed cycle.",
             registry=r,
         )
+        self.guards = GuardMetrics(r, cap=cap)
         self._events = {
+            "cycle_error": (self.guards.cycle_errors, "kind"),
+            "no_trade": (self.no_trade, "reason"),
             "order": (self.orders, "result"),
             "fill": (self.fills, "side"),
             "api_error": (self.api_errors, "kind"),
@@ -378,6 +385,7 @@ class Metrics:
                 # A breaker the enum does not list: still exported, never silently dropped.
                 child(name).set(1 if b.tripped else 0)
         self.kill_switch.set(1 if engine.kill_active() else 0)
+        self.guards.set_exits_only(engine.exits_only)
 
     def on_shadow(self, data: Mapping[str, Any]) -> None:
         """ShadowObserver hook: one call per `shadow_order` record."""

@@ -24,6 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from core.config import Frozen, PipelineConfig
+from infra.clock_sync import ClockSettings
 from infra.exchange.sim_config import SimConfig
 
 
@@ -134,6 +135,13 @@ class LoopSettings(Frozen):
     )
     history_candles: int = Field(
         default=64, ge=2, description="Candles per universe symbol fetched each cycle."
+    )
+    max_cycle_errors: int = Field(
+        default=3,
+        ge=1,
+        description="Cycles failing in a row with an unexpected error before trading goes "
+        "exits only (until `vigil resume` or a restart); twice as many latch HALTED (the "
+        "kill-switch latch: until `vigil resume`).",
     )
 
 
@@ -252,7 +260,9 @@ class VigilConfig(PipelineConfig):
     )
     read_only: bool = Field(
         default=True,
-        description="Never place or cancel orders on the venue. LIVE needs read_only: false.",
+        description="A second key for LIVE: true refuses mode LIVE, the only mode that places "
+        "or cancels orders on the venue. No effect in DRY_RUN and PAPER (they never send orders "
+        "to the venue; PAPER's go to its in-process simulator).",
     )
     exchange: ExchangeSettings = Field(
         default_factory=ExchangeSettings, description="Exchange connection."
@@ -272,6 +282,10 @@ class VigilConfig(PipelineConfig):
     sim: SimConfig = Field(
         default_factory=SimConfig,
         description="Simulated matching engine (backtest and PAPER fills).",
+    )
+    clock: ClockSettings = Field(
+        default_factory=ClockSettings,
+        description="Host clock drift check (against the exchange's server time and NTP).",
     )
 
     @field_validator("mode", mode="before")

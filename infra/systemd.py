@@ -1,7 +1,8 @@
 """systemd notifications (sd_notify) without a dependency: a datagram to $NOTIFY_SOCKET.
 
-READY=1 once the daemon trades, WATCHDOG=1 from the loop, STOPPING=1 on shutdown. With no
-NOTIFY_SOCKET (not under systemd) every call is a no-op.
+READY=1 once the daemon serves /health (before it reaches the exchange: a venue that is down
+at start must not become a start timeout), WATCHDOG=1 from the loop and while it waits for the
+venue, STOPPING=1 on shutdown. With no NOTIFY_SOCKET (not under systemd) every call is a no-op.
 """
 
 from __future__ import annotations

@@ -17,6 +17,12 @@ ALERTS = {
     "resume": ("warning", "vigil resumed by operator"),
     "audit_recovered": ("warning", "vigil audit log recovered a torn line"),
     "shutdown": ("info", "vigil stopped"),
+    # the runner's guards (runner/cycle_guard.py, runner/clock_watch.py, Engine._rejected)
+    "cycle_error": ("warning", "vigil cycle failed"),
+    "exits_only": ("critical", "vigil EXITS ONLY"),
+    "exits_only_clear": ("info", "vigil exits-only lifted"),
+    "clock_refused": ("critical", "vigil refused to start: clock skew"),
+    "symbol_banned": ("warning", "vigil symbol banned"),
 }
 RECONCILE_ALERTS = frozenset({"position", "foreign_order", "foreign_fill", "fill_refused"})
 
@@ -33,7 +39,8 @@ class AlertingSink:
             alert = ("warning", f"vigil reconciliation: {data.get('what')}")
         if alert is not None:
             level, title = alert
-            key = f"{kind}:{data.get('breaker') or data.get('what') or ''}"
+            what = data.get("breaker") or data.get("what") or data.get("cause") or ""
+            key = f"{kind}:{what or data.get('symbol') or ''}"
             body = ", ".join(f"{k}={v}" for k, v in sorted(data.items()))[:1000]
             self._notifier.notify(key, title, body, level)
         return out

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from core.errors import AlreadyRunning, AuditCorrupted, ConfigError, DataError, StateCorrupted
+from infra.clock_sync import ClockSkewed
 from infra.config_loader import Flag, LoadedConfig, load_config
 from infra.secrets import RedactingFilter, load_secrets
 from runner import __version__, exit_codes
@@ -19,7 +20,7 @@ from runner import __version__, exit_codes
 EPILOG = (
     "Exit codes: 0 ok, 1 check failed, 2 bad config/arguments, 3 already running, "
     "4 state.db corrupted (quarantined), 5 audit log corrupted, 6 no daemon running "
-    "(acted on disk only). See docs/cli.md."
+    "(acted on disk only), 7 LIVE refused: clock off. See docs/cli.md."
 )
 
 
@@ -332,6 +333,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AuditCorrupted as exc:
         print(f"refusing to start: {exc}", file=sys.stderr)
         return exit_codes.AUDIT_CORRUPTED
+    except ClockSkewed as exc:
+        print(f"refusing to start: {exc}", file=sys.stderr)
+        return exit_codes.CLOCK_SKEW
     except KeyboardInterrupt:
         return 130
 

@@ -23,7 +23,7 @@ from infra.config_loader import LoadedConfig
 from infra.exchange.sim_config import SimConfig
 from infra.lock import InstanceLock
 from infra.metrics import Metrics
-from infra.secrets import load_secrets
+from infra.secrets import load_secrets, redact
 from infra.settings import ResolvedPaths, VigilConfig
 from infra.state_store import StateStore
 from infra.systemd import SystemdNotifier
@@ -37,6 +37,7 @@ from runner.app import (
     sim_exchange,
 )
 from runner.engine import Engine
+from runner.guards import Guards
 from runner.loop import (
     KillFiles,
     KillWatcher,
@@ -166,10 +167,11 @@ async def _run_live(loaded: LoadedConfig, opts: RunOptions, paths: Any, db: Stat
     audit = AuditLog(paths.audit_dir, config_hash=loaded.config_hash, clock=clock).open()
     notifier = make_notifier(cfg, clock)
     metrics = Metrics()
+    secrets = load_secrets(os.environ)
     try:
         parts = build_live(
             cfg,
-            load_secrets(os.environ),
+            secrets,
             clock,
             db,
             symbols,
@@ -195,8 +197,20 @@ async def _run_live(loaded: LoadedConfig, opts: RunOptions, paths: Any, db: Stat
         telemetry=metrics,
     )
     symbols.engine = engine
+    guards = Guards(
+        engine=engine,
+        config=cfg,
+        clock=clock,
+        scrub=lambda text: redact(text, secrets),
+        fetch_time=getattr(parts.data, "fetch_time", None),
+        exchange=cfg.exchange.id,
+        on_clock=lambda r: metrics.guards.clock_reading(r.offset_ms, r.ok),
+        on_change=lambda: metrics.update_state(engine),
+    )
     audit.append(
-        "config_loaded", _config_record(loaded, paths, exchange=cfg.exchange.id), sync=True
+        "config_loaded",
+        _config_record(loaded, paths, exchange=cfg.exchange.id, **guards.describe()),
+        sync=True,
     )
     pacer: Pacer = LivePacer(
         clock=clock,
@@ -205,7 +219,9 @@ async def _run_live(loaded: LoadedConfig, opts: RunOptions, paths: Any, db: Stat
         rng=random.Random(),
     )
     try:
-        return await _serve(loaded, engine, clock, pacer, paths, metrics, audit, opts, notifier)
+        return await _serve(
+            loaded, engine, clock, pacer, paths, metrics, audit, opts, notifier, guards
+        )
     finally:
         await parts.exchange.close()
         audit.close()
@@ -277,9 +293,20 @@ async def _run_replay(loaded: LoadedConfig, opts: RunOptions, paths: Any, db: St
         listeners=[sim.candle_listener()],
         telemetry=metrics,
     )
+    secrets = load_secrets(os.environ)
+    guards = Guards(
+        engine=engine,
+        config=cfg,
+        clock=clock,
+        scrub=lambda text: redact(text, secrets),
+        check_clock=False,  # simulated time: nothing to compare with
+        on_change=lambda: metrics.update_state(engine),
+    )
     audit.append(
         "config_loaded",
-        _config_record(loaded, paths, replay=str(opts.replay), speed=opts.speed),
+        _config_record(
+            loaded, paths, replay=str(opts.replay), speed=opts.speed, **guards.describe()
+        ),
         sync=True,
     )
     pacer: Pacer = ReplayPacer(
@@ -292,7 +319,9 @@ async def _run_replay(loaded: LoadedConfig, opts: RunOptions, paths: Any, db: St
         rng=random.Random(),
     )
     try:
-        return await _serve(loaded, engine, clock, pacer, paths, metrics, audit, opts, notifier)
+        return await _serve(
+            loaded, engine, clock, pacer, paths, metrics, audit, opts, notifier, guards
+        )
     finally:
         await exchange.close()
         audit.close()
@@ -308,14 +337,23 @@ async def _serve(
     audit: AuditLog,
     opts: RunOptions,
     notifier: Notifier,
+    guards: Guards,
 ) -> int:
     stop = asyncio.Event()
     install_signal_handlers(stop)
     notifier.start()
     server = await _start_http(loaded, engine, clock, paths, metrics, opts.replay is not None)
+    systemd = SystemdNotifier()
+    # Up and serving /health: systemd may count the start as done even while the exchange is
+    # still unreachable (the retries below), so a down venue never becomes a restart loop.
+    systemd.ready(f"mode={loaded.config.mode.value} config={loaded.config_hash}; starting")
     try:
-        if await _start_engine(engine, clock, loaded.config, stop):
-            return await _cycle(loaded, engine, clock, pacer, paths, metrics, audit, opts, stop)
+        if await _start_engine(engine, clock, loaded.config, stop, systemd.pet):
+            await guards.at_start()
+            return await _cycle(
+                loaded, engine, clock, pacer, paths, metrics, audit, opts, stop, guards, systemd
+            )
+        systemd.stopping()
         log.info("stopped before the exchange could be reached")
         audit.append("shutdown", {"ts": clock.now_ms(), "started": False}, sync=True)
         return 0
@@ -336,9 +374,16 @@ def make_notifier(cfg: VigilConfig, clock: Any) -> Notifier:
     )
 
 
-async def _start_engine(engine: Engine, clock: Any, cfg: VigilConfig, stop: asyncio.Event) -> bool:
+async def _start_engine(
+    engine: Engine,
+    clock: Any,
+    cfg: VigilConfig,
+    stop: asyncio.Event,
+    pet: Any = None,
+) -> bool:
     """Start, retrying with capped backoff while the exchange cannot be reached. One line
-    per failed attempt; SIGTERM during the retries ends the daemon cleanly."""
+    per failed attempt; SIGTERM during the retries ends the daemon cleanly. `pet` feeds the
+    systemd watchdog while it waits: waiting for the venue is not a hang."""
     rng = random.Random()
     attempt = 0
     while not stop.is_set():
@@ -357,7 +402,7 @@ async def _start_engine(engine: Engine, clock: Any, cfg: VigilConfig, stop: asyn
             start.result()
             return True
         except ExchangeError as exc:
-            engine.health.exchange_error = type(exc).__name__
+            engine.start_failed(clock.now_ms(), exc)
             delay = min(60.0, 2.0**attempt) * rng.uniform(0.5, 1.0)
             attempt += 1
             text = " ".join(str(exc).split())[:200]
@@ -370,9 +415,17 @@ async def _start_engine(engine: Engine, clock: Any, cfg: VigilConfig, stop: asyn
                 text,
                 delay,
             )
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=delay)
+            await _wait_petting(stop, delay, pet)
     return False
+
+
+async def _wait_petting(stop: asyncio.Event, delay: float, pet: Any) -> None:
+    end = time.monotonic() + delay
+    while not stop.is_set() and (left := end - time.monotonic()) > 0:
+        if pet is not None:
+            pet()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=min(left, 1.0))
 
 
 async def _start_http(
@@ -430,6 +483,8 @@ async def _cycle(
     audit: AuditLog,
     opts: RunOptions,
     stop: asyncio.Event,
+    guards: Guards,
+    systemd: SystemdNotifier,
 ) -> int:
     cfg = loaded.config
     if engine.state.kill_switch:
@@ -445,9 +500,8 @@ async def _cycle(
     )
     if opts.max_cycles is not None:
         pacer = _Limited(pacer, opts.max_cycles)
-    systemd = SystemdNotifier()
     stall_s = 2 * cfg.loop.interval_seconds + cfg.loop.cycle_budget_ms / 1000
-    systemd.ready(f"mode={cfg.mode.value} config={loaded.config_hash}")
+    systemd.notify(f"STATUS=mode={cfg.mode.value} config={loaded.config_hash}; trading")
     t0 = time.monotonic()
     try:
         cycles = await run_loop(
@@ -458,6 +512,8 @@ async def _cycle(
             budget_ms=cfg.loop.cycle_budget_ms,
             on_budget_exceeded=lambda: metrics.event("budget_exceeded"),
             progress=Progress(pet=systemd.pet, stall_after_s=stall_s),
+            guard=guards.cycle,
+            before_cycle=guards.before_cycle,
         )
     finally:
         systemd.stopping()

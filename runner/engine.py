@@ -13,6 +13,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal
+from types import MappingProxyType
 from typing import Any, Protocol
 
 from core.config import PipelineConfig
@@ -25,10 +26,13 @@ from core.models import (
     CycleDecision,
     EngineState,
     Market,
+    OrderBook,
     Quote,
+    Side,
 )
 from core.portfolio import Portfolio, update_peaks
 from core.ports import Exchange
+from core.reasons import NoTradeReason
 from core.universe import candidates
 from runner.execution import Executor, OrderBookkeeper
 from runner.reconcile import Reconciler
@@ -39,6 +43,11 @@ from strategy.base import CandleHistory
 log = logging.getLogger("vigil.engine")
 
 MARKETS_CHECK_MS = 60_000
+# Levels of an entry candidate's book fetched for the depth check: the levels
+# OrderBook.depth_notional counts.
+DEPTH_LEVELS = 10
+# Exits-only causes that stay until an operator resumes (others clear by themselves).
+LATCHED_BY_RESUME = frozenset({"cycle_errors"})
 
 CandleSink = Callable[[str, int, float, float, float, float, float], Any]
 
@@ -127,6 +136,11 @@ class Health:
     store_ms: int = 0
     exchange_error: str = ""
     started: bool = False
+    # The clock-drift check (runner/clock_watch.py); clock_ms 0: never measured.
+    clock_offset_ms: float | None = None
+    clock_ok: bool = True
+    clock_detail: str = "not measured"
+    clock_ms: int = 0
 
 
 class Engine:
@@ -162,13 +176,18 @@ class Engine:
         self.book = OrderBookkeeper()
         self.api_errors: deque[int] = deque(maxlen=1000)
         self.rejections: deque[int] = deque(maxlen=1000)
+        self._rejected_by: deque[tuple[int, str]] = deque(maxlen=1000)  # (ts, symbol)
         self._error_window = error_window_ms
+        self._depth_check = config.execution.min_depth_multiple > 0
         self.health = Health()
         self.kill_file = False  # the kill-switch file is present (set by the loop's watcher)
         self.kill_reason = ""
+        # Exits-only orders from the runner's own guards: cause -> detail (see set_exits_only).
+        self.exits_only: dict[str, str] = {}
         self.last_decision: CycleDecision | None = None
         self.bad_ticks = 0
         self._down = False  # an ExchangeUnavailable happened during this cycle
+        self._down_cycles = 0  # cycles in a row that ended with the exchange unreachable
         self._markets_ms = 0
         self._cands: tuple[Mapping[str, Market] | None, list[str]] = (None, [])
         self._history = CandleHistory(bank)
@@ -178,7 +197,7 @@ class Engine:
             recorder=recorder,
             book=self.book,
             kill_active=self.kill_active,
-            on_rejection=lambda ts, sym: self.rejections.append(ts),
+            on_rejection=self._rejected,
             on_api_error=self._api_error,
             persist=store.save_order,
             on_order=lambda result: self.telemetry.event("order", result=result),
@@ -193,11 +212,52 @@ class Engine:
         self._api_error(now_ms, type(exc).__name__)
         self.health.exchange_error = type(exc).__name__
         if isinstance(exc, ExchangeUnavailable):
+            if not self._down and not self._down_cycles:
+                log.error(
+                    "exchange unreachable (%s: %s); trading nothing, retrying every cycle",
+                    type(exc).__name__,
+                    " ".join(str(exc).split())[:200],
+                )
             self._down = True
 
     def _api_error(self, ts: int, kind: str) -> None:
+        # Feeds the API-error breaker. vigil_api_errors_total is counted per failed request
+        # by the venue adapter itself (runner/live.py), retries included.
         self.api_errors.append(ts)
-        self.telemetry.event("api_error", kind=kind)
+
+    def _rejected(self, ts: int, symbol: str) -> None:
+        """An order the venue refused. `breakers.rejection_count` of them on one symbol within
+        `breakers.rejection_window_seconds` ban that symbol alone for `universe.ban_minutes`
+        (its exits still go), and those rejections stop counting toward the rejections
+        breaker, which is for refusals spread over symbols (the account, not one product)."""
+        b = self.config.breakers
+        self.rejections.append(ts)
+        self._rejected_by.append((ts, symbol))
+        lo = ts - b.rejection_window_seconds * 1000
+        mine = sum(1 for t, s in self._rejected_by if s == symbol and t > lo)
+        if mine < b.rejection_count:
+            return
+        until = ts + self.config.universe.ban_minutes * 60_000
+        bans = dict(self.state.bans)
+        bans[symbol] = max(bans.get(symbol, 0), until)
+        self.state = replace(self.state, bans=MappingProxyType(bans))
+        kept = [(t, s) for t, s in self._rejected_by if s != symbol]
+        self._rejected_by = deque(kept, maxlen=1000)
+        self.rejections = deque((t for t, _ in kept), maxlen=1000)
+        detail = f"{mine} orders rejected in {b.rejection_window_seconds}s"
+        self.recorder.event(
+            "symbol_banned", {"ts": ts, "symbol": symbol, "until": until, "reason": detail}
+        )
+        log.warning("%s banned until %d: %s", symbol, until, detail)
+
+    def start_failed(self, now_ms: int, exc: ExchangeError) -> None:
+        """A start attempt failed on the exchange: counted like a cycle that could not trade.
+        Not fed to the API-error breaker: a venue that was down at start and answers now is
+        no reason to halt the first cycles (its failed requests are in the metric already)."""
+        self.health.exchange_error = type(exc).__name__
+        down = isinstance(exc, ExchangeUnavailable)
+        reason = NoTradeReason.EXCHANGE_DOWN if down else NoTradeReason.MISSING_DATA
+        self.telemetry.event("no_trade", reason=reason.value)
 
     async def start(self, now_ms: int, *, warmup_bars: int) -> None:
         """Restore state, load markets, warm indicators up, reconcile once."""
@@ -275,8 +335,16 @@ class Engine:
             missing=tuple(missing) if missing else (),
             exchange_down=self._down,
             history=self._history,
+            exits_only=",".join(sorted(self.exits_only)) if self.exits_only else "",
         )
         decision = run_cycle(snapshot, self.portfolio, self.config, now_ms, timer=self._timer)
+        if decision.intents and self._depth_check:
+            decision = await self._with_books(snapshot, decision, now_ms)
+        if self._down:
+            self._down_cycles += 1
+        elif self._down_cycles:
+            log.warning("exchange reachable again after %d cycle(s)", self._down_cycles)
+            self._down_cycles = 0
         self.state = decision.state
         self.health.strategies_ms = now_ms
         self.recorder.decision(
@@ -298,6 +366,36 @@ class Engine:
         if len(self.book.orders) > 1000:
             self.book.forget_terminal()
         return decision
+
+    async def _with_books(
+        self, snapshot: MarketSnapshot, decision: CycleDecision, now_ms: int
+    ) -> CycleDecision:
+        """The depth check, for entry candidates only: the symbols risk approved an entry
+        on get their order book, and the (pure) cycle runs again with those books. An entry
+        approved only on that second run (room freed by a thin book) gets its book and
+        another run, until every approved entry was judged on its book. No book can be
+        fetched: an empty one, so the entry is refused (THIN_BOOK), never sent unchecked."""
+        books: dict[str, OrderBook] = {}
+        while True:
+            want = [
+                i.symbol
+                for i in decision.intents
+                if i.side is Side.BUY and not i.reduce_only and i.symbol not in books
+            ]
+            if not want:
+                return decision
+            for sym in want:
+                books[sym] = await self._book(sym, now_ms)
+            snapshot = replace(snapshot, books=MappingProxyType(dict(books)))
+            decision = run_cycle(snapshot, self.portfolio, self.config, now_ms, timer=self._timer)
+
+    async def _book(self, symbol: str, now_ms: int) -> OrderBook:
+        try:
+            return await self.exchange.fetch_order_book(symbol, DEPTH_LEVELS)
+        except ExchangeError as exc:
+            self._api_error(now_ms, type(exc).__name__)
+            log.warning("order book of %s unavailable (%s): entry refused", symbol, exc)
+            return OrderBook(symbol=symbol, bids=(), asks=(), ts=now_ms)
 
     async def _refresh_markets(self, now_ms: int) -> None:
         """The adapter caches markets and reloads them on its own schedule; asking once a
@@ -345,9 +443,30 @@ class Engine:
             self.recorder.event("kill_switch", {"reason": reason, "source": source}, sync=True)
         return await self.cancel_all(now_ms, reason="KILL_SWITCH")
 
+    def set_exits_only(self, cause: str, detail: str, now_ms: int) -> None:
+        """Refuse entries from the next cycle on (exits still run) until `clear_exits_only`
+        or an operator's resume. Recorded (and so alerted) when it starts."""
+        if self.exits_only.get(cause) == detail:
+            return
+        first = cause not in self.exits_only
+        self.exits_only[cause] = detail
+        if first:
+            self.recorder.event(
+                "exits_only", {"ts": now_ms, "cause": cause, "detail": detail}, sync=True
+            )
+            log.error("EXITS ONLY (%s): %s", cause, detail)
+
+    def clear_exits_only(self, cause: str, now_ms: int) -> None:
+        if self.exits_only.pop(cause, None) is not None:
+            self.recorder.event("exits_only_clear", {"ts": now_ms, "cause": cause}, sync=True)
+            log.warning("exits-only (%s) cleared", cause)
+
     def resume(self, now_ms: int, source: str) -> None:
         self.kill_file = False
         self.kill_reason = ""
+        for cause in list(self.exits_only):
+            if cause in LATCHED_BY_RESUME:
+                self.clear_exits_only(cause, now_ms)
         self.state = replace(self.state, kill_switch=False, kill_reason="")
         self.store.set_kill(False, "")
         self.recorder.event("resume", {"ts": now_ms, "source": source}, sync=True)

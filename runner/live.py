@@ -80,7 +80,8 @@ def build_live(
     record: Callable[..., Any],
     observer: Any = None,
 ) -> LiveParts:
-    """`record(kind, data)` receives shadow-mode records (the audit log's append)."""
+    """`record(kind, data)` receives shadow-mode records (the audit log's append);
+    `observer.event("api_error", kind=...)` hears of every failed request to the venue."""
     live = cfg.mode is Mode.LIVE
     if live:
         require_live_credentials(cfg, secrets)
@@ -101,6 +102,9 @@ def build_live(
             "orders": Budget(capacity=cfg.exchange.orders_per_10s, per_seconds=10),
         },
         notes=record if live else None,
+        on_error=None
+        if observer is None
+        else lambda exc: observer.event("api_error", kind=type(exc).__name__),
     )
     feed = ExchangeFeed(
         exchange=data, symbols=symbols, timeframe=cfg.timeframe, page=cfg.loop.history_candles

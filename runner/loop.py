@@ -8,12 +8,13 @@ import logging
 import random
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from core.clock import Clock
+from runner.cycle_guard import CycleGuard
 from runner.engine import Engine
 
 log = logging.getLogger("vigil.loop")
@@ -204,10 +205,17 @@ async def run_loop(
     budget_ms: int,
     on_budget_exceeded: object = None,
     progress: Progress | None = None,
+    guard: CycleGuard | None = None,
+    before_cycle: Callable[[int], Awaitable[None]] | None = None,
 ) -> int:
-    """Cycle until `stop` is set or the pacer ends. Returns the number of cycles run."""
+    """Cycle until `stop` is set or the pacer ends. Returns the number of cycles run.
+
+    An exception out of a cycle goes to `guard` (record, count, alert, escalate) and the loop
+    goes on: a bug must not become a crash loop. `before_cycle(now_ms)` runs the periodic
+    checks that live outside the engine (the clock-drift check)."""
     cycles = 0
     progress = progress or Progress()
+    guard = guard or CycleGuard(engine=engine, limit=3, scrub=lambda text: text)
     watch = asyncio.create_task(watcher.run(stop, progress.tick), name="kill-watcher")
     try:
         while not stop.is_set():
@@ -216,7 +224,19 @@ async def run_loop(
                 break
             await watcher.check()
             t0 = time.monotonic()
-            d = await engine.step(now)
+            try:
+                if before_cycle is not None:
+                    await before_cycle(now)
+                d = await engine.step(now)
+            except Exception as exc:  # the cycle boundary: see runner/cycle_guard.py
+                try:
+                    await guard.failed(now, exc)
+                except Exception:
+                    log.exception("recording a failed cycle failed too")
+                progress.cycle_done()  # the loop is alive and judging; no watchdog restart
+                cycles += 1
+                continue
+            guard.succeeded()
             progress.cycle_done()
             cycles += 1
             took_ms = (time.monotonic() - t0) * 1000.0

@@ -239,7 +239,8 @@ AUDIT_KINDS = frozenset(
         "config_loaded", "cycle", "proposal", "verdict", "order_intent", "order_ack", "fill",
         "cancel", "breaker_trip", "breaker_clear", "kill_switch", "resume", "shutdown",
         "reconcile", "bad_tick", "audit_recovered", "shadow_order", "shadow_fill",
-        "shadow_evicted",
+        "shadow_evicted", "cycle_error", "exits_only", "exits_only_clear", "clock_refused",
+        "symbol_banned",
     }
 )  # fmt: skip
 

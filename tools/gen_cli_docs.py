@@ -34,6 +34,8 @@ error: candles a backtest or replay needs are missing, empty or unreadable (`dat
 | 5 | the audit log's tail does not verify; the daemon refuses to start |
 | 6 | `kill`, `resume`, `status`: no daemon runs with this config; the command says so, names \
 the lock file it looked at, and acted on disk only (`kill` still latches the halt in state.db) |
+| 7 | LIVE refused to start: the host clock is further from the exchange's (or NTP's) time \
+than `clock.max_offset_ms` |
 | 130 | interrupted before the daemon took over signal handling |
 
 `vigil run` exits 0 after a clean SIGTERM/SIGINT shutdown. A command whose output pipe closes

@@ -68,6 +68,7 @@ WEIGHTS = {
     "open_orders": 6,
     "open_orders_all": 80,
     "my_trades": 20,
+    "time": 1,
 }
 DEFAULT_BUDGETS = {
     "weight": Budget(capacity=1200, per_seconds=60),
@@ -97,6 +98,7 @@ class CcxtExchange:
         quote_currency: str = "USDT",
         client: Any = None,
         notes: Callable[[str, dict[str, Any]], Any] | None = None,
+        on_error: Callable[[ExchangeError], None] | None = None,
     ) -> None:
         self.name = exchange_id
         self._clock = clock
@@ -119,6 +121,7 @@ class CcxtExchange:
         self._retry = retry or RetryPolicy(max_attempts=3, base_s=0.5, cap_s=4.0)
         self._orders_retry = RetryPolicy()
         self._notes = notes
+        self._observe_error = on_error  # every failed request, retries included (metrics)
         self._down_until_ms = 0
         self._refresh_ms = markets_refresh_s * 1000
         self._markets: dict[str, Market] = {}
@@ -137,6 +140,8 @@ class CcxtExchange:
     # ---- plumbing ---------------------------------------------------------------------------
 
     def _on_error(self, exc: ExchangeError) -> None:
+        if self._observe_error is not None:
+            self._observe_error(exc)
         if isinstance(exc, RateLimited):
             pause = self._limiter.penalize(exc.retry_after_s, ban=isinstance(exc, IpBanned))
             log.warning("%s: %s; pausing requests for %.0fs", self.name, type(exc).__name__, pause)
@@ -167,8 +172,11 @@ class CcxtExchange:
             return await once()
         if self._clock.now_ms() < self._down_until_ms:
             # Unreachable a moment ago: fail the rest of this cycle's reads at once rather
-            # than spend a round of retries on each.
-            raise ExchangeUnavailable(f"{self.name}: unreachable moments ago; not asking again")
+            # than spend a round of retries on each; the next cycle asks again.
+            raise ExchangeUnavailable(
+                f"{self.name}: unreachable moments ago; skipping this read, the next cycle "
+                "tries again"
+            )
         try:
             result = await call_with_retries(
                 once, policy=self._retry, rng=self._rng, sleep=self._clock.sleep
@@ -246,6 +254,13 @@ class CcxtExchange:
     async def fetch_order_book(self, symbol: str, limit: int = 20) -> OrderBook:
         raw = await self._call("book", lambda: self._ex.fetch_order_book(symbol, limit))
         return OrderBookWire.parse(raw).to_domain(symbol=symbol, received_ms=self._clock.now_ms())
+
+    async def fetch_time(self) -> int:
+        """The exchange's server time (epoch ms), for the clock-drift check. Not retried:
+        a late answer would only measure the retry. ExchangeError where the venue has none."""
+        if not self._ex.has.get("fetchTime"):
+            raise ExchangeError(f"{self.name}: no server-time endpoint")
+        return int(await self._call("time", lambda: self._ex.fetch_time(), retry=False))
 
     async def fetch_fees(self) -> dict[str, tuple[Decimal, Decimal]]:
         markets = await self.load_markets()

@@ -58,6 +58,7 @@ class StubEngine:
     health: Health = field(default_factory=Health)
     last_decision: CycleDecision | None = None
     kill_file: bool = False
+    exits_only: dict[str, str] = field(default_factory=dict)
 
     def kill_active(self) -> bool:
         return self.kill_file or self.state.kill_switch
@@ -441,6 +442,10 @@ def test_every_documented_family_is_exported_and_all_are_prefixed() -> None:
         "vigil_shadow_slippage_bps",
         "vigil_shadow_sim_vs_live_bps",
         "vigil_shadow_ack_latency_seconds",
+        "vigil_cycle_errors",
+        "vigil_exits_only",
+        "vigil_clock_offset_seconds",
+        "vigil_clock_checks",
     }
     assert names == expected
 

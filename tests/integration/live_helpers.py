@@ -276,6 +276,8 @@ def make_workspace(tmp: Path, url: str, *, mode: str = "PAPER", **extra: str) ->
             # 24h volume needs a day of 1s candles: core symbols skip the volume rank
             "VIGIL_UNIVERSE__CORE_SYMBOLS": symbols,
             "VIGIL_MODE": mode,
+            # no NTP from tests: the clock check asks the fake's /api/v3/time only
+            "VIGIL_CLOCK__NTP_SERVERS": "[]",
             **TRADE_ENV,
         }
     )

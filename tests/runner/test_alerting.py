@@ -42,3 +42,27 @@ def test_kill_and_breaker_records_become_alerts_and_reach_the_audit_too() -> Non
         "vigil reconciliation: position",
     ]
     assert sent[0][2] == "critical" and "reason=drill" in sent[0][1]
+
+
+def test_guard_records_alert_and_repeated_cycle_errors_share_one_key() -> None:
+    sent: list[tuple[str, str, str]] = []
+
+    async def send(title: str, body: str, level: str) -> bool:
+        sent.append((title, body, level))
+        return True
+
+    async def go() -> None:
+        notifier = Notifier(urls=(), clock=SimClock(0), send=send, dedupe_seconds=300)
+        notifier.start()
+        sink = AlertingSink(MemorySink(), notifier)
+        for n in range(3):
+            sink.append("cycle_error", {"error": "ValueError", "in_a_row": n + 1}, sync=True)
+        sink.append("exits_only", {"cause": "cycle_errors", "detail": "3 in a row"}, sync=True)
+        sink.append("symbol_banned", {"symbol": "SOL/USDT", "reason": "3 rejected"})
+        await notifier.stop()
+
+    asyncio.run(go())
+    titles = [t for t, _, _ in sent]
+    assert titles.count("vigil cycle failed") == 1  # deduplicated within the window
+    assert "vigil EXITS ONLY" in titles and "vigil symbol banned" in titles
+    assert next(lv for t, _, lv in sent if t == "vigil EXITS ONLY") == "critical"

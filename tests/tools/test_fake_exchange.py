@@ -437,3 +437,25 @@ async def test_standalone_command() -> None:
             await ex.close()
     finally:
         assert await proc.stop() == 0
+
+
+@bounded()
+async def test_clock_skew_and_book_scale_knobs(fake: FakeExchange, ex: Any) -> None:
+    """The drills for the daemon's clock and depth guards, through real ccxt."""
+    before = await ex.fetch_time()
+    async with ControlClient(fake.url) as control:
+        await control.set_clock_skew(5_000)
+        ahead = await ex.fetch_time()
+        full = await ex.fetch_order_book("BTC/USDT", 10)
+        await control.set_book_scale("BTC/USDT", "0.5")
+        half = await ex.fetch_order_book("BTC/USDT", 10)
+    with pytest.raises(ValueError, match="positive"):
+        fake.set_book_scale("BTC/USDT", 0)
+    assert 4_000 < ahead - before < 10_000
+    assert (await fake.state())["clock_skew_ms"] == 5_000
+    assert full["asks"] and len(half["asks"]) == len(full["asks"])
+    total = sum(Decimal(str(a)) for _, a in full["asks"])
+    halved = sum(Decimal(str(a)) for _, a in half["asks"])
+    assert halved == pytest.approx(total / 2, rel=Decimal("0.01"))
+    # Signed requests are judged on the venue's clock: 5 s ahead is within recvWindow.
+    await ex.fetch_balance()

@@ -263,6 +263,18 @@ async def test_filter_failures(fake: FakeExchange, ex: Any) -> None:
 
 
 @bounded()
+async def test_a_fault_limited_to_one_symbol_spares_the_others(fake: FakeExchange, ex: Any) -> None:
+    fake.add_fault(kind="filter_failure", filter="PRICE_FILTER", symbol="ETH/USDT")
+    assert (await limit_buy(ex, "btc-fine"))["status"] == "open"  # BTC/USDT: not hit
+    eth = (await ex.fetch_ticker("ETH/USDT"))["bid"]
+    with pytest.raises(ccxt.InvalidOrder, match="PRICE_FILTER"):
+        await ex.create_order(
+            "ETH/USDT", "limit", "buy", 0.01, round(eth * 0.9, 2), {"clientOrderId": "eth-1"}
+        )
+    assert [o["clientOrderId"] for o in (await fake.state())["orders"]] == ["btc-fine"]
+
+
+@bounded()
 async def test_unknown_orders(fake: FakeExchange, ex: Any) -> None:
     with pytest.raises(ccxt.OrderNotFound):
         await ex.cancel_order("12345", "BTC/USDT")

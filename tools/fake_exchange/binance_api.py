@@ -124,7 +124,7 @@ class BinanceApi:
             params=params,
             api_key=self._key,
             api_secret=self._secret,
-            now_ms=self.v.clock.now_ms(),
+            now_ms=self.v.server_ms(),
         )
         return params
 
@@ -174,7 +174,7 @@ class BinanceApi:
         return ok({"status": 0, "msg": "normal"})
 
     async def time(self, request: web.Request) -> web.Response:
-        return ok({"serverTime": self.v.clock.now_ms()})
+        return ok({"serverTime": self.v.server_ms()})
 
     async def exchange_info(self, request: web.Request) -> web.Response:
         specs, _ = self._many(request.query)
@@ -268,11 +268,12 @@ class BinanceApi:
             raise ApiError(400, -1100, "Illegal characters found in parameter 'limit'.")
         book = await self.v.sim.fetch_order_book(spec.market.symbol, limit)
         bp, qp = spec.base_precision, spec.quote_precision
+        k = self.v.book_scale.get(spec.market.symbol, Decimal(1))
         return ok(
             {
                 "lastUpdateId": self.v.feed.closed_count(spec.market.symbol, self.v.market_ms),
-                "bids": [[fmt(lv.price, qp), fmt(lv.amount, bp)] for lv in book.bids],
-                "asks": [[fmt(lv.price, qp), fmt(lv.amount, bp)] for lv in book.asks],
+                "bids": [[fmt(lv.price, qp), fmt(lv.amount * k, bp)] for lv in book.bids],
+                "asks": [[fmt(lv.price, qp), fmt(lv.amount * k, bp)] for lv in book.asks],
             }
         )
 

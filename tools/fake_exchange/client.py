@@ -195,6 +195,12 @@ class ControlClient:
     async def set_balance(self, asset: str, free: str) -> None:
         await self._call("POST", "balance", {"asset": asset, "free": str(free)})
 
+    async def set_clock_skew(self, ms: int) -> None:
+        await self._call("POST", "clock", {"skew_ms": int(ms)})
+
+    async def set_book_scale(self, symbol: str, scale: str) -> None:
+        await self._call("POST", "book", {"symbol": symbol, "scale": str(scale)})
+
 
 @dataclass
 class FakeProcess:

@@ -30,6 +30,8 @@ class ControlApi:
         r.add_post("/_control/reset", self._c_reset)
         r.add_post("/_control/balance", self._c_balance)
         r.add_post("/_control/status", self._c_status)
+        r.add_post("/_control/clock", self._c_clock)
+        r.add_post("/_control/book", self._c_book)
 
     @staticmethod
     async def _body(request: web.Request) -> dict[str, Any]:
@@ -74,3 +76,13 @@ class ControlApi:
         body = await self._body(request)
         self.v.set_status(str(body["symbol"]), str(body["status"]))
         return web.json_response({"symbol": body["symbol"], "status": body["status"]})
+
+    async def _c_clock(self, request: web.Request) -> web.Response:
+        body = await self._body(request)
+        self.v.set_clock_skew(int(body["skew_ms"]))
+        return web.json_response({"skew_ms": self.v.clock_skew_ms})
+
+    async def _c_book(self, request: web.Request) -> web.Response:
+        body = await self._body(request)
+        self.v.set_book_scale(str(body["symbol"]), str(body["scale"]))
+        return web.json_response({"symbol": body["symbol"], "scale": str(body["scale"])})

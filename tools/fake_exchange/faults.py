@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Any, Literal
+from urllib.parse import parse_qsl
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -102,7 +103,11 @@ class FaultSpec(BaseModel):
     filter: Literal["PRICE_FILTER", "LOT_SIZE", "NOTIONAL", "MIN_NOTIONAL"] = Field(
         default="LOT_SIZE", description="filter_failure: the filter named in the error."
     )
-    symbol: str = Field(default="", description="symbol_status: BTC/USDT or BTCUSDT.")
+    symbol: str = Field(
+        default="",
+        description="symbol_status: the symbol (BTC/USDT or BTCUSDT). Other kinds: only "
+        "requests naming this symbol are hit (empty: any).",
+    )
     market_status: Literal["TRADING", "BREAK", "HALT"] = Field(
         default="BREAK", description="symbol_status: the new status."
     )
@@ -142,7 +147,10 @@ class ActiveFault:
     remaining: int | None
     hits: int = 0
 
-    def matches(self, method: str, path: str) -> bool:
+    def matches(self, method: str, path: str, symbol: str = "") -> bool:
+        want = self.spec.symbol.replace("/", "").upper()
+        if want and self.spec.kind != "symbol_status" and symbol.upper() != want:
+            return False
         return ("*" in self.methods or method in self.methods) and fnmatchcase(path, self.path)
 
     def describe(self) -> dict[str, Any]:
@@ -180,19 +188,34 @@ class FaultBook:
         self.participation = None
         self.participation_candles = None
 
-    def take(self, kinds: Iterable[str], method: str, path: str) -> ActiveFault | None:
-        """The first active fault of `kinds` matching the request, counted as used."""
+    def take(
+        self, kinds: Iterable[str], method: str, path: str, symbol: str = ""
+    ) -> ActiveFault | None:
+        """The first active fault of `kinds` matching the request (and its `symbol`, the
+        Binance id, for faults limited to one), counted as used."""
         wanted = frozenset(kinds)
         for fault in self._faults:
-            if fault.spec.kind in wanted and fault.matches(method, path) and self._roll(fault):
+            if (
+                fault.spec.kind in wanted
+                and fault.matches(method, path, symbol)
+                and self._roll(fault)
+            ):
                 self._use(fault)
                 return fault
         return None
 
-    def latency_ms(self, method: str, path: str) -> int:
+    def by_symbol(self) -> bool:
+        """Whether some active fault is limited to one symbol (the request must be read)."""
+        return any(f.spec.symbol and f.spec.kind != "symbol_status" for f in self._faults)
+
+    def latency_ms(self, method: str, path: str, symbol: str = "") -> int:
         total = 0
         for fault in tuple(self._faults):
-            if fault.spec.kind == "latency" and fault.matches(method, path) and self._roll(fault):
+            if (
+                fault.spec.kind == "latency"
+                and fault.matches(method, path, symbol)
+                and self._roll(fault)
+            ):
                 self._use(fault)
                 total += fault.spec.ms
         return total
@@ -355,6 +378,18 @@ def _ceil(seconds: float) -> int:
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+async def _symbol_of(request: web.Request) -> str:
+    """The Binance symbol id a request names, in its query or its form body (aiohttp keeps
+    the body, so the handler still reads it)."""
+    if request.query.get("symbol"):
+        return request.query["symbol"]
+    if request.body_exists:
+        for k, v in parse_qsl(await request.text()):
+            if k == "symbol":
+                return v
+    return ""
+
+
 class RequestGate:
     """aiohttp middleware in front of the Binance routes: weight and bans first, then the
     faults, then the handler; it counts every request by endpoint and status. /_control/ routes
@@ -406,22 +441,26 @@ class RequestGate:
         if admission.status == 429:
             return self._too_much_weight(admission.retry_after_s)
         faults = self.faults
-        latency = faults.latency_ms(method, path)
+        symbol = await _symbol_of(request) if faults.by_symbol() else ""
+        latency = faults.latency_ms(method, path, symbol)
         if latency:
             await self._pause(latency)
-        if f := faults.take(("rate_limit",), method, path):
+        if f := faults.take(("rate_limit",), method, path, symbol):
             self.limiter.limit_for(f.spec.retry_after_s)
             return self._too_much_weight(f.spec.retry_after_s)
-        if f := faults.take(("server_error",), method, path):
+        if f := faults.take(("server_error",), method, path, symbol):
             code = f.spec.status or 503
             text = f"<html><body><h1>{code} Server Error</h1></body></html>"
             return self._with_weight(web.Response(status=code, text=text, content_type="text/html"))
-        if f := faults.take(("timeout",), method, path):
+        if f := faults.take(("timeout",), method, path, symbol):
             await self._pause(30_000 if f.spec.hold_ms is None else f.spec.hold_ms)
             self._drop(request)
             return None
         if f := faults.take(
-            ("insufficient_balance", "filter_failure", "unknown_order", "error"), method, path
+            ("insufficient_balance", "filter_failure", "unknown_order", "error"),
+            method,
+            path,
+            symbol,
         ):
             return self._api_error(self._fault_error(f.spec, method))
         counts: dict[str, str] = {}
@@ -440,7 +479,7 @@ class RequestGate:
             resp = await handler(request)
         except ApiError as e:
             return self._api_error(e, counts)
-        if resp.status < 400 and (f := faults.take(("drop_after_accept",), method, path)):
+        if resp.status < 400 and (f := faults.take(("drop_after_accept",), method, path, symbol)):
             if f.spec.hold_ms:
                 await self._pause(f.spec.hold_ms)
             if f.spec.mode == "504":

@@ -103,6 +103,8 @@ class FakeExchange:
         if notional_filter not in ("NOTIONAL", "MIN_NOTIONAL"):
             raise ValueError("notional_filter must be NOTIONAL or MIN_NOTIONAL")
         self.timeframe = timeframe
+        self.clock_skew_ms = 0  # server clock - host clock (set_clock_skew)
+        self.book_scale: dict[str, Decimal] = {}  # symbol -> depth size factor (set_book_scale)
         self.timeframe_ms = timeframe_ms(timeframe)
         self.clock: Clock = clock or LiveClock()
         self.notional_filter = notional_filter
@@ -325,6 +327,23 @@ class FakeExchange:
 
     # ---- admin hooks (Python API; the control routes call the same) ----------------------------
 
+    def server_ms(self) -> int:
+        """The venue's own clock: /api/v3/time and the recvWindow check read it. It runs
+        `clock_skew_ms` ahead of the host clock (behind when negative) to drill clock drift."""
+        return self.clock.now_ms() + self.clock_skew_ms
+
+    def set_clock_skew(self, ms: int) -> None:
+        self.clock_skew_ms = int(ms)
+        self.changed()
+
+    def set_book_scale(self, symbol: str, scale: Decimal | str | float) -> None:
+        """Multiply the sizes /api/v3/depth shows for `symbol` (0.001 makes a thin book)."""
+        value = Decimal(str(scale))
+        if not value > 0:
+            raise ValueError(f"book scale must be positive, got {scale}")
+        self.book_scale[self._symbol(symbol)] = value
+        self.changed()
+
     def _symbol(self, name: str) -> str:
         symbol = name if name in self.specs else self.by_id.get(name)
         if symbol is None:
@@ -377,7 +396,9 @@ class FakeExchange:
             by_status[status] += n
         return {
             "market_ms": self.market_ms,
-            "server_ms": self.clock.now_ms(),
+            "server_ms": self.server_ms(),
+            "clock_skew_ms": self.clock_skew_ms,
+            "book_scale": {s: str(v) for s, v in self.book_scale.items()},
             "timeframe": self.timeframe,
             "orders": [
                 order_json(
