@@ -8,6 +8,7 @@ operator decides what happens to it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import sqlite3
@@ -152,6 +153,11 @@ class NotAStateDatabase(StateCorrupted):
     """A valid SQLite file, but not one vigil created."""
 
 
+class StateMissing(StateCorrupted):
+    """state.db is missing or empty although vigil has run here before (audit log, HEAD or
+    quarantine found): starting afresh would forget positions, PnL and latches silently."""
+
+
 class StateQuarantined(StateCorrupted):
     """The file failed its integrity check; a copy was made and the original left alone."""
 
@@ -199,8 +205,47 @@ def find_damage(path: Path, migrations: Sequence[Migration]) -> str | None:
     return f"PRAGMA integrity_check reported: {shown}{more}"
 
 
+def _digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def existing_copy(path: Path, quarantine_dir: Path) -> Path | None:
+    """The quarantine folder already holding a byte-identical copy of `path` (and of its
+    -wal sibling), so that every command run on the same damaged file does not copy it again."""
+    if not quarantine_dir.is_dir():
+        return None
+    size = path.stat().st_size
+    wal = path.with_name(path.name + "-wal")
+    digest: str | None = None
+    for folder in sorted(quarantine_dir.glob(f"{path.stem}-*")):
+        copy = folder / path.name
+        try:
+            if not copy.is_file() or copy.stat().st_size != size:
+                continue
+            digest = digest or _digest(path)
+            if _digest(copy) != digest:
+                continue
+            copy_wal = folder / wal.name
+            if wal.is_file() != copy_wal.is_file():
+                continue
+            if wal.is_file() and _digest(wal) != _digest(copy_wal):
+                continue
+        except OSError:
+            continue
+        return folder
+    return None
+
+
 def quarantine(path: Path, quarantine_dir: Path, *, clock: Clock | None) -> Path:
-    """Copy the database and its -wal/-shm/-journal siblings into a fresh, timestamped folder."""
+    """Copy the database and its -wal/-shm/-journal siblings into a fresh, timestamped folder
+    (or name the folder that already holds the same bytes)."""
+    already = existing_copy(path, quarantine_dir)
+    if already is not None:
+        return already
     if clock is not None:
         when = datetime.fromtimestamp(clock.now_ms() / 1000, tz=UTC)
     else:
@@ -223,9 +268,10 @@ def quarantine_error(
 ) -> StateQuarantined:
     """Build the error for a damaged file after copying it aside (the copy may fail too)."""
     advice = (
-        "To recover: stop vigil, then either restore the file from a backup or move "
-        f"{path} and its -wal/-shm files aside so vigil starts with fresh state; then run "
-        "`vigil audit replay` to compare the state with the audit log before trading again."
+        "To recover: stop vigil, move "
+        f"{path} and its -wal/-shm files aside, then either restore a backup (and compare it "
+        "with `vigil audit replay`), rebuild the state from the audit log with `vigil state "
+        "rebuild`, or start afresh on purpose with `vigil run --fresh-state`."
     )
     try:
         copy_dir: Path | None = quarantine(path, quarantine_dir, clock=clock)
@@ -314,6 +360,34 @@ def open_connection(
     except BaseException:
         conn.close()
         raise
+    return conn
+
+
+def open_readonly_connection(
+    path: Path, *, quarantine_dir: Path, clock: Clock | None, migrations: Sequence[Migration]
+) -> sqlite3.Connection:
+    """A read-only connection (`mode=ro`) for commands that only look: nothing is created,
+    migrated or written. A damaged file is quarantined once and refused, like `open`."""
+    if not path.exists():
+        raise StateUnavailable(f"state database {path} does not exist")
+    if not path.is_file():
+        raise StateUnavailable(f"state path {path} exists but is not a file; fix the path.")
+    if path.stat().st_size == 0:
+        raise StateUnavailable(f"state database {path} is empty (0 bytes)")
+    finding = find_damage(path, migrations)
+    if finding is not None:
+        raise quarantine_error(path, finding, quarantine_dir, clock=clock)
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
+        version = check_identity(conn, str(path), migrations)
+    except sqlite3.Error as exc:
+        raise StateUnavailable(f"cannot read state database {path}: {exc}") from exc
+    if version < len(migrations):
+        conn.close()
+        raise StateUnavailable(
+            f"state database {path} has schema version {version}, older than this vigil's "
+            f"{len(migrations)}; a read-only command does not migrate it (`vigil run` does)."
+        )
     return conn
 
 

@@ -11,13 +11,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from core.errors import AlreadyRunning, AuditCorrupted, ConfigError, StateCorrupted
+from infra.state_schema import StateUnavailable
 from infra.config_loader import LoadedConfig, load_config
 from infra.secrets import RedactingFilter, load_secrets
 from runner import __version__, exit_codes
 
 EPILOG = (
     "Exit codes: 0 ok, 1 check failed, 2 bad config/arguments, 3 already running, "
-    "4 state.db corrupted (quarantined), 5 audit log corrupted. See docs/cli.md."
+    "4 state.db corrupted (quarantined) or lost beside an audit log, 5 audit log corrupted, "
+    "6 a file or directory cannot be read or written. See docs/cli.md."
 )
 
 
@@ -77,6 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--to", dest="to_ms", type=parse_date_ms, metavar="DATE", help="replay end (UTC)"
     )
     run.add_argument("--max-cycles", type=int, help="stop after this many cycles")
+    run.add_argument(
+        "--fresh-state",
+        action="store_true",
+        help="start with empty state although state.db is missing beside an existing audit "
+        "log (recorded in the audit log); see `vigil state rebuild` for the other way",
+    )
 
     kill = sub.add_parser(
         "kill", help="halt trading now (latched until `vigil resume`)", epilog=EPILOG
@@ -135,6 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     from runner.cli_backtest import add_backtest_commands
 
     add_backtest_commands(sub, _common, EPILOG)
+    from runner.cli_state import add_state_commands
+
+    add_state_commands(sub, _common, EPILOG)
     return ap
 
 
@@ -178,8 +189,13 @@ def dispatch(args: argparse.Namespace) -> int:
                 from_ms=args.from_ms,
                 to_ms=args.to_ms,
                 max_cycles=args.max_cycles,
+                fresh_state=args.fresh_state,
             ),
         )
+    if args.cmd == "state":
+        from runner.cli_state import dispatch_state
+
+        return dispatch_state(loaded, args)
     if args.cmd == "kill":
         return ops.cmd_kill(loaded, args.reason)
     if args.cmd == "resume":
@@ -203,6 +219,19 @@ def dispatch(args: argparse.Namespace) -> int:
     raise AssertionError(args.cmd)
 
 
+def _plain(exc: BaseException) -> str:
+    """One line for a file-system failure: the OS's words and the path, no traceback."""
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f": {exc.filename}" if exc.filename else ""
+        hint = {
+            28: "; free some space (the disk is full)",
+            30: "; the file system is mounted read-only",
+            13: "; check the owner and mode of the file and its directory",
+        }.get(exc.errno or 0, "")
+        return f"{exc.strerror}{where}{hint}"
+    return " ".join(str(exc).split())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:2] == ["backtest", "compare"]:
@@ -223,6 +252,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AuditCorrupted as exc:
         print(f"refusing to start: {exc}", file=sys.stderr)
         return exit_codes.AUDIT_CORRUPTED
+    except (StateUnavailable, OSError) as exc:
+        print(f"storage error: {_plain(exc)}", file=sys.stderr)
+        return exit_codes.STORAGE
     except KeyboardInterrupt:
         return 130
 

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import random
+import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -19,7 +20,6 @@ from infra.audit import AuditLog
 from infra.clock import LiveClock, ReplayClock
 from infra.config_loader import LoadedConfig
 from infra.exchange.sim_config import SimConfig
-from infra.lock import InstanceLock
 from infra.metrics import Metrics
 from infra.secrets import load_secrets
 from infra.settings import VigilConfig
@@ -42,9 +42,9 @@ from runner.loop import (
     Pacer,
     Progress,
     ReplayPacer,
-    install_signal_handlers,
     run_loop,
 )
+from runner.state_guard import check_start, writer_locks
 from runner.store import SqliteStore, paper_wallet
 
 log = logging.getLogger("vigil.daemon")
@@ -57,6 +57,7 @@ class RunOptions:
     from_ms: int | None = None
     to_ms: int | None = None
     max_cycles: int | None = None
+    fresh_state: bool = False  # start with empty state although vigil ran here before
 
 
 def banner(loaded: LoadedConfig) -> str:
@@ -74,26 +75,67 @@ def banner(loaded: LoadedConfig) -> str:
     )
 
 
+# Signals that end the daemon the way SIGTERM does: new orders blocked, open ones canceled
+# (loop.cancel_on_shutdown), state flushed, a shutdown record, the lock released. SIGHUP is
+# a stop too, not a reload: restart the service to load a changed config.
+STOP_SIGNALS = (
+    signal.SIGTERM,
+    signal.SIGINT,
+    signal.SIGHUP,
+    signal.SIGQUIT,
+    signal.SIGUSR1,
+)
+
+
+def install_stop_signals(stop: asyncio.Event) -> None:
+    """Every stop signal sets `stop`; a second one while shutting down changes nothing (the
+    shutdown already under way finishes, and the exit code stays 0)."""
+    loop = asyncio.get_running_loop()
+
+    def on_signal(sig: signal.Signals) -> None:
+        if stop.is_set():
+            log.info("%s received while stopping; the shutdown continues", sig.name)
+            return
+        log.warning("%s received: stopping (cancel open orders, flush state)", sig.name)
+        stop.set()
+
+    for sig in STOP_SIGNALS:
+        with contextlib.suppress(NotImplementedError, ValueError):
+            loop.add_signal_handler(sig, on_signal, sig)
+
+
 async def _run(loaded: LoadedConfig, opts: RunOptions) -> int:
     cfg = loaded.config
     paths = cfg.paths.resolved()
+    stop = asyncio.Event()
+    install_stop_signals(stop)
     paths.data_dir.mkdir(parents=True, exist_ok=True)
-    lock = InstanceLock(paths.lock_file)
-    lock.acquire()
-    try:
-        return await _run_locked(loaded, opts, paths)
-    finally:
-        lock.release()
+    with writer_locks(paths):
+        fresh = check_start(paths, fresh=opts.fresh_state)
+        return await _run_locked(loaded, opts, paths, stop, fresh)
 
 
-async def _run_locked(loaded: LoadedConfig, opts: RunOptions, paths: Any) -> int:
+async def _run_locked(
+    loaded: LoadedConfig, opts: RunOptions, paths: Any, stop: asyncio.Event, fresh: list[str] | None
+) -> int:
     db = StateStore.open(paths.state_db, quarantine_dir=paths.quarantine_dir)
     try:
         if opts.replay is not None:
-            return await _run_replay(loaded, opts, paths, db)
-        return await _run_live(loaded, opts, paths, db)
+            return await _run_replay(loaded, opts, paths, db, stop, fresh)
+        return await _run_live(loaded, opts, paths, db, stop, fresh)
     finally:
         db.close()
+
+
+def _fresh_record(audit: AuditLog, paths: Any, fresh: list[str] | None) -> None:
+    if fresh is None:
+        return
+    log.warning("starting with EMPTY state on purpose (--fresh-state); found before: %s", fresh)
+    audit.append(
+        "state_fresh",
+        {"state_db": str(paths.state_db), "found": fresh, "source": "run --fresh-state"},
+        sync=True,
+    )
 
 
 def _config_record(loaded: LoadedConfig, **extra: Any) -> dict[str, Any]:
@@ -109,7 +151,14 @@ def _config_record(loaded: LoadedConfig, **extra: Any) -> dict[str, Any]:
     }
 
 
-async def _run_live(loaded: LoadedConfig, opts: RunOptions, paths: Any, db: StateStore) -> int:
+async def _run_live(
+    loaded: LoadedConfig,
+    opts: RunOptions,
+    paths: Any,
+    db: StateStore,
+    stop: asyncio.Event,
+    fresh: list[str] | None,
+) -> int:
     from runner.live import FeedSymbols, build_live
 
     cfg = loaded.config
@@ -148,6 +197,7 @@ async def _run_live(loaded: LoadedConfig, opts: RunOptions, paths: Any, db: Stat
     )
     symbols.engine = engine
     audit.append("config_loaded", _config_record(loaded, exchange=cfg.exchange.id), sync=True)
+    _fresh_record(audit, paths, fresh)
     pacer: Pacer = LivePacer(
         clock=clock,
         interval_s=cfg.loop.interval_seconds,
@@ -155,7 +205,9 @@ async def _run_live(loaded: LoadedConfig, opts: RunOptions, paths: Any, db: Stat
         rng=random.Random(),
     )
     try:
-        return await _serve(loaded, engine, clock, pacer, paths, metrics, audit, opts, notifier)
+        return await _serve(
+            loaded, engine, clock, pacer, paths, metrics, audit, opts, notifier, stop
+        )
     finally:
         await parts.exchange.close()
         audit.close()
@@ -179,7 +231,14 @@ def _resume_point(
     return max(resume, opts.from_ms or 0), wallet
 
 
-async def _run_replay(loaded: LoadedConfig, opts: RunOptions, paths: Any, db: StateStore) -> int:
+async def _run_replay(
+    loaded: LoadedConfig,
+    opts: RunOptions,
+    paths: Any,
+    db: StateStore,
+    stop: asyncio.Event,
+    fresh: list[str] | None,
+) -> int:
     cfg = loaded.config
     assert opts.replay is not None
     from_ms, sim_cfg = _resume_point(cfg, db, opts)
@@ -225,6 +284,7 @@ async def _run_replay(loaded: LoadedConfig, opts: RunOptions, paths: Any, db: St
         _config_record(loaded, replay=str(opts.replay), speed=opts.speed),
         sync=True,
     )
+    _fresh_record(audit, paths, fresh)
     pacer: Pacer = ReplayPacer(
         clock=clock,
         feed=feed,
@@ -235,7 +295,9 @@ async def _run_replay(loaded: LoadedConfig, opts: RunOptions, paths: Any, db: St
         rng=random.Random(),
     )
     try:
-        return await _serve(loaded, engine, clock, pacer, paths, metrics, audit, opts, notifier)
+        return await _serve(
+            loaded, engine, clock, pacer, paths, metrics, audit, opts, notifier, stop
+        )
     finally:
         await exchange.close()
         audit.close()
@@ -251,9 +313,8 @@ async def _serve(
     audit: AuditLog,
     opts: RunOptions,
     notifier: Notifier,
+    stop: asyncio.Event,
 ) -> int:
-    stop = asyncio.Event()
-    install_signal_handlers(stop)
     notifier.start()
     server = await _start_http(loaded, engine, clock, paths, metrics)
     try:
@@ -437,4 +498,11 @@ async def _shutdown(
 
 
 def run(loaded: LoadedConfig, opts: RunOptions) -> int:
-    return asyncio.run(_run(loaded, opts))
+    try:
+        return asyncio.run(_run(loaded, opts))
+    finally:
+        # The loop's handlers are gone; a late signal must not kill the process with the
+        # default action between here and exit.
+        for sig in STOP_SIGNALS:
+            with contextlib.suppress(ValueError, OSError):
+                signal.signal(sig, signal.SIG_IGN)

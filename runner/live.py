@@ -71,20 +71,12 @@ class FeedSymbols:
         return cands + [s for s in extra if s not in cands and s in eng.markets]
 
 
-def build_live(
-    cfg: VigilConfig,
-    secrets: Secrets,
-    clock: Clock,
-    db: StateStore,
-    symbols: FeedSymbols,
-    record: Callable[..., Any],
-    observer: Any = None,
-) -> LiveParts:
-    """`record(kind, data)` receives shadow-mode records (the audit log's append)."""
+def ccxt_exchange(
+    cfg: VigilConfig, secrets: Secrets, clock: Clock, *, notes: Callable[..., Any] | None = None
+) -> CcxtExchange:
+    """The venue as configured; credentials only in LIVE (PAPER and DRY_RUN read prices)."""
     live = cfg.mode is Mode.LIVE
-    if live:
-        require_live_credentials(cfg, secrets)
-    data = CcxtExchange(
+    return CcxtExchange(
         exchange_id=cfg.exchange.id,
         clock=clock,
         rng=random.Random(),
@@ -100,8 +92,24 @@ def build_live(
             "weight": Budget(capacity=cfg.exchange.weight_per_minute, per_seconds=60),
             "orders": Budget(capacity=cfg.exchange.orders_per_10s, per_seconds=10),
         },
-        notes=record if live else None,
+        notes=notes,
     )
+
+
+def build_live(
+    cfg: VigilConfig,
+    secrets: Secrets,
+    clock: Clock,
+    db: StateStore,
+    symbols: FeedSymbols,
+    record: Callable[..., Any],
+    observer: Any = None,
+) -> LiveParts:
+    """`record(kind, data)` receives shadow-mode records (the audit log's append)."""
+    live = cfg.mode is Mode.LIVE
+    if live:
+        require_live_credentials(cfg, secrets)
+    data = ccxt_exchange(cfg, secrets, clock, notes=record if live else None)
     feed = ExchangeFeed(
         exchange=data, symbols=symbols, timeframe=cfg.timeframe, page=cfg.loop.history_candles
     )

@@ -10,8 +10,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from core.models import Fill, Liquidity, Side
-from core.portfolio import Portfolio, PortfolioError, apply_fill
+from core.portfolio import PortfolioError
 from infra.audit import AuditLog
 from infra.audit_verify import iter_records, tail, verify
 from infra.clock import LiveClock
@@ -20,6 +19,7 @@ from infra.lock import pid_alive
 from infra.settings import ResolvedPaths
 from infra.state_store import StateStore
 from runner import exit_codes
+from runner.state_rebuild import rebuild_from_audit
 
 RESUME_FILE = "RESUME"
 
@@ -105,8 +105,8 @@ def cmd_status(loaded: LoadedConfig, as_json: bool) -> int:
         "running_pid": _running_pid(paths),
         "kill_switch_file": paths.kill_switch.exists(),
     }
-    if paths.state_db.exists():
-        db = StateStore.open(paths.state_db, quarantine_dir=paths.quarantine_dir)
+    if paths.state_db.is_file() and paths.state_db.stat().st_size > 0:
+        db = StateStore.open_readonly(paths.state_db, quarantine_dir=paths.quarantine_dir)
         try:
             st = db.load_engine_state()
             out["kill_switch_latched"] = st.kill_switch
@@ -133,7 +133,7 @@ def cmd_status(loaded: LoadedConfig, as_json: bool) -> int:
         finally:
             db.close()
     else:
-        out["state"] = "no state.db yet"
+        out["state"] = f"no state in {paths.state_db} (missing or empty)"
     port_file = paths.health_dir / "http_port"
     if out["running_pid"] and port_file.exists():
         out["http"] = f"http://{cfg.http.host}:{port_file.read_text().strip()}/health"
@@ -175,34 +175,6 @@ def cmd_audit_tail(directory: Path, n: int, kinds: set[str] | None) -> int:
     return exit_codes.OK
 
 
-def rebuild_from_audit(directory: Path) -> tuple[Portfolio, Decimal, int]:
-    """Positions and realized PnL from the fill records alone (cash is not rebuilt)."""
-    pf = Portfolio(cash=Decimal(0))
-    realized = Decimal(0)
-    n = 0
-    for rec in iter_records(directory):
-        if rec.get("kind") != "fill":
-            continue
-        d = rec["data"]
-        fill = Fill(
-            fill_id=d["fill_id"],
-            client_order_id=d["client_order_id"],
-            symbol=d["symbol"],
-            side=Side(d["side"]),
-            price=Decimal(d["price"]),
-            amount=Decimal(d["amount"]),
-            fee=Decimal(d["fee"]),
-            ts=int(d["ts"]),
-            liquidity=Liquidity(d["liquidity"]),
-            base_fee=Decimal(d.get("base_fee", "0")),
-        )
-        booking = apply_fill(pf, fill, strategy=d.get("strategy", ""))
-        pf = booking.portfolio
-        realized += booking.realized
-        n += 1
-    return pf, realized, n
-
-
 def cmd_audit_replay(loaded: LoadedConfig, directory: Path) -> int:
     paths = loaded.config.paths.resolved()
     try:
@@ -210,7 +182,7 @@ def cmd_audit_replay(loaded: LoadedConfig, directory: Path) -> int:
     except (PortfolioError, KeyError, ValueError) as exc:
         print(f"audit replay FAILED: the fill records do not add up: {exc}", file=sys.stderr)
         return exit_codes.FAILURE
-    db = StateStore.open(paths.state_db, quarantine_dir=paths.quarantine_dir)
+    db = StateStore.open_readonly(paths.state_db, quarantine_dir=paths.quarantine_dir)
     try:
         stored = db.load_positions()
         stored_realized = sum((r for r, _, _ in db.daily_pnl().values()), Decimal(0))
