@@ -109,7 +109,7 @@ def cmd_state_rebuild(
                 print("venue check: OK, the venue agrees")
         if problems and not force:
             _err(
-                "state rebuild: the venue disagrees (see above); nothing written. Re-run with "
+                "state rebuild: the venue check failed (see above); nothing written. Re-run with "
                 "--force to write it anyway (reconcile then treats the venue as the truth for "
                 "cash and smaller holdings), or start afresh with `vigil run --fresh-state`."
             )
@@ -159,8 +159,12 @@ def summary(r: Rebuilt, *, live: bool) -> list[str]:
     tripped = sorted(n for n, b in r.breakers.items() if b.tripped)
     out.append(f"  kill latch: {'ENGAGED (' + r.kill[1] + ')' if r.kill[0] else 'off'}")
     out.append(f"  breakers tripped: {', '.join(tripped) or 'none'}")
-    out.append(f"  high-water mark: {r.hwm}")
-    out.append(f"  regime: {r.regime.value if r.regime else 'unknown'}")
+    m = r.marks
+    out.append(
+        f"  high-water mark: {m.hwm}; day start equity {m.day_start_equity}, "
+        f"week start equity {m.week_start_equity}"
+    )
+    out.append(f"  regime: {r.regime.regime.value if r.regime else 'unknown'}")
     out.append(f"  last cycle: {r.last_cycle_ms}")
     out.append("  not in the audit log (start empty): cooldowns, bans, trailing-stop peaks")
     return out

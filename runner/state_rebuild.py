@@ -19,6 +19,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from core.breakers import roll_marks
 from core.clock import day_start_ms
 from core.models import (
     BreakerState,
@@ -50,8 +51,8 @@ class Rebuilt:
     orders: dict[str, Order] = field(default_factory=dict)
     breakers: dict[str, BreakerState] = field(default_factory=dict)
     kill: tuple[bool, str] = (False, "")
-    hwm: Decimal = Decimal(0)
-    regime: Regime | None = None
+    marks: EquityMarks = field(default_factory=EquityMarks)
+    regime: RegimeState | None = None
     last_cycle_ms: int | None = None
     records: int = 0
 
@@ -59,13 +60,12 @@ class Rebuilt:
         return [o for o in self.orders.values() if o.status.is_live]
 
     def engine_state(self) -> EngineState:
-        regime = RegimeState() if self.regime is None else RegimeState(regime=self.regime)
         return EngineState(
-            regime=regime,
+            regime=self.regime or RegimeState(),
             breakers=MappingProxyType(dict(sorted(self.breakers.items()))),
             kill_switch=self.kill[0],
             kill_reason=self.kill[1],
-            marks=EquityMarks(hwm=self.hwm),
+            marks=self.marks,
         )
 
 
@@ -167,10 +167,17 @@ def replay_audit(directory: Path, *, cash: Decimal = Decimal(0), quote: str = "U
         elif kind == "resume":
             out.kill = (False, "")
         elif kind == "cycle":
-            out.last_cycle_ms = int(d["cycle_ts"])
-            out.hwm = max(out.hwm, Decimal(d["equity"]))
-            out.regime = Regime(d["regime"])
+            _on_cycle(out, d)
     return out
+
+
+def _on_cycle(out: Rebuilt, d: Mapping[str, Any]) -> None:
+    ts = int(d["cycle_ts"])
+    out.last_cycle_ms = ts
+    out.marks = roll_marks(out.marks, Decimal(d["equity"]), ts)  # as the cycle rolls them
+    regime = Regime(d["regime"])
+    if out.regime is None or out.regime.regime is not regime:
+        out.regime = RegimeState(regime=regime, since_ms=ts)
 
 
 def _on_fill(out: Rebuilt, d: Mapping[str, Any]) -> None:
