@@ -69,6 +69,8 @@ class MarketSnapshot:
     missing: tuple[str, ...] = ()  # critical inputs the runner could not fetch
     exchange_down: bool = False  # the exchange could not be reached this cycle
     history: CandleHistory | None = None
+    # why the runner blocks new entries (exits go on), e.g. coins on the venue it cannot place
+    entries_blocked: tuple[str, ...] = ()
 
 
 def required_features(config: PipelineConfig) -> frozenset[str]:
@@ -214,6 +216,9 @@ def run_cycle(
         equity=equity,
     )
     state_now, causes = trading_state(breakers, config.breakers, kill_switch=kill)
+    if snapshot.entries_blocked and state_now is TradingState.ACTIVE:
+        state_now, causes = TradingState.REDUCING, snapshot.entries_blocked
+        notes.append(f"entries blocked: {', '.join(causes)}")
     for e in events:
         notes.append(f"breaker {e.name} {e.event}: {e.reason}")
     st.mark("breakers")

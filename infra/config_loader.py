@@ -46,7 +46,7 @@ __all__ = [
 
 POLICY_KEYS = (
     "mode", "read_only", "exchange", "loop", "http", "paths", "alerts", "sim",
-    "timeframe", "regime", "triggers", "exits", "risk", "breakers", "execution",
+    "timeframe", "regime", "triggers", "exits", "risk", "breakers", "execution", "reconcile",
 )  # fmt: skip
 FILES: dict[str, tuple[str, ...]] = {
     "policy.yaml": POLICY_KEYS,

@@ -11,7 +11,7 @@ import ipaddress
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
 from typing import Any, Protocol
@@ -64,9 +64,12 @@ class HealthReport:
     mode: str
     config_hash: str
     checked_ms: int
+    # coins on the venue the state does not know: symbol -> amount (reconcile.unknown_holdings)
+    unknown_holdings: Mapping[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "unknown_holdings": dict(self.unknown_holdings),
             "status": self.status.value,
             "detail": self.detail,
             "components": {n: c.to_dict() for n, c in self.components.items()},
@@ -210,6 +213,15 @@ def health_report(
     elif trading == TradingState.REDUCING:
         # Exits still work: worth saying, not worth failing a health check.
         notes.append(f"exits only, breakers tripped: {', '.join(tripped) or 'unknown'}")
+    unknown: Mapping[str, str] = getattr(h, "unknown_holdings", {})
+    if unknown:
+        policy = getattr(h, "unknown_policy", "")
+        held = ", ".join(f"{s} {a}" for s, a in unknown.items())
+        if policy == "halt_entries":
+            notes.append(f"new entries halted: coins on the venue unknown to the state: {held}")
+            status = _worse(status, Status.DEGRADED)
+        else:
+            notes.append(f"coins on the venue unknown to the state ({policy}): {held}")
     return HealthReport(
         status=status,
         detail="; ".join(notes) or "all components ok",
@@ -219,6 +231,7 @@ def health_report(
         mode=mode,
         config_hash=config_hash,
         checked_ms=now_ms,
+        unknown_holdings=MappingProxyType(dict(unknown)),
     )
 
 

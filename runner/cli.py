@@ -11,9 +11,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from core.errors import AlreadyRunning, AuditCorrupted, ConfigError, StateCorrupted
-from infra.state_schema import StateUnavailable
 from infra.config_loader import LoadedConfig, load_config
 from infra.secrets import RedactingFilter, load_secrets
+from infra.state_schema import StateUnavailable
 from runner import __version__, exit_codes
 
 EPILOG = (
@@ -54,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
         "run",
         help="run the daemon",
         epilog=EPILOG,
-        description="Run the trading daemon until SIGTERM/SIGINT.",
+        description="Run the trading daemon until SIGTERM, SIGINT, SIGHUP, SIGQUIT or SIGUSR1 "
+        "(each a clean stop).",
     )
     _common(run)
     run.add_argument(

@@ -27,8 +27,12 @@ from runner.state_rebuild import Rebuilt, replay_audit
 from runner.store import KV_CASH, KV_LAST_CYCLE
 
 
-def add_state_commands(sub: Any, common: Callable[[argparse.ArgumentParser], None], epilog: str) -> None:
-    state = sub.add_parser("state", help="rebuild a lost state.db from the audit log", epilog=epilog)
+def add_state_commands(
+    sub: Any, common: Callable[[argparse.ArgumentParser], None], epilog: str
+) -> None:
+    state = sub.add_parser(
+        "state", help="rebuild a lost state.db from the audit log", epilog=epilog
+    )
     ssub = state.add_subparsers(dest="sub", required=True, metavar="ACTION")
     rb = ssub.add_parser(
         "rebuild",
@@ -44,7 +48,9 @@ def add_state_commands(sub: Any, common: Callable[[argparse.ArgumentParser], Non
     )
     common(rb)
     rb.add_argument("--dir", type=Path, help="audit directory (default: from config)")
-    rb.add_argument("--dry-run", action="store_true", help="show what would be rebuilt; write nothing")
+    rb.add_argument(
+        "--dry-run", action="store_true", help="show what would be rebuilt; write nothing"
+    )
     rb.add_argument(
         "--offline",
         action="store_true",
@@ -155,7 +161,10 @@ def summary(r: Rebuilt, *, live: bool) -> list[str]:
     opens = r.open_orders()
     out.append(f"  open orders: {len(opens)}")
     for o in opens:
-        out.append(f"    {o.client_order_id} {o.symbol} {o.side.value} {o.amount} @ {o.price} {o.status.value}")
+        out.append(
+            f"    {o.client_order_id} {o.symbol} {o.side.value} {o.amount} @ {o.price} "
+            f"{o.status.value}"
+        )
     tripped = sorted(n for n, b in r.breakers.items() if b.tripped)
     out.append(f"  kill latch: {'ENGAGED (' + r.kill[1] + ')' if r.kill[0] else 'off'}")
     out.append(f"  breakers tripped: {', '.join(tripped) or 'none'}")

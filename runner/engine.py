@@ -11,7 +11,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -127,6 +127,9 @@ class Health:
     store_ms: int = 0
     exchange_error: str = ""
     started: bool = False
+    # coins on the venue the state does not know (runner/holdings.py): symbol -> amount
+    unknown_holdings: dict[str, str] = field(default_factory=dict)
+    unknown_policy: str = ""
 
 
 class Engine:
@@ -275,6 +278,7 @@ class Engine:
             missing=tuple(missing) if missing else (),
             exchange_down=self._down,
             history=self._history,
+            entries_blocked=self.reconciler.unknown.entry_blocks(),
         )
         decision = run_cycle(snapshot, self.portfolio, self.config, now_ms, timer=self._timer)
         self.state = decision.state

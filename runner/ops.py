@@ -12,7 +12,7 @@ from typing import Any
 
 from core.portfolio import PortfolioError
 from infra.audit import AuditLog
-from infra.audit_verify import iter_records, tail, verify
+from infra.audit_verify import tail, verify
 from infra.clock import LiveClock
 from infra.config_loader import LoadedConfig, redacted_dump
 from infra.lock import pid_alive
@@ -130,6 +130,7 @@ def cmd_status(loaded: LoadedConfig, as_json: bool) -> int:
             ]
             out["last_cycle_ms"] = db.kv_get("last_cycle_ms")
             out["cash"] = db.kv_get("cash")
+            out["unknown_holdings"] = db.kv_get("unknown_holdings") or {}
         finally:
             db.close()
     else:

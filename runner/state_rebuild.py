@@ -12,6 +12,7 @@ balance replaces it at the first reconcile.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
@@ -191,10 +192,9 @@ def _on_fill(out: Rebuilt, d: Mapping[str, Any]) -> None:
     out.daily[day] = (r + booking.realized, f + fill.fee, n + 1)
     order = out.orders.get(fill.client_order_id)
     if order is not None:
-        try:
+        # Overfill etc.: an ack already carried this fill; the ack's figures stand.
+        with contextlib.suppress(Overfill, IllegalTransition, ValueError):
             out.orders[fill.client_order_id] = order_fill(order, fill)
-        except (Overfill, IllegalTransition, ValueError):
-            pass  # an ack already carried this fill; the ack's figures stand
 
 
 def _on_cancel(out: Rebuilt, d: Mapping[str, Any], ts: int) -> None:
