@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import sqlite3
 from collections.abc import Callable, Sequence
@@ -175,6 +176,16 @@ def is_corruption(exc: sqlite3.Error) -> bool:
     return "not a database" in text or "malformed" in text
 
 
+def readonly_uri(path: Path) -> str:
+    """`mode=ro`; on a directory nobody can write (a read-only mount) also `immutable=1`,
+    since SQLite cannot create the -shm file a WAL database needs for reading, and nobody can
+    change the file there meanwhile."""
+    uri = f"{path.resolve().as_uri()}?mode=ro"
+    if not os.access(path.resolve().parent, os.W_OK):
+        uri += "&immutable=1"
+    return uri
+
+
 def find_damage(path: Path, migrations: Sequence[Migration]) -> str | None:
     """Run `PRAGMA integrity_check` on an existing file; the finding, or None when it is fine.
 
@@ -182,7 +193,7 @@ def find_damage(path: Path, migrations: Sequence[Migration]) -> str | None:
     The checks run on a read-only connection so that nothing (no WAL checkpoint, no journal
     rollback written back) changes the file before it is quarantined or refused.
     """
-    uri = f"{path.resolve().as_uri()}?mode=ro"
+    uri = readonly_uri(path)
     conn: sqlite3.Connection | None = None
     try:
         conn = sqlite3.connect(uri, uri=True)
@@ -352,6 +363,9 @@ def open_connection(
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA foreign_keys = ON")
         migrate(conn, version, migrations)
+        # A file SQLite could only open read-only (read-only file or mount) fails here, at
+        # start, rather than at the first commit after orders went out.
+        conn.execute(f"PRAGMA user_version = {len(migrations)}")
     except sqlite3.Error as exc:
         conn.close()
         if is_corruption(exc):
@@ -378,7 +392,7 @@ def open_readonly_connection(
     if finding is not None:
         raise quarantine_error(path, finding, quarantine_dir, clock=clock)
     try:
-        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
+        conn = sqlite3.connect(readonly_uri(path), uri=True, isolation_level=None)
         version = check_identity(conn, str(path), migrations)
     except sqlite3.Error as exc:
         raise StateUnavailable(f"cannot read state database {path}: {exc}") from exc

@@ -8,6 +8,7 @@ import logging
 import os
 import random
 import signal
+import sqlite3
 import sys
 import time
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from infra.exchange.sim_config import SimConfig
 from infra.metrics import Metrics
 from infra.secrets import load_secrets
 from infra.settings import VigilConfig
-from infra.state_store import StateStore
+from infra.state_store import StateStore, StateUnavailable
 from infra.systemd import SystemdNotifier
 from runner import __version__
 from runner.alerting import AlertingSink
@@ -481,25 +482,36 @@ async def _shutdown(
         except TimeoutError:
             log.error("cancelling open orders timed out; they may still rest on the exchange")
     engine.kill_file = engine.state.kill_switch
-    engine.store.save_cycle(engine.state, engine.portfolio, now)
-    audit.append(
-        "shutdown",
-        {
-            "ts": now,
-            "canceled": canceled,
-            "open_orders": len(engine.book.live()),
-            "positions": len(engine.portfolio.positions),
-            "equity": str(
-                engine.last_decision.equity if engine.last_decision else engine.portfolio.cash
-            ),
-        },
-        sync=True,
-    )
+    record: dict[str, Any] = {
+        "ts": now,
+        "canceled": canceled,
+        "open_orders": len(engine.book.live()),
+        "positions": len(engine.portfolio.positions),
+        "equity": str(
+            engine.last_decision.equity if engine.last_decision else engine.portfolio.cash
+        ),
+    }
+    try:
+        engine.store.save_cycle(engine.state, engine.portfolio, now)
+    except (OSError, sqlite3.Error) as exc:
+        # A full disk or a read-only file system: the audit record may still fit.
+        log.error("state could not be saved at shutdown: %s", exc)
+        record["state_saved"] = False
+        record["error"] = " ".join(str(exc).split())[:200]
+    try:
+        audit.append("shutdown", record, sync=True)
+    except (OSError, RuntimeError) as exc:  # RuntimeError: the log refused after a failed write
+        log.error("the shutdown record could not be written to the audit log: %s", exc)
 
 
 def run(loaded: LoadedConfig, opts: RunOptions) -> int:
     try:
         return asyncio.run(_run(loaded, opts))
+    except sqlite3.Error as exc:
+        # "database or disk is full", "attempt to write a readonly database", ...
+        raise StateUnavailable(
+            f"state database {loaded.config.paths.resolved().state_db}: {exc}"
+        ) from exc
     finally:
         # The loop's handlers are gone; a late signal must not kill the process with the
         # default action between here and exit.
