@@ -210,10 +210,10 @@ def health_report(
     elif trading == TradingState.HALTED:
         notes.append(f"trading halted by breakers: {', '.join(tripped) or 'unknown'}")
         status = _worse(status, Status.DEGRADED)
-    elif trading == TradingState.REDUCING:
+    unknown: Mapping[str, str] = getattr(h, "unknown_holdings", {})
+    if not kill and trading == TradingState.REDUCING and (tripped or not unknown):
         # Exits still work: worth saying, not worth failing a health check.
         notes.append(f"exits only, breakers tripped: {', '.join(tripped) or 'unknown'}")
-    unknown: Mapping[str, str] = getattr(h, "unknown_holdings", {})
     if unknown:
         policy = getattr(h, "unknown_policy", "")
         held = ", ".join(f"{s} {a}" for s, a in unknown.items())
