@@ -19,6 +19,7 @@ from infra.lock import pid_alive
 from infra.settings import ResolvedPaths
 from infra.state_store import StateStore
 from runner import exit_codes
+from runner.state_guard import prior_life, state_absent
 from runner.state_rebuild import rebuild_from_audit
 
 RESUME_FILE = "RESUME"
@@ -57,6 +58,12 @@ def cmd_kill(loaded: LoadedConfig, reason: str) -> int:
             "open orders within a second"
         )
         return exit_codes.OK
+    if state_absent(paths.state_db) and prior_life(paths):
+        # A lost state.db must not be recreated here (the daemon would then start on it as
+        # if nothing was lost); the file alone halts the next start.
+        _audit_event(loaded, paths, "kill_switch", {"reason": reason, "source": "cli"})
+        print(f"kill switch set: {paths.kill_switch} (vigil is not running; state.db is lost)")
+        return exit_codes.OK
     # Not running: latch it in the state so the next start stays halted.
     db = StateStore.open(paths.state_db, quarantine_dir=paths.quarantine_dir)
     try:
@@ -84,7 +91,7 @@ def cmd_resume(loaded: LoadedConfig, reason: str = "operator resume via CLI") ->
             + ("; kill-switch file removed" if removed else "")
         )
         return exit_codes.OK
-    if paths.state_db.exists():
+    if not state_absent(paths.state_db):
         db = StateStore.open(paths.state_db, quarantine_dir=paths.quarantine_dir)
         try:
             with db.transaction():

@@ -179,3 +179,21 @@ def test_a_second_daemon_on_the_same_state_db_is_refused(ws: Workspace) -> None:
         proc.communicate(timeout=15)
     assert proc.returncode == 0
     assert not (other / "state.db").exists()
+
+
+def test_kill_while_state_is_lost_does_not_recreate_it_and_the_rebuild_keeps_the_latch(
+    ws: Workspace,
+) -> None:
+    replay(ws, "--max-cycles", "50")
+    lose_state(ws, "missing")
+    res = ws.vigil("kill", "--reason", "state lost drill")
+    assert res.returncode == 0, res.stderr
+    assert not ws.state_db.exists()  # the daemon still refuses: nothing pretends to be state
+    assert ws.vigil("run", "--replay", str(ws.candles), *FAST).returncode == (
+        exit_codes.STATE_CORRUPTED
+    )
+    rebuilt = ws.vigil("state", "rebuild", "--offline")
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert "kill latch: ENGAGED (state lost drill)" in rebuilt.stdout
+    st = ws.vigil("status", "--json")
+    assert json.loads(st.stdout)["kill_switch_latched"] is True
