@@ -87,13 +87,15 @@ class UnknownHoldings:
     def _excess(self, balances: Mapping[str, Balance]) -> dict[str, Decimal]:
         e = self._e
         out: dict[str, Decimal] = {}
-        for sym, market in e.markets.items():
-            if market.quote != e.quote:
+        for asset, bal in balances.items():  # a few assets, not the venue's thousand markets
+            if asset == e.quote or bal.total <= 0:
                 continue
-            bal = balances.get(market.base)
-            held = bal.total if bal is not None else Decimal(0)
+            sym = f"{asset}/{e.quote}"
+            market = e.markets.get(sym)
+            if market is None or market.base != asset:
+                continue  # not tradable against our quote: nothing vigil could do with it
             pos = e.portfolio.positions.get(sym)
-            extra = held - (pos.quantity if pos is not None else Decimal(0))
+            extra = bal.total - (pos.quantity if pos is not None else Decimal(0))
             if extra > 0:
                 out[sym] = extra
         return out
