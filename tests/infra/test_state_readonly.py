@@ -26,9 +26,9 @@ def test_missing_or_empty_file_is_refused_and_not_created(tmp_path: Path) -> Non
 
 
 def test_reads_a_sound_file_and_refuses_writes(tmp_path: Path) -> None:
-    with StateStore.open(tmp_path / "state.db", quarantine_dir=tmp_path / "q") as db:
-        with db.transaction():
-            db.set_kill_switch(True, "drill")
+    db = StateStore.open(tmp_path / "state.db", quarantine_dir=tmp_path / "q")
+    with db, db.transaction():
+        db.set_kill_switch(True, "drill")
     before = (tmp_path / "state.db").read_bytes()
     with ro(tmp_path) as db:
         assert db.kill_switch() == (True, "drill")
