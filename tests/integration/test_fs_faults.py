@@ -95,11 +95,11 @@ def test_state_db_of_the_wrong_kind_is_one_plain_line(ws: Workspace, how: str) -
     if how == "directory":
         ws.state_db.mkdir()
     else:
-        ws.state_db.symlink_to(ws.root / "nowhere" / "state.db")
+        ws.state_db.symlink_to(ws.data.parent / "nowhere" / "state.db")
     res = run(ws)
     plain_failure(res, exit_codes.STORAGE, "storage error", str(ws.state_db))
     assert ws.state_db.is_symlink() or ws.state_db.is_dir()  # left exactly as it was
-    assert not (ws.root / "nowhere").exists()
+    assert not (ws.data.parent / "nowhere").exists()
     no_strays(ws.data)
     st = ws.vigil("status")
     assert st.returncode in (exit_codes.OK, exit_codes.STORAGE)
@@ -113,11 +113,11 @@ def test_config_file_of_the_wrong_kind_is_a_config_error(ws: Workspace, how: str
     if how == "directory":
         policy.mkdir()
     else:
-        policy.symlink_to(ws.root / "nowhere.yaml")
+        policy.symlink_to(ws.data.parent / "nowhere.yaml")
     for cmd in (("run", "--replay", str(ws.candles), *FAST), ("status",), ("config", "check")):
         res = ws.vigil(*cmd)
         plain_failure(res, exit_codes.CONFIG, "policy.yaml")  # never run on the defaults
-    not_a_dir = ws.root / "config-file"
+    not_a_dir = ws.data.parent / "config-file"
     not_a_dir.write_text("mode: LIVE\n")
     res = subprocess.run(
         [sys.executable, "-m", "runner.cli", "status", "--config", str(not_a_dir)],

@@ -147,12 +147,12 @@ def test_damaged_file_is_quarantined_once(ws: Workspace) -> None:
 
 
 def test_a_second_daemon_on_the_same_state_db_is_refused(ws: Workspace) -> None:
-    shared = ws.root / "shared-state.db"
+    shared = ws.data.parent / "shared-state.db"
     env = {"VIGIL_PATHS__STATE_DB": str(shared)}
     proc = ws.start("run", "--replay", str(ws.candles), "--speed", "300", env=env)
     try:
         assert wait_for(lambda: (ws.data / "vigil.pid").exists(), 30)
-        other = ws.root / "other-data"
+        other = ws.data.parent / "other-data"
         second = ws.vigil(
             "run",
             "--replay",
