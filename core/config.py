@@ -15,6 +15,7 @@ from pydantic import Field, PrivateAttr, model_validator
 
 from core.clock import timeframe_ms
 from core.config_base import Frozen, FrozenMap
+from core.config_reconcile import ReconcileConfig
 from core.config_risk import (
     BreakersConfig,
     BreakerSpec,
@@ -320,6 +321,9 @@ class PipelineConfig(Frozen):
     )
     execution: ExecutionConfig = Field(
         default_factory=ExecutionConfig, description="Order placement."
+    )
+    reconcile: ReconcileConfig = Field(
+        default_factory=ReconcileConfig, description="Reconciliation with the venue."
     )
     strategies: FrozenMap[StrategyConfig] = Field(
         default_factory=lambda: {"rules": StrategyConfig(enabled=True)},

@@ -73,6 +73,8 @@ class MarketSnapshot:
     # A latched exits-only order from the runner (repeated cycle failures, clock drift),
     # named by its cause; empty when none. Entries are refused while it is set.
     exits_only: str = ""
+    # why the runner blocks new entries (exits go on), e.g. coins on the venue it cannot place
+    entries_blocked: tuple[str, ...] = ()
 
 
 def required_features(config: PipelineConfig) -> frozenset[str]:
@@ -206,6 +208,9 @@ def run_cycle(
     state_now, causes = trading_state(breakers, config.breakers, kill_switch=kill)
     if snapshot.exits_only and state_now is TradingState.ACTIVE:
         state_now, causes = TradingState.REDUCING, (snapshot.exits_only,)
+    if snapshot.entries_blocked and state_now is TradingState.ACTIVE:
+        state_now, causes = TradingState.REDUCING, snapshot.entries_blocked
+        notes.append(f"entries blocked: {', '.join(causes)}")
     for e in events:
         notes.append(f"breaker {e.name} {e.event}: {e.reason}")
     st.mark("breakers")

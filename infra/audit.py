@@ -12,6 +12,7 @@ append-mode file, so a crash can at worst tear the final line, which `open()` qu
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -285,12 +286,18 @@ class AuditLog:
             return
         anchor = {"seq": self._seq, "hash": self._hash, "file": self._file_name}
         tmp = self._dir / (HEAD_NAME + ".tmp")
-        with open(tmp, "wb") as f:
-            f.write(canonical_json(anchor).encode("utf-8") + b"\n")
-            f.flush()
-            if self._fsync:
-                os.fsync(f.fileno())
-        os.replace(tmp, self._dir / HEAD_NAME)
+        try:
+            with open(tmp, "wb") as f:
+                f.write(canonical_json(anchor).encode("utf-8") + b"\n")
+                f.flush()
+                if self._fsync:
+                    os.fsync(f.fileno())
+            os.replace(tmp, self._dir / HEAD_NAME)
+        except OSError:
+            # A full disk or read-only directory: leave no stray HEAD.tmp behind.
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
         if self._fsync:
             _fsync_dir(self._dir)
         self._head_written = current

@@ -40,7 +40,7 @@ class ClockSettings(BaseModel):
         gt=0,
         le=60_000,
         description="Largest accepted offset (ms) of the host clock from the exchange's server "
-        "time and from NTP. Above it LIVE refuses to start (exit 6) and a running daemon goes "
+        "time and from NTP. Above it LIVE refuses to start (exit 7) and a running daemon goes "
         "exits only until the offset is back within it.",
     )
     check_interval_seconds: float = Field(
@@ -175,7 +175,7 @@ async def check_clock_skew_async(
 
 
 class ClockSkewed(Exception):
-    """LIVE refused to start: the host clock is too far from the exchange's (exit code 6)."""
+    """LIVE refused to start: the host clock is too far from the exchange's (exit code 7)."""
 
 
 async def exchange_offset_ms(

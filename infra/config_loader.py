@@ -48,7 +48,7 @@ __all__ = [
 
 POLICY_KEYS = (
     "mode", "read_only", "exchange", "loop", "http", "paths", "alerts", "sim", "clock",
-    "timeframe", "regime", "triggers", "exits", "risk", "breakers", "execution",
+    "timeframe", "regime", "triggers", "exits", "risk", "breakers", "execution", "reconcile",
 )  # fmt: skip
 FILES: dict[str, tuple[str, ...]] = {
     "policy.yaml": POLICY_KEYS,
@@ -145,9 +145,14 @@ def load_config(
     warnings: list[str] = []
     sources: list[str] = []
     files: dict[str, tuple[str, dict[str, Any]]] = {}
+    if config_dir.exists() and not config_dir.is_dir():
+        raise ConfigError(f"{config_dir}: not a directory; --config takes the config directory")
     for name in FILES:
         path = config_dir / name
         if not path.is_file():
+            if path.exists() or path.is_symlink():  # never run on defaults instead of it
+                kind = "a dangling symlink" if not path.exists() else "not a regular file"
+                problems.append(f"{path}: {kind}; point it at the YAML file or remove it")
             continue
         label = str(path)
         sources.append(label)
@@ -231,6 +236,8 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _constru
 def _read_yaml(path: Path, label: str) -> dict[str, Any]:
     try:
         data = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)
+    except OSError as exc:
+        raise _Problems([f"{label}: cannot be read: {exc.strerror or exc}"]) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown line"

@@ -68,9 +68,12 @@ class HealthReport:
     checked_ms: int
     exits_only: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     clock: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    # coins on the venue the state does not know: symbol -> amount (reconcile.unknown_holdings)
+    unknown_holdings: Mapping[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "unknown_holdings": dict(self.unknown_holdings),
             "status": self.status.value,
             "detail": self.detail,
             "components": {n: c.to_dict() for n, c in self.components.items()},
@@ -222,6 +225,7 @@ def health_report(
     trading = d.trading_state.value if d is not None else "UNKNOWN"
     tripped = sorted(n for n, b in engine.state.breakers.items() if b.tripped)
     guards = dict(engine.exits_only)
+    unknown: Mapping[str, str] = getattr(h, "unknown_holdings", {})
     if not h.clock_ok:
         notes.append(f"clock: {h.clock_detail}")
         status = _worse(status, Status.DEGRADED)
@@ -237,9 +241,17 @@ def health_report(
         # A runner guard (failing cycles, clock drift) holds trading at exits only.
         notes.append("exits only: " + "; ".join(f"{k}: {v}" for k, v in sorted(guards.items())))
         status = _worse(status, Status.DEGRADED)
-    elif trading == TradingState.REDUCING:
+    elif trading == TradingState.REDUCING and (tripped or not unknown):
         # Exits still work: worth saying, not worth failing a health check.
         notes.append(f"exits only, breakers tripped: {', '.join(tripped) or 'unknown'}")
+    if unknown:
+        policy = getattr(h, "unknown_policy", "")
+        held = ", ".join(f"{s} {a}" for s, a in unknown.items())
+        if policy == "halt_entries":
+            notes.append(f"new entries halted: coins on the venue unknown to the state: {held}")
+            status = _worse(status, Status.DEGRADED)
+        else:
+            notes.append(f"coins on the venue unknown to the state ({policy}): {held}")
     return HealthReport(
         status=status,
         detail="; ".join(notes) or "all components ok",
@@ -251,6 +263,7 @@ def health_report(
         checked_ms=now_ms,
         exits_only=MappingProxyType(guards),
         clock=MappingProxyType(_clock(h, now_ms)),
+        unknown_holdings=MappingProxyType(dict(unknown)),
     )
 
 

@@ -8,7 +8,9 @@ operator decides what happens to it.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import shutil
 import sqlite3
 from collections.abc import Callable, Sequence
@@ -152,6 +154,11 @@ class NotAStateDatabase(StateCorrupted):
     """A valid SQLite file, but not one vigil created."""
 
 
+class StateMissing(StateCorrupted):
+    """state.db is missing or empty although vigil has run here before (audit log, HEAD or
+    quarantine found): starting afresh would forget positions, PnL and latches silently."""
+
+
 class StateQuarantined(StateCorrupted):
     """The file failed its integrity check; a copy was made and the original left alone."""
 
@@ -169,6 +176,16 @@ def is_corruption(exc: sqlite3.Error) -> bool:
     return "not a database" in text or "malformed" in text
 
 
+def readonly_uri(path: Path) -> str:
+    """`mode=ro`; on a directory nobody can write (a read-only mount) also `immutable=1`,
+    since SQLite cannot create the -shm file a WAL database needs for reading, and nobody can
+    change the file there meanwhile."""
+    uri = f"{path.resolve().as_uri()}?mode=ro"
+    if not os.access(path.resolve().parent, os.W_OK):
+        uri += "&immutable=1"
+    return uri
+
+
 def find_damage(path: Path, migrations: Sequence[Migration]) -> str | None:
     """Run `PRAGMA integrity_check` on an existing file; the finding, or None when it is fine.
 
@@ -176,7 +193,7 @@ def find_damage(path: Path, migrations: Sequence[Migration]) -> str | None:
     The checks run on a read-only connection so that nothing (no WAL checkpoint, no journal
     rollback written back) changes the file before it is quarantined or refused.
     """
-    uri = f"{path.resolve().as_uri()}?mode=ro"
+    uri = readonly_uri(path)
     conn: sqlite3.Connection | None = None
     try:
         conn = sqlite3.connect(uri, uri=True)
@@ -199,8 +216,47 @@ def find_damage(path: Path, migrations: Sequence[Migration]) -> str | None:
     return f"PRAGMA integrity_check reported: {shown}{more}"
 
 
+def _digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def existing_copy(path: Path, quarantine_dir: Path) -> Path | None:
+    """The quarantine folder already holding a byte-identical copy of `path` (and of its
+    -wal sibling), so that every command run on the same damaged file does not copy it again."""
+    if not quarantine_dir.is_dir():
+        return None
+    size = path.stat().st_size
+    wal = path.with_name(path.name + "-wal")
+    digest: str | None = None
+    for folder in sorted(quarantine_dir.glob(f"{path.stem}-*")):
+        copy = folder / path.name
+        try:
+            if not copy.is_file() or copy.stat().st_size != size:
+                continue
+            digest = digest or _digest(path)
+            if _digest(copy) != digest:
+                continue
+            copy_wal = folder / wal.name
+            if wal.is_file() != copy_wal.is_file():
+                continue
+            if wal.is_file() and _digest(wal) != _digest(copy_wal):
+                continue
+        except OSError:
+            continue
+        return folder
+    return None
+
+
 def quarantine(path: Path, quarantine_dir: Path, *, clock: Clock | None) -> Path:
-    """Copy the database and its -wal/-shm/-journal siblings into a fresh, timestamped folder."""
+    """Copy the database and its -wal/-shm/-journal siblings into a fresh, timestamped folder
+    (or name the folder that already holds the same bytes)."""
+    already = existing_copy(path, quarantine_dir)
+    if already is not None:
+        return already
     if clock is not None:
         when = datetime.fromtimestamp(clock.now_ms() / 1000, tz=UTC)
     else:
@@ -223,9 +279,10 @@ def quarantine_error(
 ) -> StateQuarantined:
     """Build the error for a damaged file after copying it aside (the copy may fail too)."""
     advice = (
-        "To recover: stop vigil, then either restore the file from a backup or move "
-        f"{path} and its -wal/-shm files aside so vigil starts with fresh state; then run "
-        "`vigil audit replay` to compare the state with the audit log before trading again."
+        "To recover: stop vigil, move "
+        f"{path} and its -wal/-shm files aside, then either restore a backup (and compare it "
+        "with `vigil audit replay`), rebuild the state from the audit log with `vigil state "
+        "rebuild`, or start afresh on purpose with `vigil run --fresh-state`."
     )
     try:
         copy_dir: Path | None = quarantine(path, quarantine_dir, clock=clock)
@@ -306,6 +363,9 @@ def open_connection(
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA foreign_keys = ON")
         migrate(conn, version, migrations)
+        # A file SQLite could only open read-only (read-only file or mount) fails here, at
+        # start, rather than at the first commit after orders went out.
+        conn.execute(f"PRAGMA user_version = {len(migrations)}")
     except sqlite3.Error as exc:
         conn.close()
         if is_corruption(exc):
@@ -314,6 +374,34 @@ def open_connection(
     except BaseException:
         conn.close()
         raise
+    return conn
+
+
+def open_readonly_connection(
+    path: Path, *, quarantine_dir: Path, clock: Clock | None, migrations: Sequence[Migration]
+) -> sqlite3.Connection:
+    """A read-only connection (`mode=ro`) for commands that only look: nothing is created,
+    migrated or written. A damaged file is quarantined once and refused, like `open`."""
+    if not path.exists():
+        raise StateUnavailable(f"state database {path} does not exist")
+    if not path.is_file():
+        raise StateUnavailable(f"state path {path} exists but is not a file; fix the path.")
+    if path.stat().st_size == 0:
+        raise StateUnavailable(f"state database {path} is empty (0 bytes)")
+    finding = find_damage(path, migrations)
+    if finding is not None:
+        raise quarantine_error(path, finding, quarantine_dir, clock=clock)
+    try:
+        conn = sqlite3.connect(readonly_uri(path), uri=True, isolation_level=None)
+        version = check_identity(conn, str(path), migrations)
+    except sqlite3.Error as exc:
+        raise StateUnavailable(f"cannot read state database {path}: {exc}") from exc
+    if version < len(migrations):
+        conn.close()
+        raise StateUnavailable(
+            f"state database {path} has schema version {version}, older than this vigil's "
+            f"{len(migrations)}; a read-only command does not migrate it (`vigil run` does)."
+        )
     return conn
 
 

@@ -39,6 +39,7 @@ from infra.state_schema import (
     Migration,
     NotAStateDatabase,
     RowCodec,
+    StateMissing,
     StateQuarantined,
     StateUnavailable,
     StateVersionTooNew,
@@ -46,6 +47,7 @@ from infra.state_schema import (
     dumps,
     loads,
     open_connection,
+    open_readonly_connection,
     stored_decimal,
     text_decimal,
 )
@@ -56,6 +58,7 @@ __all__ = [
     "KV_REGIME",
     "MEMORY",
     "NotAStateDatabase",
+    "StateMissing",
     "StateQuarantined",
     "StateStore",
     "StateUnavailable",
@@ -77,9 +80,12 @@ _LIVE_STATUSES = tuple(s.value for s in OrderStatus if s.is_live)
 class StateStore:
     """Build with `StateStore.open(...)`; the constructor takes an already prepared connection."""
 
-    def __init__(self, *, connection: sqlite3.Connection, path: str) -> None:
+    def __init__(
+        self, *, connection: sqlite3.Connection, path: str, read_only: bool = False
+    ) -> None:
         self._conn = connection
         self._path = path
+        self._read_only = read_only
         self._depth = 0
         self._closed = False
 
@@ -107,6 +113,24 @@ class StateStore:
         )
         return cls(connection=conn, path=str(path))
 
+    @classmethod
+    def open_readonly(
+        cls,
+        path: Path,
+        *,
+        quarantine_dir: Path,
+        clock: Clock | None = None,
+        migrations: tuple[Migration, ...] = MIGRATIONS,
+    ) -> StateStore:
+        """Open an existing database read-only (`file:...?mode=ro`): for status, audit replay
+        and the other commands that only look. Raises StateUnavailable when the file is
+        missing, empty or of an older schema; a damaged file is quarantined (once) and refused.
+        Writing through the returned store fails."""
+        conn = open_readonly_connection(
+            Path(path), quarantine_dir=quarantine_dir, clock=clock, migrations=migrations
+        )
+        return cls(connection=conn, path=str(path), read_only=True)
+
     @property
     def path(self) -> str:
         return self._path
@@ -122,7 +146,7 @@ class StateStore:
         try:
             if self._conn.in_transaction:
                 self._conn.execute("ROLLBACK")
-            if self._path != MEMORY:
+            if self._path != MEMORY and not self._read_only:
                 self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         finally:
             self._conn.close()

@@ -15,12 +15,14 @@ from core.errors import AlreadyRunning, AuditCorrupted, ConfigError, DataError, 
 from infra.clock_sync import ClockSkewed
 from infra.config_loader import Flag, LoadedConfig, load_config
 from infra.secrets import RedactingFilter, load_secrets
+from infra.state_schema import StateUnavailable
 from runner import __version__, exit_codes
 
 EPILOG = (
     "Exit codes: 0 ok, 1 check failed, 2 bad config/arguments, 3 already running, "
-    "4 state.db corrupted (quarantined), 5 audit log corrupted, 6 no daemon running "
-    "(acted on disk only), 7 LIVE refused: clock off. See docs/cli.md."
+    "4 state.db corrupted (quarantined) or lost beside an audit log, 5 audit log corrupted, "
+    "6 no daemon running (acted on disk only), 7 LIVE refused: clock off, 8 a file or "
+    "directory cannot be read or written. See docs/cli.md."
 )
 
 
@@ -92,7 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
         "run",
         help="run the daemon",
         epilog=EPILOG,
-        description="Run the trading daemon until SIGTERM/SIGINT.",
+        description="Run the trading daemon until SIGTERM, SIGINT, SIGHUP, SIGQUIT or SIGUSR1 "
+        "(each a clean stop).",
     )
     _common(run)
     run.add_argument(
@@ -124,6 +127,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="replay only: delete the earlier replay's files in <data_dir>/replay and start "
         "from the beginning instead of continuing it",
+    )
+    run.add_argument(
+        "--fresh-state",
+        action="store_true",
+        help="start with empty state although state.db is missing beside an existing audit "
+        "log (recorded in the audit log); see `vigil state rebuild` for the other way",
     )
     from runner.cli_strategies import add_strategy_flags
 
@@ -195,6 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
     from runner.cli_data import add_data_commands
 
     add_data_commands(sub, _common, EPILOG)
+    from runner.cli_state import add_state_commands
+
+    add_state_commands(sub, _common, EPILOG)
     return ap
 
 
@@ -266,8 +278,13 @@ def dispatch(args: argparse.Namespace) -> int:
                 to_ms=args.to_ms,
                 max_cycles=args.max_cycles,
                 fresh=args.fresh,
+                fresh_state=args.fresh_state,
             ),
         )
+    if args.cmd == "state":
+        from runner.cli_state import dispatch_state
+
+        return dispatch_state(loaded, args)
     if args.cmd == "kill":
         return ops.cmd_kill(loaded, args.reason, args.replay)
     if args.cmd == "resume":
@@ -291,6 +308,19 @@ def dispatch(args: argparse.Namespace) -> int:
             return ops.cmd_audit_tail(directory, args.n, kinds)
         return ops.cmd_audit_replay(loaded, directory, args.replay)
     raise AssertionError(args.cmd)
+
+
+def _plain(exc: BaseException) -> str:
+    """One line for a file-system failure: the OS's words and the path, no traceback."""
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f": {exc.filename}" if exc.filename else ""
+        hint = {
+            28: "; free some space (the disk is full)",
+            30: "; the file system is mounted read-only",
+            13: "; check the owner and mode of the file and its directory",
+        }.get(exc.errno or 0, "")
+        return f"{exc.strerror}{where}{hint}"
+    return " ".join(str(exc).split())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -336,6 +366,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ClockSkewed as exc:
         print(f"refusing to start: {exc}", file=sys.stderr)
         return exit_codes.CLOCK_SKEW
+    except (StateUnavailable, OSError) as exc:
+        print(f"storage error: {_plain(exc)}", file=sys.stderr)
+        return exit_codes.STORAGE
     except KeyboardInterrupt:
         return 130
 

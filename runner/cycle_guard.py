@@ -11,19 +11,34 @@ Failures in a row escalate, and both steps are latched until an operator runs `v
   nothing new sent, survives a restart).
 
 One completed cycle resets the count in a row, never the latches.
+
+Storage failures are not cycle errors: when the disk is full or read-only, or SQLite fails,
+nothing can be recorded (not even an exit's order intent), so the failure ends the daemon with
+a storage error (exit 8, see docs/runbook.md) instead of being retried every cycle.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
+import sqlite3
 import traceback
 from collections.abc import Callable
 
+from infra.state_store import StateUnavailable
 from runner.engine import Engine
 
 log = logging.getLogger("vigil.cycle")
 
 CAUSE = "cycle_errors"
+_STORAGE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EIO, errno.EACCES, errno.EPERM}
+
+
+def storage_failure(exc: BaseException) -> bool:
+    """The disk or the database failed under us: stop, do not retry the cycle."""
+    if isinstance(exc, sqlite3.Error | StateUnavailable):
+        return True
+    return isinstance(exc, OSError) and exc.errno in _STORAGE_ERRNOS
 MAX_TRACEBACK = 8_000  # characters kept in the audit record (the innermost frames)
 
 

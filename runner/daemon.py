@@ -9,6 +9,8 @@ import logging
 import os
 import random
 import shutil
+import signal
+import sqlite3
 import sys
 import time
 from dataclasses import dataclass
@@ -21,11 +23,10 @@ from infra.audit import AuditLog
 from infra.clock import LiveClock, ReplayClock
 from infra.config_loader import LoadedConfig
 from infra.exchange.sim_config import SimConfig
-from infra.lock import InstanceLock
 from infra.metrics import Metrics
 from infra.secrets import load_secrets, redact
 from infra.settings import ResolvedPaths, VigilConfig
-from infra.state_store import StateStore
+from infra.state_store import StateStore, StateUnavailable
 from infra.systemd import SystemdNotifier
 from runner import __version__
 from runner.alerting import AlertingSink
@@ -45,10 +46,16 @@ from runner.loop import (
     Pacer,
     Progress,
     ReplayPacer,
-    install_signal_handlers,
     run_loop,
 )
 from runner.ops_status import utc
+from runner.signals import STOP_SIGNALS, install_stop_signals
+from runner.state_guard import (
+    AUDIT_LOCK_NAME,
+    check_start,
+    state_lock_path,
+    writer_locks,
+)
 from runner.store import SqliteStore, paper_wallet
 
 log = logging.getLogger("vigil.daemon")
@@ -62,6 +69,7 @@ class RunOptions:
     to_ms: int | None = None
     max_cycles: int | None = None
     fresh: bool = False  # replay only: start over instead of continuing <data_dir>/replay
+    fresh_state: bool = False  # start with empty state although vigil ran here before
 
 
 def banner(loaded: LoadedConfig) -> str:
@@ -93,47 +101,67 @@ async def _run(loaded: LoadedConfig, opts: RunOptions) -> int:
     from infra.http import port_taken
 
     paths = loaded.paths(replay=opts.replay is not None)
+    stop = asyncio.Event()
+    install_stop_signals(stop)
     paths.data_dir.mkdir(parents=True, exist_ok=True)
-    lock = InstanceLock(paths.lock_file)
-    lock.acquire()  # a second daemon on the same files is told so first (exit 3)
-    try:
+    with writer_locks(paths):  # a second daemon on the same files is told so first (exit 3)
         http = loaded.config.http
         if http.enabled and port_taken(http.host, http.port):  # before any work is done
             raise _port_taken(loaded)
         if opts.fresh:
             _clear_replay(paths)
-        return await _run_locked(loaded, opts, paths)
-    finally:
-        lock.release()
+        fresh = check_start(paths, fresh=opts.fresh_state)
+        return await _run_locked(loaded, opts, paths, stop, fresh)
 
 
-async def _run_locked(loaded: LoadedConfig, opts: RunOptions, paths: Any) -> int:
+async def _run_locked(
+    loaded: LoadedConfig, opts: RunOptions, paths: Any, stop: asyncio.Event, fresh: list[str] | None
+) -> int:
     db = StateStore.open(paths.state_db, quarantine_dir=paths.quarantine_dir)
     try:
         if opts.replay is not None:
-            return await _run_replay(loaded, opts, paths, db)
-        return await _run_live(loaded, opts, paths, db)
+            return await _run_replay(loaded, opts, paths, db, stop, fresh)
+        return await _run_live(loaded, opts, paths, db, stop, fresh)
     finally:
         db.close()
 
 
 def _clear_replay(paths: ResolvedPaths) -> None:
     """--fresh: delete an earlier replay's files (everything in <data_dir>/replay but the
-    lock we hold), so the replay starts from the beginning with a fresh wallet."""
-    for entry in paths.data_dir.iterdir():
-        if entry == paths.lock_file:
+    locks we hold), so the replay starts from the beginning with a fresh wallet."""
+    held = {paths.lock_file, state_lock_path(paths.state_db), paths.audit_dir / AUDIT_LOCK_NAME}
+    _clear_dir(paths.data_dir, held)
+    log.warning("--fresh: removed the earlier replay's files in %s", paths.data_dir)
+
+
+def _clear_dir(directory: Path, keep: set[Path]) -> None:
+    for entry in directory.iterdir():
+        if entry in keep:
             continue
         if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry)
+            if any(k.is_relative_to(entry) for k in keep):
+                _clear_dir(entry, keep)
+            else:
+                shutil.rmtree(entry)
         else:
             entry.unlink()
-    log.warning("--fresh: removed the earlier replay's files in %s", paths.data_dir)
 
 
 def paths_line(loaded: LoadedConfig, paths: ResolvedPaths) -> str:
     return (
         f"config={loaded.config_dir} data_dir={paths.data_dir} state_db={paths.state_db} "
         f"audit_dir={paths.audit_dir} kill_switch={paths.kill_switch}"
+    )
+
+
+def _fresh_record(audit: AuditLog, paths: Any, fresh: list[str] | None) -> None:
+    if fresh is None:
+        return
+    log.warning("starting with EMPTY state on purpose (--fresh-state); found before: %s", fresh)
+    audit.append(
+        "state_fresh",
+        {"state_db": str(paths.state_db), "found": fresh, "source": "run --fresh-state"},
+        sync=True,
     )
 
 
@@ -158,7 +186,14 @@ def _config_record(loaded: LoadedConfig, paths: ResolvedPaths, **extra: Any) -> 
     }
 
 
-async def _run_live(loaded: LoadedConfig, opts: RunOptions, paths: Any, db: StateStore) -> int:
+async def _run_live(
+    loaded: LoadedConfig,
+    opts: RunOptions,
+    paths: Any,
+    db: StateStore,
+    stop: asyncio.Event,
+    fresh: list[str] | None,
+) -> int:
     from runner.live import FeedSymbols, build_live
 
     cfg = loaded.config
@@ -212,6 +247,7 @@ async def _run_live(loaded: LoadedConfig, opts: RunOptions, paths: Any, db: Stat
         _config_record(loaded, paths, exchange=cfg.exchange.id, **guards.describe()),
         sync=True,
     )
+    _fresh_record(audit, paths, fresh)
     pacer: Pacer = LivePacer(
         clock=clock,
         interval_s=cfg.loop.interval_seconds,
@@ -220,7 +256,7 @@ async def _run_live(loaded: LoadedConfig, opts: RunOptions, paths: Any, db: Stat
     )
     try:
         return await _serve(
-            loaded, engine, clock, pacer, paths, metrics, audit, opts, notifier, guards
+            loaded, engine, clock, pacer, paths, metrics, audit, opts, notifier, guards, stop
         )
     finally:
         await parts.exchange.close()
@@ -251,7 +287,14 @@ def _resume_point(
     return max(resume, opts.from_ms or 0), wallet
 
 
-async def _run_replay(loaded: LoadedConfig, opts: RunOptions, paths: Any, db: StateStore) -> int:
+async def _run_replay(
+    loaded: LoadedConfig,
+    opts: RunOptions,
+    paths: Any,
+    db: StateStore,
+    stop: asyncio.Event,
+    fresh: list[str] | None,
+) -> int:
     cfg = loaded.config
     assert opts.replay is not None
     from_ms, sim_cfg = _resume_point(cfg, db, opts)
@@ -309,6 +352,7 @@ async def _run_replay(loaded: LoadedConfig, opts: RunOptions, paths: Any, db: St
         ),
         sync=True,
     )
+    _fresh_record(audit, paths, fresh)
     pacer: Pacer = ReplayPacer(
         clock=clock,
         feed=feed,
@@ -320,7 +364,7 @@ async def _run_replay(loaded: LoadedConfig, opts: RunOptions, paths: Any, db: St
     )
     try:
         return await _serve(
-            loaded, engine, clock, pacer, paths, metrics, audit, opts, notifier, guards
+            loaded, engine, clock, pacer, paths, metrics, audit, opts, notifier, guards, stop
         )
     finally:
         await exchange.close()
@@ -338,9 +382,8 @@ async def _serve(
     opts: RunOptions,
     notifier: Notifier,
     guards: Guards,
+    stop: asyncio.Event,
 ) -> int:
-    stop = asyncio.Event()
-    install_signal_handlers(stop)
     notifier.start()
     server = await _start_http(loaded, engine, clock, paths, metrics, opts.replay is not None)
     systemd = SystemdNotifier()
@@ -549,24 +592,42 @@ async def _shutdown(
         except TimeoutError:
             log.error("cancelling open orders timed out; they may still rest on the exchange")
     engine.kill_file = engine.state.kill_switch
-    engine.store.save_cycle(engine.state, engine.portfolio, now)
-    audit.append(
-        "shutdown",
-        {
-            "ts": now,
-            "canceled": canceled,
-            "open_orders": len(engine.book.live()),
-            "positions": len(engine.portfolio.positions),
-            "equity": str(
-                engine.last_decision.equity if engine.last_decision else engine.portfolio.cash
-            ),
-        },
-        sync=True,
-    )
+    record: dict[str, Any] = {
+        "ts": now,
+        "canceled": canceled,
+        "open_orders": len(engine.book.live()),
+        "positions": len(engine.portfolio.positions),
+        "equity": str(
+            engine.last_decision.equity if engine.last_decision else engine.portfolio.cash
+        ),
+    }
+    try:
+        engine.store.save_cycle(engine.state, engine.portfolio, now)
+    except (OSError, sqlite3.Error) as exc:
+        # A full disk or a read-only file system: the audit record may still fit.
+        log.error("state could not be saved at shutdown: %s", exc)
+        record["state_saved"] = False
+        record["error"] = " ".join(str(exc).split())[:200]
+    try:
+        audit.append("shutdown", record, sync=True)
+    except (OSError, RuntimeError) as exc:  # RuntimeError: the log refused after a failed write
+        log.error("the shutdown record could not be written to the audit log: %s", exc)
 
 
 def run(loaded: LoadedConfig, opts: RunOptions) -> int:
     from runner.cli_strategies import require_enabled
 
     require_enabled(loaded.config)  # before the lock and the state: nothing to run
-    return asyncio.run(_run(loaded, opts))
+    try:
+        return asyncio.run(_run(loaded, opts))
+    except sqlite3.Error as exc:
+        # "database or disk is full", "attempt to write a readonly database", ...
+        raise StateUnavailable(
+            f"state database {loaded.paths(replay=opts.replay is not None).state_db}: {exc}"
+        ) from exc
+    finally:
+        # The loop's handlers are gone; a late signal must not kill the process with the
+        # default action between here and exit.
+        for sig in STOP_SIGNALS:
+            with contextlib.suppress(ValueError, OSError):
+                signal.signal(sig, signal.SIG_IGN)

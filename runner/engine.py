@@ -11,7 +11,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from types import MappingProxyType
 from typing import Any, Protocol
@@ -141,6 +141,9 @@ class Health:
     clock_ok: bool = True
     clock_detail: str = "not measured"
     clock_ms: int = 0
+    # coins on the venue the state does not know (runner/holdings.py): symbol -> amount
+    unknown_holdings: dict[str, str] = field(default_factory=dict)
+    unknown_policy: str = ""
 
 
 class Engine:
@@ -336,6 +339,7 @@ class Engine:
             exchange_down=self._down,
             history=self._history,
             exits_only=",".join(sorted(self.exits_only)) if self.exits_only else "",
+            entries_blocked=self.reconciler.unknown.entry_blocks(),
         )
         decision = run_cycle(snapshot, self.portfolio, self.config, now_ms, timer=self._timer)
         if decision.intents and self._depth_check:

@@ -71,21 +71,18 @@ class FeedSymbols:
         return cands + [s for s in extra if s not in cands and s in eng.markets]
 
 
-def build_live(
+def ccxt_exchange(
     cfg: VigilConfig,
     secrets: Secrets,
     clock: Clock,
-    db: StateStore,
-    symbols: FeedSymbols,
-    record: Callable[..., Any],
-    observer: Any = None,
-) -> LiveParts:
-    """`record(kind, data)` receives shadow-mode records (the audit log's append);
-    `observer.event("api_error", kind=...)` hears of every failed request to the venue."""
+    *,
+    notes: Callable[..., Any] | None = None,
+    on_error: Callable[[Exception], None] | None = None,
+) -> CcxtExchange:
+    """The venue as configured; credentials only in LIVE (PAPER and DRY_RUN read prices).
+    `on_error(exc)` hears of every failed request to the venue."""
     live = cfg.mode is Mode.LIVE
-    if live:
-        require_live_credentials(cfg, secrets)
-    data = CcxtExchange(
+    return CcxtExchange(
         exchange_id=cfg.exchange.id,
         clock=clock,
         rng=random.Random(),
@@ -101,6 +98,29 @@ def build_live(
             "weight": Budget(capacity=cfg.exchange.weight_per_minute, per_seconds=60),
             "orders": Budget(capacity=cfg.exchange.orders_per_10s, per_seconds=10),
         },
+        notes=notes,
+        on_error=on_error,
+    )
+
+
+def build_live(
+    cfg: VigilConfig,
+    secrets: Secrets,
+    clock: Clock,
+    db: StateStore,
+    symbols: FeedSymbols,
+    record: Callable[..., Any],
+    observer: Any = None,
+) -> LiveParts:
+    """`record(kind, data)` receives shadow-mode records (the audit log's append);
+    `observer.event("api_error", kind=...)` hears of every failed request to the venue."""
+    live = cfg.mode is Mode.LIVE
+    if live:
+        require_live_credentials(cfg, secrets)
+    data = ccxt_exchange(
+        cfg,
+        secrets,
+        clock,
         notes=record if live else None,
         on_error=None
         if observer is None

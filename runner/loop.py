@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Protocol
 
 from core.clock import Clock
-from runner.cycle_guard import CycleGuard
+from runner.cycle_guard import CycleGuard, storage_failure
 from runner.engine import Engine
 
 log = logging.getLogger("vigil.loop")
@@ -229,9 +229,13 @@ async def run_loop(
                     await before_cycle(now)
                 d = await engine.step(now)
             except Exception as exc:  # the cycle boundary: see runner/cycle_guard.py
+                if storage_failure(exc):
+                    raise
                 try:
                     await guard.failed(now, exc)
-                except Exception:
+                except Exception as again:
+                    if storage_failure(again):
+                        raise
                     log.exception("recording a failed cycle failed too")
                 progress.cycle_done()  # the loop is alive and judging; no watchdog restart
                 cycles += 1

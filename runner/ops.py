@@ -11,16 +11,17 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import ConfigError
-from core.models import Fill, Liquidity, Side
-from core.portfolio import Portfolio, PortfolioError, apply_fill
+from core.portfolio import PortfolioError
 from infra.audit import AuditLog
-from infra.audit_verify import iter_records, tail, verify
+from infra.audit_verify import tail, verify
 from infra.clock import LiveClock
 from infra.config_loader import LoadedConfig, redacted_dump
 from infra.settings import ResolvedPaths
 from infra.state_store import StateStore
 from runner import daemon_link, exit_codes
 from runner.ops_status import format_facts, path_facts, state_facts
+from runner.state_guard import prior_life, state_absent
+from runner.state_rebuild import rebuild_from_audit
 
 RESUME_FILE = "RESUME"
 CONFIRM_S = 5.0  # how long kill/resume wait for the daemon's /health to show the change
@@ -63,6 +64,17 @@ def cmd_kill(loaded: LoadedConfig, reason: str, replay: bool = False) -> int:
     _atomic_write(paths.kill_switch, reason.strip() + "\n")
     found = daemon_link.find(paths, loaded.config.http)
     if found is None:
+        if state_absent(paths.state_db) and prior_life(paths):
+            # A lost state.db must not be recreated here (the daemon would then start on it
+            # as if nothing was lost); the file alone halts the next start.
+            _audit_event(loaded, paths, "kill_switch", {"reason": reason, "source": "cli"})
+            print(
+                f"{_not_running(loaded, paths, replay)}. Kill file written: "
+                f"{paths.kill_switch}; state.db at {paths.state_db} is lost, so nothing was "
+                "latched there: the kill file alone keeps the next start halted.",
+                file=sys.stderr,
+            )
+            return exit_codes.NOT_RUNNING
         # Latch it in the state so the next start stays halted, then say nobody was halted.
         db = StateStore.open(paths.state_db, quarantine_dir=paths.quarantine_dir)
         try:
@@ -113,7 +125,7 @@ def cmd_resume(
         removed = ""
     found = daemon_link.find(paths, loaded.config.http)
     if found is None:
-        if not paths.state_db.exists():
+        if state_absent(paths.state_db):
             print(
                 f"{_not_running(loaded, paths, replay)}, and there is no state at "
                 f"{paths.state_db}: nothing to re-arm{removed}.",
@@ -181,10 +193,11 @@ def cmd_status(loaded: LoadedConfig, as_json: bool, replay: bool = False) -> int
 
 def _disk_facts(paths: ResolvedPaths) -> dict[str, Any]:
     out: dict[str, Any] = {"source": "disk", "kill_file_present": paths.kill_switch.exists()}
-    if paths.state_db.exists():
-        db = StateStore.open(paths.state_db, quarantine_dir=paths.quarantine_dir)
+    if not state_absent(paths.state_db):
+        db = StateStore.open_readonly(paths.state_db, quarantine_dir=paths.quarantine_dir)
         try:
             last = db.kv_get("last_cycle_ms")
+            out["unknown_holdings"] = db.kv_get("unknown_holdings") or {}
             out.update(
                 state_facts(
                     db.load_engine_state(),
@@ -197,7 +210,7 @@ def _disk_facts(paths: ResolvedPaths) -> dict[str, Any]:
         finally:
             db.close()
     else:
-        out["state"] = "no state.db yet"
+        out["state"] = f"no state in {paths.state_db} (missing or empty)"
     out["paths"] = path_facts(paths)
     return out
 
@@ -240,7 +253,7 @@ AUDIT_KINDS = frozenset(
         "cancel", "breaker_trip", "breaker_clear", "kill_switch", "resume", "shutdown",
         "reconcile", "bad_tick", "audit_recovered", "shadow_order", "shadow_fill",
         "shadow_evicted", "cycle_error", "exits_only", "exits_only_clear", "clock_refused",
-        "symbol_banned",
+        "symbol_banned", "state_fresh", "state_rebuilt",
     }
 )  # fmt: skip
 
@@ -283,34 +296,6 @@ def cmd_audit_tail(directory: Path, n: int, kinds: set[str] | None) -> int:
     return exit_codes.OK
 
 
-def rebuild_from_audit(directory: Path) -> tuple[Portfolio, Decimal, int]:
-    """Positions and realized PnL from the fill records alone (cash is not rebuilt)."""
-    pf = Portfolio(cash=Decimal(0))
-    realized = Decimal(0)
-    n = 0
-    for rec in iter_records(directory):
-        if rec.get("kind") != "fill":
-            continue
-        d = rec["data"]
-        fill = Fill(
-            fill_id=d["fill_id"],
-            client_order_id=d["client_order_id"],
-            symbol=d["symbol"],
-            side=Side(d["side"]),
-            price=Decimal(d["price"]),
-            amount=Decimal(d["amount"]),
-            fee=Decimal(d["fee"]),
-            ts=int(d["ts"]),
-            liquidity=Liquidity(d["liquidity"]),
-            base_fee=Decimal(d.get("base_fee", "0")),
-        )
-        booking = apply_fill(pf, fill, strategy=d.get("strategy", ""))
-        pf = booking.portfolio
-        realized += booking.realized
-        n += 1
-    return pf, realized, n
-
-
 def cmd_audit_replay(loaded: LoadedConfig, directory: Path, replay: bool = False) -> int:
     paths = loaded.paths(replay=replay)
     try:
@@ -318,7 +303,7 @@ def cmd_audit_replay(loaded: LoadedConfig, directory: Path, replay: bool = False
     except (PortfolioError, KeyError, ValueError) as exc:
         print(f"audit replay FAILED: the fill records do not add up: {exc}", file=sys.stderr)
         return exit_codes.FAILURE
-    db = StateStore.open(paths.state_db, quarantine_dir=paths.quarantine_dir)
+    db = StateStore.open_readonly(paths.state_db, quarantine_dir=paths.quarantine_dir)
     try:
         stored = db.load_positions()
         stored_realized = sum((r for r, _, _ in db.daily_pnl().values()), Decimal(0))

@@ -99,6 +99,8 @@ def daemon_facts(
     )
     facts["kill_switch"] = kill
     facts["kill_reason"] = engine.kill_reason or engine.state.kill_reason
+    facts["unknown_holdings"] = dict(getattr(engine.health, "unknown_holdings", {}))
+    facts["exits_only"] = dict(getattr(engine, "exits_only", {}))
     return {
         "source": "daemon",
         "pid": os.getpid(),
@@ -168,6 +170,15 @@ def format_facts(facts: Mapping[str, Any]) -> str:
         lines.append(
             f"  {o['symbol']:14} {o['side']} {o['amount']} @ {o['price']} "
             f"{o['status']} (filled {o['filled']}) {o['id']}"
+        )
+    unknown = facts.get("unknown_holdings") or {}
+    if unknown:
+        held = ", ".join(f"{s} {a}" for s, a in sorted(unknown.items()))
+        lines.append(f"{'unknown holdings':18} {held} (coins on the venue the state does not know)")
+    exits_only = facts.get("exits_only") or {}
+    if exits_only:
+        lines.append(
+            f"{'exits only':18} " + "; ".join(f"{k}: {v}" for k, v in sorted(exits_only.items()))
         )
     lines += _path_lines(facts)
     return "\n".join(lines)

@@ -21,6 +21,7 @@ from core.models import Balance, Fill, Order, OrderStatus
 from core.orders import IllegalTransition, Overfill, apply_fill, merge_remote
 from core.portfolio import PortfolioError, resize_position
 from core.portfolio import apply_fill as book_fill
+from runner.holdings import UnknownHoldings
 
 if TYPE_CHECKING:
     from runner.engine import Engine
@@ -35,6 +36,7 @@ class Reconciler:
         self.fills_since: int | None = None
         self._reported: set[str] = set()
         self._short: dict[str, int] = {}  # symbol -> consecutive cycles held < position
+        self.unknown = UnknownHoldings(engine)
 
     def restore(self, fills: list[Fill]) -> None:
         self.seen_fills = {f.fill_id for f in fills}
@@ -82,6 +84,7 @@ class Reconciler:
             await self._settle(local, remote, now_ms, missing)
         self._cash(balances, now_ms)
         self._holdings(balances, now_ms)
+        await self.unknown.check(balances, now_ms)
 
     def _cash(self, balances: dict[str, Balance], now_ms: int) -> None:
         e = self._e
@@ -204,11 +207,18 @@ class Reconciler:
     def _book_fill(self, f: Fill) -> None:
         e = self._e
         self.seen_fills.add(f.fill_id)
+        self.unknown.touched.add(f.symbol)
         if self.fills_since is None or f.ts > self.fills_since:
             self.fills_since = f.ts
         order = e.book.orders.get(f.client_order_id) or e.store.get_order(f.client_order_id)
         if order is None:
-            log.warning("fill %s for unknown order %s ignored", f.fill_id, f.client_order_id)
+            # Not booked: its coins show up as an unknown holding (reconcile.unknown_holdings).
+            log.warning(
+                "fill %s for unknown order %s not booked; its coins are checked as an unknown "
+                "holding",
+                f.fill_id,
+                f.client_order_id,
+            )
             e.recorder.event(
                 "reconcile", {"what": "foreign_fill", "fill_id": f.fill_id, "symbol": f.symbol}
             )

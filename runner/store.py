@@ -20,6 +20,7 @@ from infra.state_store import StateStore
 
 KV_CASH = "cash"
 KV_LAST_CYCLE = "last_cycle_ms"
+KV_UNKNOWN_HOLDINGS = "unknown_holdings"
 
 
 class Store(Protocol):
@@ -42,6 +43,8 @@ class Store(Protocol):
     def save_cycle(self, state: EngineState, portfolio: Portfolio, now_ms: int) -> None: ...
 
     def set_kill(self, on: bool, reason: str) -> None: ...
+
+    def set_unknown_holdings(self, holdings: dict[str, str]) -> None: ...
 
 
 def paper_wallet(sim: SimConfig, quote: str, db: StateStore) -> SimConfig:
@@ -91,6 +94,9 @@ class MemoryStore:
         return None
 
     def set_kill(self, on: bool, reason: str) -> None:
+        return None
+
+    def set_unknown_holdings(self, holdings: dict[str, str]) -> None:
         return None
 
 
@@ -159,3 +165,8 @@ class SqliteStore:
     def set_kill(self, on: bool, reason: str) -> None:
         with self.db.transaction():
             self.db.set_kill_switch(on, reason)
+
+    def set_unknown_holdings(self, holdings: dict[str, str]) -> None:
+        """What `vigil status` lists: coins on the venue the state does not know."""
+        with self.db.transaction():
+            self.db.kv_set(KV_UNKNOWN_HOLDINGS, holdings)

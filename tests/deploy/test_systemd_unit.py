@@ -41,6 +41,7 @@ def test_unit_says_what_the_runbook_says() -> None:
         exit_codes.STATE_CORRUPTED,
         exit_codes.AUDIT_CORRUPTED,
         exit_codes.CLOCK_SKEW,
+        exit_codes.STORAGE,
     }
     assert s["Restart"] == "on-failure"
     assert int(s["WatchdogSec"]) >= 2 * 60 + 5  # default interval 60 s + budget 5 s

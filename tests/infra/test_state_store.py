@@ -426,11 +426,21 @@ def test_non_database_file_is_quarantined_with_siblings(tmp_path: Path) -> None:
     copy_dir = tmp_path / "quarantine" / "state-20240102T030405Z"
     assert (copy_dir / "state.db-wal").read_bytes() == b"stale wal bytes"
 
-    # A second detection in the same second gets its own folder; nothing is overwritten.
+    # The same damaged bytes found again are not copied a second time: the message names
+    # the existing copy.
     with pytest.raises(StateQuarantined) as again:
         open_file(tmp_path, clock=SimClock(T0))
-    assert again.value.copy_dir == tmp_path / "quarantine" / "state-20240102T030405Z-2"
+    assert again.value.copy_dir == copy_dir
+    assert len(list((tmp_path / "quarantine").iterdir())) == 1
     assert db.read_bytes() == original
+
+    # Different damage (or a different -wal) gets its own folder; nothing is overwritten.
+    changed = original + b"more"
+    db.write_bytes(changed)
+    with pytest.raises(StateQuarantined) as third:
+        open_file(tmp_path, clock=SimClock(T0))
+    assert third.value.copy_dir == tmp_path / "quarantine" / "state-20240102T030405Z-2"
+    assert (third.value.copy_dir / "state.db").read_bytes() == changed
 
 
 # -- versions and migrations ------------------------------------------------------------------
