@@ -39,6 +39,8 @@ def storage_failure(exc: BaseException) -> bool:
     if isinstance(exc, sqlite3.Error | StateUnavailable):
         return True
     return isinstance(exc, OSError) and exc.errno in _STORAGE_ERRNOS
+
+
 MAX_TRACEBACK = 8_000  # characters kept in the audit record (the innermost frames)
 
 
