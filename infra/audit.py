@@ -2,9 +2,12 @@
 
 Each record carries the hash of the one before it, so an edited, deleted or reordered line, or a
 missing day file, breaks the chain. The HEAD anchor, rewritten after every durable write, makes
-the loss of trailing records visible as well. Verification and reading live in
-infra/audit_verify.py; docs/audit.md is the operator's description of both. Record data is made
-plain JSON by infra/audit_json.py (to_jsonable).
+the loss of trailing records visible as well. With a key (VIGIL_AUDIT_KEY) each record and HEAD
+also carry an HMAC, which nobody without the key can forge. open() verifies the chain written
+since its last verified point (infra/audit_startup.py) and refuses to extend a broken one.
+The format is in infra/audit_format.py, verification and reading in infra/audit_verify.py;
+docs/audit.md is the operator's description. Record data is made plain JSON by
+infra/audit_json.py (to_jsonable).
 
 One writer per directory (an flock on `LOCK`). Appends are one `write()` on an unbuffered
 append-mode file, so a crash can at worst tear the final line, which `open()` quarantines.
@@ -20,7 +23,7 @@ import os
 import re
 import shutil
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -28,9 +31,7 @@ from typing import Any, Final, Self
 
 from core.clock import DAY_MS, Clock
 from core.errors import AlreadyRunning, AuditCorrupted
-from infra.audit_json import decimal_text as decimal_text
-from infra.audit_json import to_jsonable as to_jsonable
-from infra.audit_verify import (
+from infra.audit_format import (
     GENESIS_HASH,
     HEAD_NAME,
     QUARANTINE_DIR,
@@ -38,13 +39,18 @@ from infra.audit_verify import (
     file_day_ms,
     file_name_for,
     find_hash,
+    head_json,
     last_lines,
     log_files,
     parse_line,
     read_head,
     record_hash,
+    record_mac,
     record_problem,
 )
+from infra.audit_json import decimal_text as decimal_text
+from infra.audit_json import to_jsonable as to_jsonable
+from infra.audit_startup import check_before_append, write_verified
 
 logger = logging.getLogger(__name__)
 
@@ -81,11 +87,24 @@ class AuditLog:
 
     `AuditLog(dir, config_hash=..., clock=...).open()` (or `with AuditLog(...) as log:`) resumes
     the chain found in `dir`, or starts one. `fsync=False` is for backtests: records still reach
-    the OS at once, but nothing waits for the disk.
+    the OS at once, but nothing waits for the disk. `key` (from VIGIL_AUDIT_KEY, see
+    infra/secrets.audit_key) adds an HMAC to each record and to HEAD. With
+    `checkpoint_every_ms`, a checkpoint line (seq and hash of the newest durable record) is
+    logged at open, at close and at most that often in between, and `on_checkpoint` is called
+    with (seq, hash): copies kept outside the log let `vigil audit verify --checkpoint` detect
+    a cut-off tail.
     """
 
     def __init__(
-        self, directory: Path, *, config_hash: str, clock: Clock, fsync: bool = True
+        self,
+        directory: Path,
+        *,
+        config_hash: str,
+        clock: Clock,
+        fsync: bool = True,
+        key: bytes | None = None,
+        checkpoint_every_ms: int | None = None,
+        on_checkpoint: Callable[[int, str], None] | None = None,
     ) -> None:
         if not isinstance(config_hash, str) or not config_hash:
             raise ValueError("config_hash must be a non-empty string (the effective config hash)")
@@ -107,6 +126,10 @@ class AuditLog:
         self._floor_day = -1  # never write into a file older than the newest one
         self._head_written: tuple[int, str] | None = None
         self._lock_fd: int | None = None
+        self._key = key
+        self._checkpoint_every_ms = checkpoint_every_ms
+        self.on_checkpoint = on_checkpoint
+        self._checkpoint_at: int | None = None  # clock time of the last checkpoint line
 
     # -- lifecycle
 
@@ -116,16 +139,22 @@ class AuditLog:
         self._dir.mkdir(parents=True, exist_ok=True)
         self._take_lock()
         try:
+            verified = self._verify()
             files = log_files(self._dir)
             tip, torn = self._find_tip(files)
-            self._check_head(tip)
+            head_mac = self._check_head(tip)
             self._seq, self._hash, self._file_name = tip.seq, tip.hash, tip.file
+            recovered = self._quarantine(torn) if torn is not None else None
+            files = log_files(self._dir)  # quarantine may have removed an emptied file
             if files:
                 self._floor_day = file_day_ms(files[-1].name) or 0
-            recovered = self._quarantine(torn) if torn is not None else None
+            write_verified(self._dir, verified, self._key, fsync=self._fsync)
             self._state = LogState.OPEN
-            if self._seq == 0:
-                self._write_head()  # a new chain: anchor it at once
+            gains_mac = self._key is not None and not head_mac and self._head_written is not None
+            if self._seq == 0 or gains_mac:
+                self._head_written = None
+                self._write_head()  # a new chain, or HEAD gains its MAC: anchor it at once
+            self._checkpoint(force=True)
             if recovered is not None:
                 self.append("audit_recovered", recovered, sync=True)
         except BaseException:
@@ -141,6 +170,7 @@ class AuditLog:
             try:
                 if self._state is LogState.OPEN:
                     self._sync()
+                    self._checkpoint(force=True)
             finally:
                 self._close_file()
                 self._release_lock()
@@ -193,15 +223,17 @@ class AuditLog:
                 f'"prev_hash":"{prev}","seq":{seq},"ts":{ts}}}'
             )
             digest = hashlib.sha256(body.encode("utf-8")).hexdigest()
+            mac = record_mac(self._key, digest) if self._key is not None else None
+            tail = f',"mac":"{mac}"' if mac is not None else ""
             line = (
                 f'{{"seq":{seq},"ts":{ts},"kind":{kind_json},"config_hash":{cfg},'
-                f'"data":{data_json},"prev_hash":"{prev}","hash":"{digest}"}}\n'
+                f'"data":{data_json},"prev_hash":"{prev}","hash":"{digest}"{tail}}}\n'
             )
             self._write(self._file_for(ts), line.encode("utf-8"))
             self._seq, self._hash = seq, digest
             if sync:
                 self._sync()
-        return {
+        record = {
             "seq": seq,
             "ts": ts,
             "kind": kind,
@@ -210,6 +242,9 @@ class AuditLog:
             "prev_hash": prev,
             "hash": digest,
         }
+        if mac is not None:
+            record["mac"] = mac
+        return record
 
     def flush(self) -> None:
         """Make every record so far durable (when fsync is on) and move HEAD to the newest."""
@@ -283,10 +318,10 @@ class AuditLog:
         current = (self._seq, self._hash)
         if self._head_written == current:
             return
-        anchor = {"seq": self._seq, "hash": self._hash, "file": self._file_name}
+        text = head_json(self._seq, self._hash, self._file_name, self._key)
         tmp = self._dir / (HEAD_NAME + ".tmp")
         with open(tmp, "wb") as f:
-            f.write(canonical_json(anchor).encode("utf-8") + b"\n")
+            f.write(text.encode("utf-8") + b"\n")
             f.flush()
             if self._fsync:
                 os.fsync(f.fileno())
@@ -294,6 +329,29 @@ class AuditLog:
         if self._fsync:
             _fsync_dir(self._dir)
         self._head_written = current
+        self._checkpoint(force=False)
+
+    def _checkpoint(self, *, force: bool) -> None:
+        """Log the newest durable record's (seq, hash) for copies outside the log."""
+        every = self._checkpoint_every_ms
+        if every is None or self._head_written is None:
+            return
+        now = self._clock.now_ms()
+        if not force and self._checkpoint_at is not None and now - self._checkpoint_at < every:
+            return
+        self._checkpoint_at = now
+        seq, digest = self._head_written
+        logger.info(
+            "audit checkpoint seq=%d hash=%s file=%s (keep a copy off this host; "
+            "vigil audit verify --checkpoint %d:%s)",
+            seq,
+            digest,
+            self._file_name,
+            seq,
+            digest,
+        )
+        if self.on_checkpoint is not None:
+            self.on_checkpoint(seq, digest)
 
     def _close_file(self) -> None:
         if self._fh is not None:
@@ -320,11 +378,33 @@ class AuditLog:
 
     # -- resuming
 
+    def _verify(self) -> Any:
+        """Verify the chain since the last verified point; refuse to extend a broken one."""
+        result, verified = check_before_append(self._dir, self._key)
+        if not result.ok:
+            raise self._corrupted(f"the chain fails verification at {result.first_bad}")
+        if result.keyed_from is not None and self._key is None:
+            raise AuditCorrupted(
+                f"audit log {self._dir}: the chain is keyed (records carry MACs from seq "
+                f"{result.keyed_from}) but VIGIL_AUDIT_KEY is not set; set it to the key the "
+                "log was written with (unkeyed records would break the chain's rule), or move "
+                "the directory aside to start a new chain"
+            )
+        if self._key is not None and result.last_seq and result.keyed_from is None:
+            logger.warning(
+                "audit log %s: records 1..%d carry no MAC (written before VIGIL_AUDIT_KEY was "
+                "set); records from seq %d on are keyed",
+                self._dir,
+                result.last_seq,
+                result.last_seq + 1,
+            )
+        return verified
+
     def _corrupted(self, what: str) -> AuditCorrupted:
         return AuditCorrupted(
-            f"audit log {self._dir}: {what}. The chain cannot be continued safely. Run "
-            "`vigil audit verify` to locate the first bad record; after investigating, move the "
-            f"directory aside (for example to {self._dir}.broken) so that a new chain starts."
+            f"audit log {self._dir}: {what}. The chain cannot be continued safely; nothing was "
+            "appended. Run `vigil audit verify` for the full report; after investigating, move "
+            f"the directory aside (for example to {self._dir}.broken) so that a new chain starts."
         )
 
     def _find_tip(self, files: list[Path]) -> tuple[_Tip, _Torn | None]:
@@ -358,8 +438,9 @@ class AuditLog:
             return _Tip(seq=rec["seq"], hash=rec["hash"], file=path.name), torn
         return _Tip(seq=0, hash=GENESIS_HASH, file=""), torn
 
-    def _check_head(self, tip: _Tip) -> None:
-        """HEAD may lag the log (records after the last flush), never lead or disagree with it."""
+    def _check_head(self, tip: _Tip) -> bool:
+        """HEAD may lag the log (records after the last flush), never lead or disagree with it.
+        True when HEAD carries a MAC."""
         try:
             head = read_head(self._dir)
         except ValueError as exc:
@@ -369,7 +450,7 @@ class AuditLog:
                 raise self._corrupted(
                     f"the HEAD anchor is missing but records exist (seq {tip.seq})"
                 )
-            return
+            return False
         if head.seq > tip.seq:
             raise self._corrupted(
                 f"truncated: HEAD records seq {head.seq} but the log ends at seq {tip.seq}"
@@ -385,6 +466,7 @@ class AuditLog:
         if found[0] != head.hash or found[1] != head.file:
             raise self._corrupted(f"HEAD hash differs from record seq {head.seq}")
         self._head_written = (head.seq, head.hash) if head.seq == tip.seq else None
+        return head.mac is not None
 
     def _quarantine(self, torn: _Torn) -> dict[str, Any]:
         qdir = self._dir / QUARANTINE_DIR
@@ -398,9 +480,14 @@ class AuditLog:
         if self._fsync:
             _fsync_file(target)
             _fsync_dir(qdir)
-        os.truncate(torn.path, torn.keep_bytes)
-        if self._fsync:
-            _fsync_file(torn.path)
+        if torn.keep_bytes:
+            os.truncate(torn.path, torn.keep_bytes)
+            if self._fsync:
+                _fsync_file(torn.path)
+        else:  # nothing left: an empty day file would fail verify, so it goes
+            torn.path.unlink()
+            if self._fsync:
+                _fsync_dir(self._dir)
         relative = f"{QUARANTINE_DIR}/{target.name}"
         logger.warning(
             "audit log %s: cut a torn final line (%d bytes) from %s; the file was copied to %s",
