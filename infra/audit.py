@@ -50,7 +50,7 @@ from infra.audit_format import (
 )
 from infra.audit_json import decimal_text as decimal_text
 from infra.audit_json import to_jsonable as to_jsonable
-from infra.audit_startup import check_before_append, write_verified
+from infra.audit_startup import Verified, advance, check_before_append, write_verified
 
 logger = logging.getLogger(__name__)
 
@@ -130,6 +130,7 @@ class AuditLog:
         self._checkpoint_every_ms = checkpoint_every_ms
         self.on_checkpoint = on_checkpoint
         self._checkpoint_at: int | None = None  # clock time of the last checkpoint line
+        self._verified: Verified | None = None  # what VERIFIED holds
 
     # -- lifecycle
 
@@ -149,6 +150,7 @@ class AuditLog:
             if files:
                 self._floor_day = file_day_ms(files[-1].name) or 0
             write_verified(self._dir, verified, self._key, fsync=self._fsync)
+            self._verified = verified
             self._state = LogState.OPEN
             gains_mac = self._key is not None and not head_mac and self._head_written is not None
             if self._seq == 0 or gains_mac:
@@ -341,6 +343,7 @@ class AuditLog:
             return
         self._checkpoint_at = now
         seq, digest = self._head_written
+        self._advance_verified()
         logger.info(
             "audit checkpoint seq=%d hash=%s file=%s (keep a copy off this host; "
             "vigil audit verify --checkpoint %d:%s)",
@@ -376,9 +379,26 @@ class AuditLog:
             os.close(self._lock_fd)
             self._lock_fd = None
 
+    def _advance_verified(self) -> None:
+        # Moving VERIFIED along with the checkpoints lets the next start detect a tail cut off
+        # while the daemon was down, and keeps its walk short.
+        if self._verified is None or self._verified.seq == self._seq:
+            return
+        moved = advance(self._dir, self._key, self._verified)
+        if isinstance(moved, Verified):
+            write_verified(self._dir, moved, self._key, fsync=self._fsync)
+            self._verified = moved
+        else:
+            logger.error(
+                "audit log %s changed under the writer: %s; run vigil audit verify",
+                self._dir,
+                moved.first_bad,
+            )
+            self._verified = None
+
     # -- resuming
 
-    def _verify(self) -> Any:
+    def _verify(self) -> Verified:
         """Verify the chain since the last verified point; refuse to extend a broken one."""
         result, verified = check_before_append(self._dir, self._key)
         if not result.ok:

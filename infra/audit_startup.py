@@ -76,6 +76,22 @@ def check_before_append(directory: Path, key: bytes | None) -> tuple[VerifyResul
     return result, state
 
 
+def advance(directory: Path, key: bytes | None, prior: Verified) -> Verified | VerifyResult:
+    """VERIFIED moved to the current tip: the records since `prior` walked, the bytes before it
+    compared. The writer calls it with its own records on disk; a VerifyResult (not ok) means
+    something else changed the log meanwhile."""
+    files = log_files(directory)
+    start = _start_point(prior, files)
+    if start is None:
+        bad = BadRecord(VERIFIED_NAME, 0, None, prior.seq + 1, "files changed under the writer")
+        return VerifyResult(ok=False, records=0, files=len(files), first_bad=bad)
+    result = verify(directory, key=key, start=start)
+    if not result.ok:
+        return result
+    digests = (*prior.files[: start.file_index], *result.digests)
+    return Verified(result.last_seq, result.last_hash, result.keyed_from, digests)
+
+
 def read_verified(directory: Path, key: bytes | None) -> Verified | None:
     """VERIFIED's contents; None when absent, or when a key is set and it has no MAC (written
     before the key was: then the whole chain is walked). ValueError when it is damaged."""

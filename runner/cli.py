@@ -12,7 +12,7 @@ from pathlib import Path
 
 from core.errors import AlreadyRunning, AuditCorrupted, ConfigError, StateCorrupted
 from infra.config_loader import LoadedConfig, load_config
-from infra.secrets import RedactingFilter, load_secrets
+from infra.secrets import RedactingFilter, load_secrets, scrub_in_logs, url_credentials
 from runner import __version__, exit_codes
 
 EPILOG = (
@@ -109,6 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
         p = asub.add_parser(name, help=text, epilog=EPILOG)
         _common(p)
         p.add_argument("--dir", type=Path, help="audit directory (default: from config)")
+        if name == "verify":
+            from runner.cli_audit import add_verify_args
+
+            add_verify_args(p)
         if name == "tail":
             p.add_argument("-n", type=int, default=20, help="how many records")
             p.add_argument("--kind", action="append", help="only these kinds (repeatable)")
@@ -165,6 +169,7 @@ def dispatch(args: argparse.Namespace) -> int:
 
         return dispatch_backtest(args)
     loaded = _load(args)
+    scrub_in_logs(url_credentials(loaded.config.exchange.base_url))
     for w in loaded.warnings:
         logging.getLogger("vigil.config").warning("%s", w)
     if args.cmd == "run":
@@ -196,7 +201,9 @@ def dispatch(args: argparse.Namespace) -> int:
     if args.cmd == "audit":
         directory = args.dir or loaded.config.paths.resolved().audit_dir
         if args.sub == "verify":
-            return ops.cmd_audit_verify(directory)
+            from runner.cli_audit import cmd_audit_verify
+
+            return cmd_audit_verify(directory, args)
         if args.sub == "tail":
             return ops.cmd_audit_tail(directory, args.n, set(args.kind) if args.kind else None)
         return ops.cmd_audit_replay(loaded, directory)

@@ -21,7 +21,7 @@ from infra.config_loader import LoadedConfig
 from infra.exchange.sim_config import SimConfig
 from infra.lock import InstanceLock
 from infra.metrics import Metrics
-from infra.secrets import load_secrets
+from infra.secrets import audit_key, load_secrets
 from infra.settings import VigilConfig
 from infra.state_store import StateStore
 from infra.systemd import SystemdNotifier
@@ -48,6 +48,7 @@ from runner.loop import (
 from runner.store import SqliteStore, paper_wallet
 
 log = logging.getLogger("vigil.daemon")
+AUDIT_CHECKPOINT_MS = 5 * 60_000
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,18 @@ async def _run_locked(loaded: LoadedConfig, opts: RunOptions, paths: Any) -> int
         db.close()
 
 
+def open_audit(directory: Path, config_hash: str, clock: Any) -> AuditLog:
+    """Open the audit log, verifying it first (AuditCorrupted, exit 5, names the first bad
+    record); keyed by VIGIL_AUDIT_KEY when set; checkpoint lines every 5 minutes."""
+    return AuditLog(
+        directory,
+        config_hash=config_hash,
+        clock=clock,
+        key=audit_key(os.environ),
+        checkpoint_every_ms=AUDIT_CHECKPOINT_MS,
+    ).open()
+
+
 def _config_record(loaded: LoadedConfig, **extra: Any) -> dict[str, Any]:
     text = banner(loaded)
     print(text, file=sys.stderr, flush=True)
@@ -115,9 +128,11 @@ async def _run_live(loaded: LoadedConfig, opts: RunOptions, paths: Any, db: Stat
     cfg = loaded.config
     clock = LiveClock()
     symbols = FeedSymbols(cfg)
-    audit = AuditLog(paths.audit_dir, config_hash=loaded.config_hash, clock=clock).open()
+    audit = open_audit(paths.audit_dir, loaded.config_hash, clock)
     notifier = make_notifier(cfg, clock)
     metrics = Metrics()
+    audit.on_checkpoint = metrics.audit_checkpoint
+    metrics.audit_checkpoint(*audit.head)
     try:
         parts = build_live(
             cfg,
@@ -199,9 +214,11 @@ async def _run_replay(loaded: LoadedConfig, opts: RunOptions, paths: Any, db: St
         if not rep.ok:
             log.warning("data: %s", rep.summary())
     clock = ReplayClock(inputs.start_ms, opts.speed)
-    audit = AuditLog(paths.audit_dir, config_hash=loaded.config_hash, clock=clock).open()
+    audit = open_audit(paths.audit_dir, loaded.config_hash, clock)
     notifier = make_notifier(cfg, clock)
     metrics = Metrics()
+    audit.on_checkpoint = metrics.audit_checkpoint
+    metrics.audit_checkpoint(*audit.head)
     metrics.set_info(
         version=__version__,
         mode=cfg.mode.value,

@@ -13,7 +13,7 @@ from typing import Any
 from core.models import Fill, Liquidity, Side
 from core.portfolio import Portfolio, PortfolioError, apply_fill
 from infra.audit import AuditLog
-from infra.audit_verify import iter_records, tail, verify
+from infra.audit_verify import iter_records, tail
 from infra.clock import LiveClock
 from infra.config_loader import LoadedConfig, redacted_dump
 from infra.lock import pid_alive
@@ -157,16 +157,6 @@ def cmd_config_check(loaded: LoadedConfig) -> int:
 def cmd_config_show(loaded: LoadedConfig) -> int:
     print(json.dumps(redacted_dump(loaded.config), indent=2, sort_keys=True))
     return exit_codes.OK
-
-
-def cmd_audit_verify(directory: Path) -> int:
-    res = verify(directory)
-    if res.ok:
-        print(f"audit OK: {res.records} records in {res.files} file(s), chain intact")
-        return exit_codes.OK
-    bad = res.first_bad
-    print(f"audit FAILED: {bad}", file=sys.stderr)
-    return exit_codes.FAILURE
 
 
 def cmd_audit_tail(directory: Path, n: int, kinds: set[str] | None) -> int:
