@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from decimal import Decimal
 from types import MappingProxyType
 from typing import Annotated, Any, TypeVar
 
@@ -12,7 +13,13 @@ from pydantic import (
     ConfigDict,
     SerializerFunctionWrapHandler,
     WrapSerializer,
+    field_validator,
 )
+
+# Every number in the config is finite and at most this large in magnitude, unless its field
+# says less: larger values are typos (or 1e300), and every integer stays far inside SQLite's
+# int64 when the daemon stores what it derives from them (e.g. minutes turned into ms).
+MAX_NUMBER = 10**12
 
 V = TypeVar("V")
 
@@ -30,5 +37,31 @@ def _thaw(value: Mapping[str, Any], handler: SerializerFunctionWrapHandler) -> A
 FrozenMap = Annotated[Mapping[str, V], AfterValidator(_freeze), WrapSerializer(_thaw)]
 
 
+def check_number(value: Any) -> Any:
+    """Refuse numbers past MAX_NUMBER, inside lists and mappings too (NaN and infinities are
+    refused by allow_inf_nan=False before this runs)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float | Decimal):
+        if abs(value) > MAX_NUMBER:
+            raise ValueError(
+                f"{value} is too large; use a value between -{MAX_NUMBER} and {MAX_NUMBER}"
+            )
+    elif isinstance(value, tuple | list):
+        for item in value:
+            check_number(item)
+    elif isinstance(value, Mapping):
+        for item in value.values():
+            check_number(item)
+    return value
+
+
 class Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", validate_default=True, allow_inf_nan=False
+    )
+
+    @field_validator("*")
+    @classmethod
+    def _bounded(cls, value: Any) -> Any:
+        return check_number(value)

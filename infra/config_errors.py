@@ -38,6 +38,7 @@ _FIXES = {  # pydantic error type -> fix; {placeholders} come from the error's c
     "int_type": "give a whole number",
     "int_from_float": "give a whole number",
     "float_parsing": "give a number",
+    "finite_number": "give a finite number (not .inf or .nan), e.g. 60",
     "float_type": "give a number",
     "decimal_parsing": "give a number, e.g. 2.5",
     "decimal_type": "give a number, e.g. 2.5",

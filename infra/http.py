@@ -7,7 +7,6 @@ Binding anything but a loopback address needs the operator's explicit `http.allo
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
@@ -20,6 +19,7 @@ from aiohttp import web
 
 from core.models import BreakerState, CycleDecision, TradingState
 from infra.metrics import Metrics
+from infra.settings import is_loopback as is_loopback
 
 log = logging.getLogger("vigil.http")
 
@@ -233,15 +233,6 @@ def readiness(engine: HealthSource) -> tuple[bool, str]:
 
 
 # --------------------------------------------------------------------------- server
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # a host name: we cannot know where it resolves, so it is not loopback
 
 
 class ServerState(StrEnum):

@@ -12,7 +12,14 @@ from pathlib import Path
 
 from core.errors import AlreadyRunning, AuditCorrupted, ConfigError, StateCorrupted
 from infra.config_loader import LoadedConfig, load_config
-from infra.secrets import RedactingFilter, load_secrets, scrub_in_logs, url_credentials
+from infra.secrets import (
+    RedactingFilter,
+    audit_key,
+    load_secrets,
+    require_live_credentials,
+    scrub_in_logs,
+    url_credentials,
+)
 from runner import __version__, exit_codes
 
 EPILOG = (
@@ -172,6 +179,11 @@ def dispatch(args: argparse.Namespace) -> int:
     scrub_in_logs(url_credentials(loaded.config.exchange.base_url))
     for w in loaded.warnings:
         logging.getLogger("vigil.config").warning("%s", w)
+    if args.cmd == "run" or (args.cmd == "config" and args.sub == "check"):
+        # Checked before anything is created: no state.db, audit log or lock for a run that
+        # cannot trade, and `config check` says so too.
+        require_live_credentials(loaded.config, load_secrets(os.environ))
+        audit_key(os.environ)
     if args.cmd == "run":
         from runner.daemon import RunOptions, run
 

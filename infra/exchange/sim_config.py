@@ -3,12 +3,32 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from core.config_base import check_number
 
 
 class SimConfig(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", validate_default=True, allow_inf_nan=False
+    )
+
+    @field_validator("*")
+    @classmethod
+    def _bounded(cls, value: Any) -> Any:
+        return check_number(value)
+
+    @field_validator("starting_balances")
+    @classmethod
+    def _non_negative(cls, value: dict[str, Decimal]) -> dict[str, Decimal]:
+        for asset, amount in value.items():
+            if amount < 0:
+                raise ValueError(
+                    f"starting balance of {asset} is negative ({amount}); use 0 or more"
+                )
+        return value
 
     seed: int = Field(default=42, description="Seed of the fill model's random generator.")
     starting_balances: dict[str, Decimal] = Field(
