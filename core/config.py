@@ -53,7 +53,9 @@ SYMBOL_RE: Final = re.compile(r"[A-Z0-9][A-Z0-9._-]{0,31}/[A-Z0-9][A-Z0-9._-]{0,
 
 
 def symbol_problem(symbol: str, quote: str) -> str | None:
-    """Why `symbol` is not a BASE/QUOTE market in `quote` (a short reason with the fix)."""
+    """Why `symbol` is not a BASE/QUOTE market symbol (a short reason with the fix; `quote`
+    is only used to suggest one). Symbols in another quote are excluded at run time
+    (WRONG_QUOTE), as the universe stage documents."""
     if not SYMBOL_RE.fullmatch(symbol):
         plain = symbol.upper()
         if "/" in plain:
@@ -63,11 +65,6 @@ def symbol_problem(symbol: str, quote: str) -> str | None:
         else:
             fixed = f"BASE/{quote}"
         return f"{symbol!r} is not a BASE/QUOTE market symbol; write it as {fixed}"
-    if symbol.partition("/")[2] != quote:
-        return (
-            f"{symbol!r} is quoted in {symbol.partition('/')[2]}, not in quote_currency "
-            f"{quote}; use {symbol.partition('/')[0]}/{quote} or remove it"
-        )
     return None
 
 
