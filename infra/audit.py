@@ -21,7 +21,6 @@ import json
 import logging
 import os
 import re
-import shutil
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -34,7 +33,6 @@ from core.errors import AlreadyRunning, AuditCorrupted
 from infra.audit_format import (
     GENESIS_HASH,
     HEAD_NAME,
-    QUARANTINE_DIR,
     canonical_json,
     file_day_ms,
     file_name_for,
@@ -50,6 +48,7 @@ from infra.audit_format import (
 )
 from infra.audit_json import decimal_text as decimal_text
 from infra.audit_json import to_jsonable as to_jsonable
+from infra.audit_recovery import Torn, fsync_dir, quarantine
 from infra.audit_startup import Verified, advance, check_before_append, write_verified
 
 logger = logging.getLogger(__name__)
@@ -66,13 +65,6 @@ class LogState(StrEnum):
     OPEN = "OPEN"
     CLOSED = "CLOSED"
     FAILED = "FAILED"  # a write failed and could not be undone; reopen to continue
-
-
-@dataclass(frozen=True, slots=True)
-class _Torn:
-    path: Path
-    keep_bytes: int
-    drop_bytes: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +137,11 @@ class AuditLog:
             tip, torn = self._find_tip(files)
             head_mac = self._check_head(tip)
             self._seq, self._hash, self._file_name = tip.seq, tip.hash, tip.file
-            recovered = self._quarantine(torn) if torn is not None else None
+            recovered = (
+                quarantine(self._dir, torn, self._seq, fsync=self._fsync)
+                if torn is not None
+                else None
+            )
             files = log_files(self._dir)  # quarantine may have removed an emptied file
             if files:
                 self._floor_day = file_day_ms(files[-1].name) or 0
@@ -156,7 +152,7 @@ class AuditLog:
             if self._seq == 0 or gains_mac:
                 self._head_written = None
                 self._write_head()  # a new chain, or HEAD gains its MAC: anchor it at once
-            self._checkpoint(force=True)
+            self._checkpoint(force=self._checkpoint_at is None)
             if recovered is not None:
                 self.append("audit_recovered", recovered, sync=True)
         except BaseException:
@@ -285,7 +281,7 @@ class AuditLog:
         self._fh_day_end = day + DAY_MS
         self._floor_day = day
         if created and self._fsync:
-            _fsync_dir(self._dir)
+            fsync_dir(self._dir)
         self._fh_name = name
         return self._fh
 
@@ -329,14 +325,14 @@ class AuditLog:
                 os.fsync(f.fileno())
         os.replace(tmp, self._dir / HEAD_NAME)
         if self._fsync:
-            _fsync_dir(self._dir)
+            fsync_dir(self._dir)
         self._head_written = current
         self._checkpoint(force=False)
 
     def _checkpoint(self, *, force: bool) -> None:
         """Log the newest durable record's (seq, hash) for copies outside the log."""
         every = self._checkpoint_every_ms
-        if every is None or self._head_written is None:
+        if every is None or self._head_written is None or self._head_written[0] == 0:
             return
         now = self._clock.now_ms()
         if not force and self._checkpoint_at is not None and now - self._checkpoint_at < every:
@@ -427,9 +423,9 @@ class AuditLog:
             f"the directory aside (for example to {self._dir}.broken) so that a new chain starts."
         )
 
-    def _find_tip(self, files: list[Path]) -> tuple[_Tip, _Torn | None]:
+    def _find_tip(self, files: list[Path]) -> tuple[_Tip, Torn | None]:
         """The newest complete record, and the torn tail of the newest file if there is one."""
-        torn: _Torn | None = None
+        torn: Torn | None = None
         for index, path in enumerate(reversed(files)):
             size = path.stat().st_size
             if size == 0:
@@ -441,7 +437,7 @@ class AuditLog:
                 if index > 0 or torn is not None:
                     raise self._corrupted(f"the last line of {path.name} is not a complete record")
                 # A crash during the final write: set aside, never silently kept or dropped.
-                torn = _Torn(path=path, keep_bytes=offset, drop_bytes=size - offset)
+                torn = Torn(path=path, keep_bytes=offset, drop_bytes=size - offset)
                 if len(lines) == 1:
                     continue
                 rec = parse_line(lines[-2][1])[0]
@@ -487,52 +483,3 @@ class AuditLog:
             raise self._corrupted(f"HEAD hash differs from record seq {head.seq}")
         self._head_written = (head.seq, head.hash) if head.seq == tip.seq else None
         return head.mac is not None
-
-    def _quarantine(self, torn: _Torn) -> dict[str, Any]:
-        qdir = self._dir / QUARANTINE_DIR
-        qdir.mkdir(exist_ok=True)
-        target = qdir / f"{torn.path.name}.{self._seq + 1}.torn"
-        copy = 1
-        while target.exists():
-            target = qdir / f"{torn.path.name}.{self._seq + 1}.{copy}.torn"
-            copy += 1
-        shutil.copyfile(torn.path, target)
-        if self._fsync:
-            _fsync_file(target)
-            _fsync_dir(qdir)
-        if torn.keep_bytes:
-            os.truncate(torn.path, torn.keep_bytes)
-            if self._fsync:
-                _fsync_file(torn.path)
-        else:  # nothing left: an empty day file would fail verify, so it goes
-            torn.path.unlink()
-            if self._fsync:
-                _fsync_dir(self._dir)
-        relative = f"{QUARANTINE_DIR}/{target.name}"
-        logger.warning(
-            "audit log %s: cut a torn final line (%d bytes) from %s; the file was copied to %s",
-            self._dir,
-            torn.drop_bytes,
-            torn.path.name,
-            relative,
-        )
-        return {
-            "file": torn.path.name,
-            "dropped_bytes": torn.drop_bytes,
-            "kept_bytes": torn.keep_bytes,
-            "last_good_seq": self._seq,
-            "quarantine_copy": relative,
-        }
-
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    # A new or renamed entry survives power loss only once its directory is synced.
-    _fsync_file(path)

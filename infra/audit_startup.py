@@ -81,14 +81,20 @@ def advance(directory: Path, key: bytes | None, prior: Verified) -> Verified | V
     compared. The writer calls it with its own records on disk; a VerifyResult (not ok) means
     something else changed the log meanwhile."""
     files = log_files(directory)
-    start = _start_point(prior, files)
-    if start is None:
-        bad = BadRecord(VERIFIED_NAME, 0, None, prior.seq + 1, "files changed under the writer")
-        return VerifyResult(ok=False, records=0, files=len(files), first_bad=bad)
-    result = verify(directory, key=key, start=start)
+    if not prior.files:  # the chain was empty: walk what there is now
+        result = verify(directory, key=key)
+        kept: tuple[FileDigest, ...] = ()
+    else:
+        start = _start_point(prior, files)
+        if start is None:
+            reason = f"the bytes it covered up to seq {prior.seq} changed under the writer"
+            bad = BadRecord(VERIFIED_NAME, 0, None, prior.seq + 1, reason)
+            return VerifyResult(ok=False, records=0, files=len(files), first_bad=bad)
+        result = verify(directory, key=key, start=start)
+        kept = prior.files[: start.file_index]
     if not result.ok:
         return result
-    digests = (*prior.files[: start.file_index], *result.digests)
+    digests = (*kept, *result.digests)
     return Verified(result.last_seq, result.last_hash, result.keyed_from, digests)
 
 
