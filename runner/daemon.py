@@ -29,9 +29,11 @@ from runner import __version__
 from runner.alerting import AlertingSink
 from runner.app import (
     build_engine,
+    check_markets,
     prepare_replay,
     replay_exchange,
     replay_feed,
+    replay_markets_check,
     sim_exchange,
 )
 from runner.engine import Engine
@@ -275,6 +277,7 @@ async def _serve(
     server = await _start_http(loaded, engine, clock, paths, metrics)
     try:
         if await _start_engine(engine, clock, loaded.config, stop):
+            _check_exchange_markets(loaded, engine, clock, audit)
             return await _cycle(loaded, engine, clock, pacer, paths, metrics, audit, opts, stop)
         log.info("stopped before the exchange could be reached")
         audit.append("shutdown", {"ts": clock.now_ms(), "started": False}, sync=True)
@@ -283,6 +286,15 @@ async def _serve(
         if server is not None:
             await server.stop()
         await notifier.stop()
+
+
+def _check_exchange_markets(loaded: LoadedConfig, engine: Engine, clock: Any, audit: Any) -> None:
+    """Now that the exchange has answered: refuse (exit 2) markets it does not list."""
+    try:
+        check_markets(loaded.config, engine.markets, f"on {loaded.config.exchange.id}")
+    except ConfigError as exc:
+        audit.append("shutdown", {"ts": clock.now_ms(), "started": False, "reason": str(exc)})
+        raise
 
 
 def make_notifier(cfg: VigilConfig, clock: Any) -> Notifier:
@@ -454,4 +466,6 @@ async def _shutdown(
 
 
 def run(loaded: LoadedConfig, opts: RunOptions) -> int:
+    if opts.replay is not None:  # before anything is created: the data answers at once
+        replay_markets_check(loaded.config, opts.replay)
     return asyncio.run(_run(loaded, opts))

@@ -4,6 +4,8 @@ and one line naming the file, field, value and a fix, no traceback, and nothing 
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import shutil
 import subprocess
@@ -17,7 +19,8 @@ import yaml
 
 from infra.config_loader import HOME
 from runner import exit_codes
-from tests.integration.live_helpers import closed_port
+from tests.integration.conftest import PAIRS
+from tests.integration.live_helpers import closed_port, make_workspace, watched_fake
 
 pytestmark = pytest.mark.integration
 
@@ -214,3 +217,41 @@ def test_credentials_in_base_url_never_reach_the_log(tmp_path: Path) -> None:
     assert "http://***@127.0.0.1" in text, text[-2000:]  # the exchange errors were logged ...
     assert "s3cretPassw0rd" not in text and "vigiluser:" not in text  # ... without credentials
     assert "Traceback" not in text
+
+
+def test_unknown_index_symbol_is_refused_against_the_replay_data(
+    tmp_path: Path, candle_dir: Path
+) -> None:
+    config, data = workspace(tmp_path, "regime.index_symbol", "XRP/USDT")
+    res = vigil(
+        config,
+        data,
+        "run",
+        "--replay",
+        str(candle_dir),
+        "--max-cycles",
+        "1",
+        VIGIL_UNIVERSE__SYMBOLS=json.dumps(list(PAIRS)),
+    )
+    line = assert_refused(res, ("regime.index_symbol = 'XRP/USDT'", "not a market with 5m data in"))
+    assert "crash breaker never engage; fix: set it to a market" in line
+    assert not data.exists()
+
+
+async def test_unknown_markets_are_refused_once_the_exchange_answers(tmp_path: Path) -> None:
+    async with asyncio.timeout(90), watched_fake(tmp_path / "data" / "audit") as fake:
+        ws = make_workspace(
+            tmp_path,
+            fake.url,
+            mode="PAPER",
+            VIGIL_REGIME__INDEX_SYMBOL="BTC/USDC",
+            VIGIL_UNIVERSE__SYMBOLS='["BTC/USDT", "DOGE/USDT"]',
+            VIGIL_UNIVERSE__CORE_SYMBOLS='["BTC/USDT"]',
+        )
+        rc, out, err = await ws.vigil("run", timeout=60)
+    assert rc == exit_codes.CONFIG, out + err
+    assert "Traceback" not in err
+    assert "regime.index_symbol = 'BTC/USDC': not a market on binance" in err
+    assert "universe.symbols = DOGE/USDT: not a market on binance" in err
+    records = ws.records()
+    assert records[-1]["kind"] == "shutdown" and "BTC/USDC" in records[-1]["data"]["reason"]
