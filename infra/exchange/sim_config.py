@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -20,18 +20,8 @@ class SimConfig(BaseModel):
     def _bounded(cls, value: Any) -> Any:
         return check_number(value)
 
-    @field_validator("starting_balances")
-    @classmethod
-    def _non_negative(cls, value: dict[str, Decimal]) -> dict[str, Decimal]:
-        for asset, amount in value.items():
-            if amount < 0:
-                raise ValueError(
-                    f"starting balance of {asset} is negative ({amount}); use 0 or more"
-                )
-        return value
-
     seed: int = Field(default=42, description="Seed of the fill model's random generator.")
-    starting_balances: dict[str, Decimal] = Field(
+    starting_balances: dict[str, Annotated[Decimal, Field(ge=0)]] = Field(
         default_factory=lambda: {"USDT": Decimal(10_000)},
         description="Paper wallet at start: asset -> amount.",
     )
