@@ -39,7 +39,7 @@ BAD: dict[str, tuple[str, Any, tuple[str, ...]]] = {
     "negative-balance": (
         "sim.starting_balances",
         {"USDT": -5},
-        ("sim.starting_balances", "USDT is negative (-5)", "use 0 or more"),
+        ("sim.starting_balances.USDT = -5", "greater than or equal to 0", "use at least 0"),
     ),
     "size-above-total": (
         "risk.position_size_pct",
