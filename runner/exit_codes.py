@@ -5,4 +5,4 @@ FAILURE = 1  # a check failed (audit verify, audit replay mismatch, backtest com
 CONFIG = 2  # malformed or contradictory configuration, bad arguments
 ALREADY_RUNNING = 3  # another vigil holds the instance lock
 STATE_CORRUPTED = 4  # state.db failed its integrity check and was quarantined
-AUDIT_CORRUPTED = 5  # the audit log's tail does not verify; the daemon refuses to start
+AUDIT_CORRUPTED = 5  # the audit log does not verify; the daemon refuses to extend it
