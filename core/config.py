@@ -383,6 +383,7 @@ class PipelineConfig(Frozen):
 
         for name, spec in self.strategies.items():
             spec._resolved = resolve_params(name, spec.params)
+            # Strategy models are the strategies' own: their numbers are bounded here.
         return self
 
     @cached_property

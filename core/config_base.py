@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from decimal import Decimal
 from types import MappingProxyType
@@ -37,22 +38,26 @@ def _thaw(value: Mapping[str, Any], handler: SerializerFunctionWrapHandler) -> A
 FrozenMap = Annotated[Mapping[str, V], AfterValidator(_freeze), WrapSerializer(_thaw)]
 
 
-def check_number(value: Any) -> Any:
-    """Refuse numbers past MAX_NUMBER, inside lists and mappings too (NaN and infinities are
-    refused by allow_inf_nan=False before this runs)."""
+def check_number(value: Any, where: str = "") -> Any:
+    """Refuse NaN, infinities and numbers past MAX_NUMBER, inside lists and mappings too (typed
+    fields meet allow_inf_nan=False first; this also covers values typed Any). `where` names
+    the key or index inside a list or mapping, for the message."""
+    at = f"{where}: " if where else ""
     if isinstance(value, bool):
         return value
+    if isinstance(value, float | Decimal) and not math.isfinite(value):
+        raise ValueError(f"{at}{value} is not a finite number; give a finite number, e.g. 1.5")
     if isinstance(value, int | float | Decimal):
-        if abs(value) > MAX_NUMBER:
+        if value > MAX_NUMBER or value < -MAX_NUMBER:
             raise ValueError(
-                f"{value} is too large; use a value between -{MAX_NUMBER} and {MAX_NUMBER}"
+                f"{at}{value} is too large; use a value between -{MAX_NUMBER} and {MAX_NUMBER}"
             )
     elif isinstance(value, tuple | list):
-        for item in value:
-            check_number(item)
+        for index, item in enumerate(value):
+            check_number(item, f"{where}[{index}]")
     elif isinstance(value, Mapping):
-        for item in value.values():
-            check_number(item)
+        for key, item in value.items():
+            check_number(item, f"{where}.{key}" if where else str(key))
     return value
 
 
