@@ -22,6 +22,7 @@ import logging
 import os
 import re
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -121,7 +122,7 @@ class AuditLog:
         self._key = key
         self._checkpoint_every_ms = checkpoint_every_ms
         self.on_checkpoint = on_checkpoint
-        self._checkpoint_at: int | None = None  # clock time of the last checkpoint line
+        self._checkpoint_at: int | None = None  # monotonic ms of the last checkpoint line
         self._verified: Verified | None = None  # what VERIFIED holds
 
     # -- lifecycle
@@ -334,7 +335,7 @@ class AuditLog:
         every = self._checkpoint_every_ms
         if every is None or self._head_written is None or self._head_written[0] == 0:
             return
-        now = self._clock.now_ms()
+        now = int(time.monotonic() * 1000)  # wall time: a replay's clock may race ahead
         if not force and self._checkpoint_at is not None and now - self._checkpoint_at < every:
             return
         self._checkpoint_at = now
