@@ -9,6 +9,7 @@ from pathlib import Path
 
 from core.errors import ConfigError
 from infra.audit_format import Checkpoint, parse_checkpoint
+from infra.audit_startup import VERIFIED_NAME, read_verified
 from infra.audit_verify import verify
 from infra.secrets import audit_key
 from runner import exit_codes
@@ -60,7 +61,16 @@ def checkpoints_from(args: argparse.Namespace) -> list[Checkpoint]:
 
 
 def cmd_audit_verify(directory: Path, args: argparse.Namespace) -> int:
-    res = verify(directory, key=audit_key(os.environ), checkpoints=checkpoints_from(args))
+    key = audit_key(os.environ)
+    marks = checkpoints_from(args)
+    try:  # the writer's own last verified point counts as a checkpoint too (docs/audit.md)
+        local = read_verified(directory, key)
+    except ValueError as exc:
+        print(f"note: {VERIFIED_NAME} not used: {exc}", file=sys.stderr)
+        local = None
+    if local is not None and local.seq:
+        marks.append(Checkpoint(local.seq, local.hash))
+    res = verify(directory, key=key, checkpoints=marks)
     if res.ok:
         print(res.summary())
         return exit_codes.OK

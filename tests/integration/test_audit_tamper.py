@@ -132,11 +132,17 @@ def test_tampered_log_fails_verify_and_run_refuses(ws: Workspace, how: str) -> N
     assert snapshot(ws.audit_dir) == before  # nothing appended, nothing rewritten
 
 
-def test_unkeyed_truncation_needs_a_checkpoint_a_key_catches_it(ws: Workspace) -> None:
+def test_unkeyed_truncation_hides_only_when_verified_is_rewritten_too(ws: Workspace) -> None:
     replay(ws)
     truncate_and_rewrite_head(ws)
-    # What docs/audit.md says: without a key or a checkpoint a rewritten HEAD hides the cut.
+    res = ws.vigil("audit", "verify")  # VERIFIED still names the last record
+    assert res.returncode == exit_codes.FAILURE and "truncated: checkpoint seq" in res.stderr
+    # What docs/audit.md says: without a key or a checkpoint kept elsewhere, someone who also
+    # rewrites (here: removes) VERIFIED hides the cut from verify and from the daemon's start.
+    (ws.audit_dir / "VERIFIED").unlink()
     assert ws.vigil("audit", "verify").returncode == exit_codes.OK
+    run = ws.vigil("run", "--replay", str(ws.candles), *FAST, "--max-cycles", "5")
+    assert run.returncode == exit_codes.OK, run.stderr[-2000:]
 
 
 def test_keyed_log_detects_truncation_without_checkpoints(ws: Workspace) -> None:
@@ -148,6 +154,7 @@ def test_keyed_log_detects_truncation_without_checkpoints(ws: Workspace) -> None
     assert KEY not in ok.stdout + ok.stderr
 
     truncate_and_rewrite_head(ws)
+    (ws.audit_dir / "VERIFIED").unlink()  # even then, HEAD's missing MAC gives it away
     res = ws.vigil("audit", "verify", env=env)
     assert res.returncode == exit_codes.FAILURE
     assert "HEAD (expected seq" in res.stderr and "HEAD has no MAC" in res.stderr
