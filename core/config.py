@@ -7,9 +7,10 @@ convert them. Loading files and environment variables lives in infra/config_load
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from functools import cached_property
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 from pydantic import Field, PrivateAttr, model_validator
 
@@ -47,6 +48,36 @@ __all__ = [
 ]
 
 # --------------------------------------------------------------------------- universe
+
+# Markets are written the way ccxt names spot markets: BASE/QUOTE in capitals.
+SYMBOL_RE: Final = re.compile(r"[A-Z0-9][A-Z0-9._-]{0,31}/[A-Z0-9][A-Z0-9._-]{0,31}")
+
+
+def symbol_problem(symbol: str, quote: str) -> str | None:
+    """Why `symbol` is not a BASE/QUOTE market symbol (a short reason with the fix; `quote`
+    is only used to suggest one). Symbols in another quote are excluded at run time
+    (WRONG_QUOTE), as the universe stage documents."""
+    if not SYMBOL_RE.fullmatch(symbol):
+        plain = symbol.upper()
+        if "/" in plain:
+            fixed = plain
+        elif plain.endswith(quote) and len(plain) > len(quote):
+            fixed = f"{plain[: -len(quote)]}/{quote}"
+        else:
+            fixed = f"BASE/{quote}"
+        return f"{symbol!r} is not a BASE/QUOTE market symbol; write it as {fixed}"
+    return None
+
+
+def symbols_problem(symbols: tuple[str, ...], quote: str) -> str | None:
+    for symbol in symbols:
+        problem = symbol_problem(symbol, quote)
+        if problem:
+            return problem
+    repeated = sorted({s for s in symbols if symbols.count(s) > 1})
+    if repeated:
+        return f"{', '.join(repeated)} listed more than once; remove the repeats"
+    return None
 
 
 class UniverseScreen(NamedTuple):
@@ -105,6 +136,14 @@ class UniverseConfig(Frozen):
         description="Theme for assets not listed in themes. Unlisted assets share one cap, "
         "which is the conservative choice.",
     )
+
+    @model_validator(mode="after")
+    def _check_symbols(self) -> UniverseConfig:
+        for name in ("symbols", "core_symbols", "red_flags"):
+            problem = symbols_problem(getattr(self, name), self.quote_currency)
+            if problem:
+                raise ValueError(f"{name}: {problem}")
+        return self
 
     @cached_property
     def symbol_list(self) -> tuple[str, ...]:
@@ -333,11 +372,22 @@ class PipelineConfig(Frozen):
     @model_validator(mode="after")
     def _check(self) -> PipelineConfig:
         timeframe_ms(self.timeframe)  # raises with the accepted forms
+        problem = symbol_problem(self.regime.index_symbol, self.universe.quote_currency)
+        if problem:
+            raise ValueError(f"regime.index_symbol: {problem}")
+        cap = self.risk.max_total_exposure_pct
+        for name, spec in sorted(self.strategies.items()):
+            if spec.budget.max_at_risk_pct > cap:
+                raise ValueError(
+                    f"strategies.{name}.budget.max_at_risk_pct ({spec.budget.max_at_risk_pct}) "
+                    f"is above risk.max_total_exposure_pct ({cap}): lower it to at most {cap}"
+                )
         # Imported here: strategies import core, so core may only reach them lazily.
         from strategy.registry import resolve_params
 
         for name, spec in self.strategies.items():
             spec._resolved = resolve_params(name, spec.params)
+            # Strategy models are the strategies' own: their numbers are bounded here.
         return self
 
     @cached_property

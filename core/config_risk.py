@@ -97,6 +97,11 @@ class RiskConfig(Frozen):
                 f"max_asset_exposure_pct ({self.max_asset_exposure_pct}) is above "
                 f"max_total_exposure_pct ({self.max_total_exposure_pct}); lower it"
             )
+        if self.position_size_pct > self.max_total_exposure_pct:
+            raise ValueError(
+                f"position_size_pct ({self.position_size_pct}) is above max_total_exposure_pct "
+                f"({self.max_total_exposure_pct}): no entry could ever be that large; lower it"
+            )
         if self.max_theme_exposure_pct > self.max_total_exposure_pct:
             raise ValueError("max_theme_exposure_pct is above max_total_exposure_pct; lower it")
         if self.max_asset_exposure_pct > self.max_theme_exposure_pct:

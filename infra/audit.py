@@ -2,9 +2,12 @@
 
 Each record carries the hash of the one before it, so an edited, deleted or reordered line, or a
 missing day file, breaks the chain. The HEAD anchor, rewritten after every durable write, makes
-the loss of trailing records visible as well. Verification and reading live in
-infra/audit_verify.py; docs/audit.md is the operator's description of both. Record data is made
-plain JSON by infra/audit_json.py (to_jsonable).
+the loss of trailing records visible as well. With a key (VIGIL_AUDIT_KEY) each record and HEAD
+also carry an HMAC, which nobody without the key can forge. open() verifies the chain written
+since its last verified point (infra/audit_startup.py) and refuses to extend a broken one.
+The format is in infra/audit_format.py, verification and reading in infra/audit_verify.py;
+docs/audit.md is the operator's description. Record data is made plain JSON by
+infra/audit_json.py (to_jsonable).
 
 One writer per directory (an flock on `LOCK`). Appends are one `write()` on an unbuffered
 append-mode file, so a crash can at worst tear the final line, which `open()` quarantines.
@@ -19,9 +22,9 @@ import json
 import logging
 import os
 import re
-import shutil
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -29,23 +32,26 @@ from typing import Any, Final, Self
 
 from core.clock import DAY_MS, Clock
 from core.errors import AlreadyRunning, AuditCorrupted
-from infra.audit_json import decimal_text as decimal_text
-from infra.audit_json import to_jsonable as to_jsonable
-from infra.audit_verify import (
+from infra.audit_format import (
     GENESIS_HASH,
     HEAD_NAME,
-    QUARANTINE_DIR,
     canonical_json,
     file_day_ms,
     file_name_for,
     find_hash,
+    head_json,
     last_lines,
     log_files,
     parse_line,
     read_head,
     record_hash,
+    record_mac,
     record_problem,
 )
+from infra.audit_json import decimal_text as decimal_text
+from infra.audit_json import to_jsonable as to_jsonable
+from infra.audit_recovery import Torn, fsync_dir, quarantine
+from infra.audit_startup import Verified, advance, check_before_append, write_verified
 
 logger = logging.getLogger(__name__)
 
@@ -64,13 +70,6 @@ class LogState(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class _Torn:
-    path: Path
-    keep_bytes: int
-    drop_bytes: int
-
-
-@dataclass(frozen=True, slots=True)
 class _Tip:
     seq: int
     hash: str
@@ -82,11 +81,24 @@ class AuditLog:
 
     `AuditLog(dir, config_hash=..., clock=...).open()` (or `with AuditLog(...) as log:`) resumes
     the chain found in `dir`, or starts one. `fsync=False` is for backtests: records still reach
-    the OS at once, but nothing waits for the disk.
+    the OS at once, but nothing waits for the disk. `key` (from VIGIL_AUDIT_KEY, see
+    infra/secrets.audit_key) adds an HMAC to each record and to HEAD. With
+    `checkpoint_every_ms`, a checkpoint line (seq and hash of the newest durable record) is
+    logged at open, at close and at most that often in between, and `on_checkpoint` is called
+    with (seq, hash): copies kept outside the log let `vigil audit verify --checkpoint` detect
+    a cut-off tail.
     """
 
     def __init__(
-        self, directory: Path, *, config_hash: str, clock: Clock, fsync: bool = True
+        self,
+        directory: Path,
+        *,
+        config_hash: str,
+        clock: Clock,
+        fsync: bool = True,
+        key: bytes | None = None,
+        checkpoint_every_ms: int | None = None,
+        on_checkpoint: Callable[[int, str], None] | None = None,
     ) -> None:
         if not isinstance(config_hash, str) or not config_hash:
             raise ValueError("config_hash must be a non-empty string (the effective config hash)")
@@ -108,6 +120,11 @@ class AuditLog:
         self._floor_day = -1  # never write into a file older than the newest one
         self._head_written: tuple[int, str] | None = None
         self._lock_fd: int | None = None
+        self._key = key
+        self._checkpoint_every_ms = checkpoint_every_ms
+        self.on_checkpoint = on_checkpoint
+        self._checkpoint_at: int | None = None  # monotonic ms of the last checkpoint line
+        self._verified: Verified | None = None  # what VERIFIED holds
 
     # -- lifecycle
 
@@ -117,16 +134,27 @@ class AuditLog:
         self._dir.mkdir(parents=True, exist_ok=True)
         self._take_lock()
         try:
+            verified = self._verify()
             files = log_files(self._dir)
             tip, torn = self._find_tip(files)
-            self._check_head(tip)
+            head_mac = self._check_head(tip)
             self._seq, self._hash, self._file_name = tip.seq, tip.hash, tip.file
+            recovered = (
+                quarantine(self._dir, torn, self._seq, fsync=self._fsync)
+                if torn is not None
+                else None
+            )
+            files = log_files(self._dir)  # quarantine may have removed an emptied file
             if files:
                 self._floor_day = file_day_ms(files[-1].name) or 0
-            recovered = self._quarantine(torn) if torn is not None else None
+            write_verified(self._dir, verified, self._key, fsync=self._fsync)
+            self._verified = verified
             self._state = LogState.OPEN
-            if self._seq == 0:
-                self._write_head()  # a new chain: anchor it at once
+            gains_mac = self._key is not None and not head_mac and self._head_written is not None
+            if self._seq == 0 or gains_mac:
+                self._head_written = None
+                self._write_head()  # a new chain, or HEAD gains its MAC: anchor it at once
+            self._checkpoint(force=self._checkpoint_at is None)
             if recovered is not None:
                 self.append("audit_recovered", recovered, sync=True)
         except BaseException:
@@ -142,6 +170,7 @@ class AuditLog:
             try:
                 if self._state is LogState.OPEN:
                     self._sync()
+                    self._checkpoint(force=True)
             finally:
                 self._close_file()
                 self._release_lock()
@@ -194,15 +223,17 @@ class AuditLog:
                 f'"prev_hash":"{prev}","seq":{seq},"ts":{ts}}}'
             )
             digest = hashlib.sha256(body.encode("utf-8")).hexdigest()
+            mac = record_mac(self._key, digest) if self._key is not None else None
+            tail = f',"mac":"{mac}"' if mac is not None else ""
             line = (
                 f'{{"seq":{seq},"ts":{ts},"kind":{kind_json},"config_hash":{cfg},'
-                f'"data":{data_json},"prev_hash":"{prev}","hash":"{digest}"}}\n'
+                f'"data":{data_json},"prev_hash":"{prev}","hash":"{digest}"{tail}}}\n'
             )
             self._write(self._file_for(ts), line.encode("utf-8"))
             self._seq, self._hash = seq, digest
             if sync:
                 self._sync()
-        return {
+        record = {
             "seq": seq,
             "ts": ts,
             "kind": kind,
@@ -211,6 +242,9 @@ class AuditLog:
             "prev_hash": prev,
             "hash": digest,
         }
+        if mac is not None:
+            record["mac"] = mac
+        return record
 
     def flush(self) -> None:
         """Make every record so far durable (when fsync is on) and move HEAD to the newest."""
@@ -249,7 +283,7 @@ class AuditLog:
         self._fh_day_end = day + DAY_MS
         self._floor_day = day
         if created and self._fsync:
-            _fsync_dir(self._dir)
+            fsync_dir(self._dir)
         self._fh_name = name
         return self._fh
 
@@ -284,11 +318,11 @@ class AuditLog:
         current = (self._seq, self._hash)
         if self._head_written == current:
             return
-        anchor = {"seq": self._seq, "hash": self._hash, "file": self._file_name}
+        text = head_json(self._seq, self._hash, self._file_name, self._key)
         tmp = self._dir / (HEAD_NAME + ".tmp")
         try:
             with open(tmp, "wb") as f:
-                f.write(canonical_json(anchor).encode("utf-8") + b"\n")
+                f.write(text.encode("utf-8") + b"\n")
                 f.flush()
                 if self._fsync:
                     os.fsync(f.fileno())
@@ -299,8 +333,32 @@ class AuditLog:
                 tmp.unlink()
             raise
         if self._fsync:
-            _fsync_dir(self._dir)
+            fsync_dir(self._dir)
         self._head_written = current
+        self._checkpoint(force=False)
+
+    def _checkpoint(self, *, force: bool) -> None:
+        """Log the newest durable record's (seq, hash) for copies outside the log."""
+        every = self._checkpoint_every_ms
+        if every is None or self._head_written is None or self._head_written[0] == 0:
+            return
+        now = int(time.monotonic() * 1000)  # wall time: a replay's clock may race ahead
+        if not force and self._checkpoint_at is not None and now - self._checkpoint_at < every:
+            return
+        self._checkpoint_at = now
+        seq, digest = self._head_written
+        self._advance_verified()
+        logger.info(
+            "audit checkpoint seq=%d hash=%s file=%s (keep a copy off this host; "
+            "vigil audit verify --checkpoint %d:%s)",
+            seq,
+            digest,
+            self._file_name,
+            seq,
+            digest,
+        )
+        if self.on_checkpoint is not None:
+            self.on_checkpoint(seq, digest)
 
     def _close_file(self) -> None:
         if self._fh is not None:
@@ -325,18 +383,57 @@ class AuditLog:
             os.close(self._lock_fd)
             self._lock_fd = None
 
+    def _advance_verified(self) -> None:
+        # Moving VERIFIED along with the checkpoints lets the next start detect a tail cut off
+        # while the daemon was down, and keeps its walk short.
+        if self._verified is None or self._verified.seq == self._seq:
+            return
+        moved = advance(self._dir, self._key, self._verified)
+        if isinstance(moved, Verified):
+            write_verified(self._dir, moved, self._key, fsync=self._fsync)
+            self._verified = moved
+        else:
+            logger.error(
+                "audit log %s changed under the writer: %s; run vigil audit verify",
+                self._dir,
+                moved.first_bad,
+            )
+            self._verified = None
+
     # -- resuming
+
+    def _verify(self) -> Verified:
+        """Verify the chain since the last verified point; refuse to extend a broken one."""
+        result, verified = check_before_append(self._dir, self._key)
+        if not result.ok:
+            raise self._corrupted(f"the chain fails verification at {result.first_bad}")
+        if result.keyed_from is not None and self._key is None:
+            raise AuditCorrupted(
+                f"audit log {self._dir}: the chain is keyed (records carry MACs from seq "
+                f"{result.keyed_from}) but VIGIL_AUDIT_KEY is not set; set it to the key the "
+                "log was written with (unkeyed records would break the chain's rule), or move "
+                "the directory aside to start a new chain"
+            )
+        if self._key is not None and result.last_seq and result.keyed_from is None:
+            logger.warning(
+                "audit log %s: records 1..%d carry no MAC (written before VIGIL_AUDIT_KEY was "
+                "set); records from seq %d on are keyed",
+                self._dir,
+                result.last_seq,
+                result.last_seq + 1,
+            )
+        return verified
 
     def _corrupted(self, what: str) -> AuditCorrupted:
         return AuditCorrupted(
-            f"audit log {self._dir}: {what}. The chain cannot be continued safely. Run "
-            "`vigil audit verify` to locate the first bad record; after investigating, move the "
-            f"directory aside (for example to {self._dir}.broken) so that a new chain starts."
+            f"audit log {self._dir}: {what}. The chain cannot be continued safely; nothing was "
+            "appended. Run `vigil audit verify` for the full report; after investigating, move "
+            f"the directory aside (for example to {self._dir}.broken) so that a new chain starts."
         )
 
-    def _find_tip(self, files: list[Path]) -> tuple[_Tip, _Torn | None]:
+    def _find_tip(self, files: list[Path]) -> tuple[_Tip, Torn | None]:
         """The newest complete record, and the torn tail of the newest file if there is one."""
-        torn: _Torn | None = None
+        torn: Torn | None = None
         for index, path in enumerate(reversed(files)):
             size = path.stat().st_size
             if size == 0:
@@ -348,7 +445,7 @@ class AuditLog:
                 if index > 0 or torn is not None:
                     raise self._corrupted(f"the last line of {path.name} is not a complete record")
                 # A crash during the final write: set aside, never silently kept or dropped.
-                torn = _Torn(path=path, keep_bytes=offset, drop_bytes=size - offset)
+                torn = Torn(path=path, keep_bytes=offset, drop_bytes=size - offset)
                 if len(lines) == 1:
                     continue
                 rec = parse_line(lines[-2][1])[0]
@@ -365,8 +462,9 @@ class AuditLog:
             return _Tip(seq=rec["seq"], hash=rec["hash"], file=path.name), torn
         return _Tip(seq=0, hash=GENESIS_HASH, file=""), torn
 
-    def _check_head(self, tip: _Tip) -> None:
-        """HEAD may lag the log (records after the last flush), never lead or disagree with it."""
+    def _check_head(self, tip: _Tip) -> bool:
+        """HEAD may lag the log (records after the last flush), never lead or disagree with it.
+        True when HEAD carries a MAC."""
         try:
             head = read_head(self._dir)
         except ValueError as exc:
@@ -376,7 +474,7 @@ class AuditLog:
                 raise self._corrupted(
                     f"the HEAD anchor is missing but records exist (seq {tip.seq})"
                 )
-            return
+            return False
         if head.seq > tip.seq:
             raise self._corrupted(
                 f"truncated: HEAD records seq {head.seq} but the log ends at seq {tip.seq}"
@@ -392,47 +490,4 @@ class AuditLog:
         if found[0] != head.hash or found[1] != head.file:
             raise self._corrupted(f"HEAD hash differs from record seq {head.seq}")
         self._head_written = (head.seq, head.hash) if head.seq == tip.seq else None
-
-    def _quarantine(self, torn: _Torn) -> dict[str, Any]:
-        qdir = self._dir / QUARANTINE_DIR
-        qdir.mkdir(exist_ok=True)
-        target = qdir / f"{torn.path.name}.{self._seq + 1}.torn"
-        copy = 1
-        while target.exists():
-            target = qdir / f"{torn.path.name}.{self._seq + 1}.{copy}.torn"
-            copy += 1
-        shutil.copyfile(torn.path, target)
-        if self._fsync:
-            _fsync_file(target)
-            _fsync_dir(qdir)
-        os.truncate(torn.path, torn.keep_bytes)
-        if self._fsync:
-            _fsync_file(torn.path)
-        relative = f"{QUARANTINE_DIR}/{target.name}"
-        logger.warning(
-            "audit log %s: cut a torn final line (%d bytes) from %s; the file was copied to %s",
-            self._dir,
-            torn.drop_bytes,
-            torn.path.name,
-            relative,
-        )
-        return {
-            "file": torn.path.name,
-            "dropped_bytes": torn.drop_bytes,
-            "kept_bytes": torn.keep_bytes,
-            "last_good_seq": self._seq,
-            "quarantine_copy": relative,
-        }
-
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    # A new or renamed entry survives power loss only once its directory is synced.
-    _fsync_file(path)
+        return head.mac is not None

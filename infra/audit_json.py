@@ -15,7 +15,7 @@ from typing import Any, Final
 
 from pydantic import BaseModel
 
-from infra.audit_verify import canonical_json
+from infra.audit_format import canonical_json
 
 # A Decimal like 1E+60 would expand to a wall of zeros; past this length keep str(d).
 _MAX_PLAIN_DECIMAL: Final = 40

@@ -38,6 +38,7 @@ _FIXES = {  # pydantic error type -> fix; {placeholders} come from the error's c
     "int_type": "give a whole number",
     "int_from_float": "give a whole number",
     "float_parsing": "give a number",
+    "finite_number": "give a finite number (not .inf or .nan), e.g. 60",
     "float_type": "give a number",
     "decimal_parsing": "give a number, e.g. 2.5",
     "decimal_type": "give a number, e.g. 2.5",
@@ -133,9 +134,24 @@ class _Context:
             return f"{self.source(loc)}: {'.'.join(loc)}: unknown key; {hint}"
         if err["type"] == "value_error" and model_of(type_at(model, rel)) is not None:
             loc = self._field_named_in(msg, base, rel, model) or loc
+        elif err["type"] == "value_error":
+            loc, msg = self._key_named_in(msg, loc)
         fix = _fix_for(err)
         tail = f"; fix: {fix}" if fix else ""
         return f"{self.source(loc)}: {'.'.join(loc)} = {self.value(loc)}: {msg}{tail}"
+
+    def _key_named_in(self, msg: str, loc: Loc) -> tuple[Loc, str]:
+        """A check inside a mapping (check_number) names the key first ("slow: ..."): point
+        at that key, so the line shows who set it and its own value."""
+        match = re.match(r"([\w-]+(?:\.[\w-]+)*): ", msg)
+        if match is None:
+            return loc, msg
+        sub = (*loc, *match.group(1).split("."))
+        try:
+            _get(self.merged, sub)
+        except KeyError:
+            return loc, msg
+        return sub, msg[match.end() :]
 
     def _field_named_in(self, msg: str, base: Loc, rel: Loc, model: Any) -> Loc | None:
         """A model-level check failed; find the field its message is about, preferring one the

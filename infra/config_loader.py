@@ -213,7 +213,21 @@ def load_config(
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys (plain PyYAML silently keeps the last one)."""
+    """SafeLoader that refuses duplicate keys (plain PyYAML silently keeps the last one) and
+    aliases: `*name` repeats a node, and nested aliases grow exponentially (a 430-byte
+    "billion laughs" file would keep validation busy for minutes). Config files spell values
+    out instead."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None,
+                None,
+                f"YAML alias *{event.anchor} is not accepted in vigil config",
+                event.start_mark,
+            )
+        return super().compose_node(parent, index)
 
 
 def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> dict[Any, Any]:
@@ -243,7 +257,12 @@ def _read_yaml(path: Path, label: str) -> dict[str, Any]:
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown line"
         what = exc.problem or "YAML syntax error"
         context = f" ({exc.context})" if exc.context else ""
-        fix = "keep only one" if what.startswith("duplicate") else "check indentation and quoting"
+        if what.startswith("duplicate"):
+            fix = "keep only one"
+        elif "alias" in what:
+            fix = "write the value out where the alias stands, and drop the &anchor"
+        else:
+            fix = "check indentation and quoting"
         raise _Problems([f"{label}: {where}: {what}{context}; fix: {fix}"]) from None
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise _Problems([f"{label}: cannot be read as YAML ({type(exc).__name__})"]) from None

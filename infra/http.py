@@ -8,7 +8,6 @@ Binding anything but a loopback address needs the operator's explicit `http.allo
 from __future__ import annotations
 
 import errno
-import ipaddress
 import json
 import logging
 import socket
@@ -22,6 +21,7 @@ from aiohttp import web
 
 from core.models import BreakerState, CycleDecision, TradingState
 from infra.metrics import Metrics
+from infra.settings import is_loopback as is_loopback
 
 log = logging.getLogger("vigil.http")
 
@@ -278,15 +278,6 @@ def readiness(engine: HealthSource) -> tuple[bool, str]:
 
 
 # --------------------------------------------------------------------------- server
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # a host name: we cannot know where it resolves, so it is not loopback
 
 
 def port_taken(host: str, port: int) -> bool:

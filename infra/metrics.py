@@ -173,6 +173,12 @@ class Metrics:
             registry=r,
         )
         self.positions = Gauge("vigil_positions", "Open positions.", registry=r)
+        self.audit_last_seq = Gauge(
+            "vigil_audit_last_seq",
+            "Seq of the newest durable audit record (its hash is in the `audit checkpoint` "
+            "log line).",
+            registry=r,
+        )
         self.open_orders = Gauge("vigil_open_orders", "Live orders (NEW/OPEN/PARTIAL).", registry=r)
         self.fills = _Family(
             Counter("vigil_fills", "Fills booked, by side.", ["side"], registry=r),
@@ -411,6 +417,10 @@ class Metrics:
         self.kill_block.observe(block_s)
         self.kill_cancel.observe(cancel_s)
         self.kill_switch.set(1)
+
+    def audit_checkpoint(self, seq: int, digest: str) -> None:
+        del digest  # a label per hash would grow without bound; the log line carries it
+        self.audit_last_seq.set(seq)
 
     def set_info(self, *, version: str, mode: str, exchange: str, config_hash: str) -> None:
         self.info.clear()

@@ -8,7 +8,8 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from urllib.parse import unquote, urlsplit
 
 from core.errors import ConfigError
 from infra.settings import Mode, VigilConfig
@@ -17,7 +18,11 @@ ENV_API_KEY = "VIGIL_API_KEY"
 ENV_API_SECRET = "VIGIL_API_SECRET"
 ENV_API_PASSWORD = "VIGIL_API_PASSWORD"
 ENV_ALERT_URLS = "VIGIL_ALERT_URLS"
-SECRET_ENV_NAMES = frozenset({ENV_API_KEY, ENV_API_SECRET, ENV_API_PASSWORD, ENV_ALERT_URLS})
+ENV_AUDIT_KEY = "VIGIL_AUDIT_KEY"  # HMAC key of the audit chain (docs/audit.md)
+SECRET_ENV_NAMES = frozenset(
+    {ENV_API_KEY, ENV_API_SECRET, ENV_API_PASSWORD, ENV_ALERT_URLS, ENV_AUDIT_KEY}
+)
+MIN_AUDIT_KEY_CHARS = 16
 
 SECRET_KEYS = ("api_key", "apikey", "secret", "password", "passphrase", "token", "private_key")
 MASK = "***"
@@ -32,6 +37,8 @@ class Secrets:
     api_secret: str | None = None
     api_password: str | None = None  # ccxt's "password" (a passphrase on some venues)
     alert_urls: tuple[str, ...] = ()
+    audit_key: str | None = None
+    url_credentials: tuple[str, ...] = ()  # user:password pieces of exchange.base_url
 
     def __repr__(self) -> str:
         def state(v: str | None) -> str:
@@ -39,7 +46,8 @@ class Secrets:
 
         return (
             f"Secrets(api_key={state(self.api_key)}, api_secret={state(self.api_secret)}, "
-            f"api_password={state(self.api_password)}, alert_urls={len(self.alert_urls)} set)"
+            f"api_password={state(self.api_password)}, alert_urls={len(self.alert_urls)} set, "
+            f"audit_key={state(self.audit_key)})"
         )
 
     __str__ = __repr__
@@ -53,6 +61,7 @@ class Secrets:
         """Every string that must never be shown, longest first (so a secret containing
         another is masked whole)."""
         found = {v for v in (self.api_key, self.api_secret, self.api_password) if v}
+        found.update(v for v in (self.audit_key, *self.url_credentials) if v)
         for url in self.alert_urls:
             found.add(url)
             _, _, rest = url.partition("://")
@@ -73,7 +82,39 @@ def load_secrets(env: Mapping[str, str]) -> Secrets:
         api_secret=_clean(env.get(ENV_API_SECRET)),
         api_password=_clean(env.get(ENV_API_PASSWORD)),
         alert_urls=urls,
+        audit_key=_clean(env.get(ENV_AUDIT_KEY)),
     )
+
+
+def audit_key(env: Mapping[str, str]) -> bytes | None:
+    """The audit chain's HMAC key from VIGIL_AUDIT_KEY; None when unset. Too short a key is
+    refused: a MAC is only as strong as its key is hard to guess."""
+    value = _clean(env.get(ENV_AUDIT_KEY))
+    if value is None:
+        return None
+    if len(value) < MIN_AUDIT_KEY_CHARS:
+        raise ConfigError(
+            f"env {ENV_AUDIT_KEY}: too short ({len(value)} characters); fix: use at least "
+            f"{MIN_AUDIT_KEY_CHARS} random characters, e.g. the output of `openssl rand -hex 32`"
+        )
+    return value.encode("utf-8")
+
+
+def url_credentials(url: str | None) -> tuple[str, ...]:
+    """The secret parts of `http://user:pass@host`: the whole user:pass, and each part (also
+    percent-decoded) long enough not to garble ordinary log text."""
+    if not url:
+        return ()
+    netloc = urlsplit(url).netloc
+    if "@" not in netloc:
+        return ()
+    userinfo = netloc.rpartition("@")[0]
+    parts = {userinfo, unquote(userinfo)}
+    for piece in userinfo.split(":"):
+        for text in (piece, unquote(piece)):
+            if len(text) >= _MIN_URL_PART // 2:
+                parts.add(text)
+    return tuple(p for p in parts if p)
 
 
 def require_live_credentials(config: VigilConfig, secrets: Secrets) -> None:
@@ -92,11 +133,16 @@ def require_live_credentials(config: VigilConfig, secrets: Secrets) -> None:
         )
 
 
+_URL_USERINFO = re.compile(r"://[^/@\s]+@")
+
+
 def redact(text: str, secrets: Secrets) -> str:
-    """`text` with every secret value replaced by ***."""
+    """`text` with every secret value, and any user:password of a URL, replaced by ***."""
     for value in secrets.values():
         if value in text:
             text = text.replace(value, MASK)
+    if "@" in text:
+        text = _URL_USERINFO.sub("://" + MASK + "@", text)
     return text
 
 
@@ -110,11 +156,14 @@ class RedactingFilter(logging.Filter):
     def __init__(self, secrets: Secrets) -> None:
         super().__init__()
         self._secrets = secrets
-        self._any = bool(secrets.values())
+
+    def add(self, values: tuple[str, ...]) -> None:
+        """Also scrub `values` (e.g. credentials in exchange.base_url, known once the config
+        is loaded)."""
+        merged = (*self._secrets.url_credentials, *values)
+        self._secrets = replace(self._secrets, url_credentials=merged)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not self._any:
-            return True
         try:
             message = record.getMessage()
         except Exception:  # a bad format string must not hide the record; show it raw
@@ -148,3 +197,11 @@ def secret_env_for(key: str) -> str:
     if "token" in k:
         return f"{ENV_API_KEY} (or {ENV_ALERT_URLS} for alert tokens)"
     return ENV_API_KEY
+
+
+def scrub_in_logs(values: tuple[str, ...]) -> None:
+    """Add `values` to the RedactingFilter of every root handler (see runner/cli.py)."""
+    for handler in logging.getLogger().handlers:
+        for flt in handler.filters:
+            if isinstance(flt, RedactingFilter):
+                flt.add(values)

@@ -11,6 +11,7 @@ import difflib
 import functools
 import hashlib
 import importlib.util
+import ipaddress
 import json
 import os
 import types
@@ -26,6 +27,16 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 from core.config import Frozen, PipelineConfig
 from infra.clock_sync import ClockSettings
 from infra.exchange.sim_config import SimConfig
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost and loopback IP addresses; a host name could resolve anywhere."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class Mode(StrEnum):
@@ -64,9 +75,14 @@ class ExchangeSettings(Frozen):
         description="Override the REST base URL. Meant for testing against the fake exchange "
         "on 127.0.0.1; leave null in production.",
     )
-    timeout_ms: int = Field(default=10_000, ge=100, description="HTTP timeout per request (ms).")
+    timeout_ms: int = Field(
+        default=10_000, ge=100, le=600_000, description="HTTP timeout per request (ms)."
+    )
     markets_refresh_seconds: int = Field(
-        default=300, ge=1, description="How often market metadata (precision, limits) is reloaded."
+        default=300,
+        ge=1,
+        le=86_400,
+        description="How often market metadata (precision, limits) is reloaded.",
     )
     weight_per_minute: int = Field(
         default=1200,
@@ -113,7 +129,9 @@ class ExchangeSettings(Frozen):
 
 
 class LoopSettings(Frozen):
-    interval_seconds: float = Field(default=60, gt=0, description="Seconds between cycle starts.")
+    interval_seconds: float = Field(
+        default=60, gt=0, le=86_400, description="Seconds between cycle starts (at most a day)."
+    )
     jitter_pct: float = Field(
         default=10,
         ge=0,
@@ -122,7 +140,10 @@ class LoopSettings(Frozen):
         "the same second as everyone else.",
     )
     cycle_budget_ms: int = Field(
-        default=5_000, ge=1, description="A cycle slower than this is logged and counted as slow."
+        default=5_000,
+        ge=1,
+        le=3_600_000,
+        description="A cycle slower than this is logged and counted as slow.",
     )
     cancel_on_shutdown: bool = Field(
         default=True, description="Cancel this bot's open orders on a clean shutdown."
@@ -311,6 +332,12 @@ class VigilConfig(PipelineConfig):
             raise ValueError(
                 f"exchange.shadow compares real fills with simulated ones, so it needs mode "
                 f"LIVE (mode is {self.mode.value}); set exchange.shadow: false"
+            )
+        if self.http.enabled and not is_loopback(self.http.host) and not self.http.allow_remote:
+            raise ValueError(
+                f"http.host {self.http.host!r} is not a loopback address: /metrics and /health "
+                "would be reachable from the network; set http.host: 127.0.0.1 (and put a "
+                "proxy in front), or set http.allow_remote: true to expose them deliberately"
             )
         need = max(self.regime.ema_slow, self.regime.drawdown_lookback)
         if self.loop.warmup_candles < need:

@@ -3,8 +3,9 @@ here, from the same parts; only the clock, the exchange adapter, the feed and th
 
 from __future__ import annotations
 
+import difflib
 import random
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,6 +66,38 @@ class ReplayInputs:
     end_ms: int  # last cycle
 
 
+def check_markets(config: PipelineConfig, known: Collection[str], where: str) -> None:
+    """Refuse a config naming markets that `where` (the exchange, a data directory) lacks:
+    ConfigError, one line per field, each with a fix."""
+    problems = []
+    index = config.regime.index_symbol
+    if index not in known:
+        close = difflib.get_close_matches(index, list(known), n=3)
+        hint = f"e.g. {', '.join(close)}" if close else "check the spelling"
+        problems.append(
+            f"regime.index_symbol = {index!r}: not a market {where}, so the regime would stay "
+            f"chop and the crash breaker never engage; fix: set it to a market {where} ({hint})"
+        )
+    missing = [s for s in config.universe.symbols if s not in known]
+    if missing:
+        problems.append(
+            f"universe.symbols = {', '.join(missing)}: not a market {where}; fix: remove "
+            "them from universe.symbols or correct the spelling"
+        )
+    if problems:
+        raise ConfigError("\n".join(problems))
+
+
+def replay_markets_check(config: PipelineConfig, data_dir: Path) -> None:
+    """check_markets against the candle files of a replay or backtest (when there are any:
+    an empty directory gets its own message from prepare_replay)."""
+    if not data_dir.is_dir():
+        return
+    known = list_pairs(data_dir, config.timeframe)
+    if known:
+        check_markets(config, known, f"with {config.timeframe} data in {data_dir}")
+
+
 def prepare_replay(
     config: PipelineConfig,
     data_dir: Path,
@@ -76,6 +109,10 @@ def prepare_replay(
 ) -> ReplayInputs:
     tf = config.timeframe_ms
     symbols = list(pairs or config.universe.symbols or list_pairs(data_dir, config.timeframe))
+    if symbols:
+        replay_markets_check(config, data_dir)
+        if config.regime.index_symbol not in symbols:  # the regime reads it
+            symbols.append(config.regime.index_symbol)
     if not symbols:
         raise ConfigError(
             f"{data_dir}: no {config.timeframe} candle files found; download some with "

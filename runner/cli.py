@@ -14,7 +14,14 @@ from pathlib import Path
 from core.errors import AlreadyRunning, AuditCorrupted, ConfigError, DataError, StateCorrupted
 from infra.clock_sync import ClockSkewed
 from infra.config_loader import Flag, LoadedConfig, load_config
-from infra.secrets import RedactingFilter, load_secrets
+from infra.secrets import (
+    RedactingFilter,
+    audit_key,
+    load_secrets,
+    require_live_credentials,
+    scrub_in_logs,
+    url_credentials,
+)
 from infra.state_schema import StateUnavailable
 from runner import __version__, exit_codes
 
@@ -173,6 +180,10 @@ def build_parser() -> argparse.ArgumentParser:
         _common(p)
         _replay_flag(p)
         p.add_argument("--dir", type=Path, help="audit directory (default: from config)")
+        if name == "verify":
+            from runner.cli_audit import add_verify_args
+
+            add_verify_args(p)
         if name == "tail":
             p.add_argument("-n", type=int, default=20, help="how many records")
             p.add_argument("--kind", action="append", help="only these kinds (repeatable)")
@@ -264,8 +275,14 @@ def dispatch(args: argparse.Namespace) -> int:
         _check_run(args)
     kinds = ops.check_kinds(getattr(args, "kind", None))
     loaded = _load(args)
+    scrub_in_logs(url_credentials(loaded.config.exchange.base_url))
     for w in loaded.warnings:
         logging.getLogger("vigil.config").warning("%s", w)
+    if args.cmd == "run" or (args.cmd == "config" and args.sub == "check"):
+        # Checked before anything is created: no state.db, audit log or lock for a run that
+        # cannot trade, and `config check` says so too.
+        require_live_credentials(loaded.config, load_secrets(os.environ))
+        audit_key(os.environ)
     if args.cmd == "run":
         from runner.daemon import RunOptions, run
 
@@ -303,7 +320,9 @@ def dispatch(args: argparse.Namespace) -> int:
         directory = args.dir or loaded.paths(replay=args.replay).audit_dir
         ops.check_audit_dir(directory)
         if args.sub == "verify":
-            return ops.cmd_audit_verify(directory)
+            from runner.cli_audit import cmd_audit_verify
+
+            return cmd_audit_verify(directory, args)
         if args.sub == "tail":
             return ops.cmd_audit_tail(directory, args.n, kinds)
         return ops.cmd_audit_replay(loaded, directory, args.replay)

@@ -24,7 +24,7 @@ from infra.clock import LiveClock, ReplayClock
 from infra.config_loader import LoadedConfig
 from infra.exchange.sim_config import SimConfig
 from infra.metrics import Metrics
-from infra.secrets import load_secrets, redact
+from infra.secrets import audit_key, load_secrets, redact
 from infra.settings import ResolvedPaths, VigilConfig
 from infra.state_store import StateStore, StateUnavailable
 from infra.systemd import SystemdNotifier
@@ -32,9 +32,11 @@ from runner import __version__
 from runner.alerting import AlertingSink
 from runner.app import (
     build_engine,
+    check_markets,
     prepare_replay,
     replay_exchange,
     replay_feed,
+    replay_markets_check,
     sim_exchange,
 )
 from runner.engine import Engine
@@ -59,6 +61,7 @@ from runner.state_guard import (
 from runner.store import SqliteStore, paper_wallet
 
 log = logging.getLogger("vigil.daemon")
+AUDIT_CHECKPOINT_MS = 5 * 60_000
 
 
 @dataclass(frozen=True)
@@ -165,6 +168,18 @@ def _fresh_record(audit: AuditLog, paths: Any, fresh: list[str] | None) -> None:
     )
 
 
+def open_audit(directory: Path, config_hash: str, clock: Any) -> AuditLog:
+    """Open the audit log, verifying it first (AuditCorrupted, exit 5, names the first bad
+    record); keyed by VIGIL_AUDIT_KEY when set; checkpoint lines every 5 minutes."""
+    return AuditLog(
+        directory,
+        config_hash=config_hash,
+        clock=clock,
+        key=audit_key(os.environ),
+        checkpoint_every_ms=AUDIT_CHECKPOINT_MS,
+    ).open()
+
+
 def _config_record(loaded: LoadedConfig, paths: ResolvedPaths, **extra: Any) -> dict[str, Any]:
     text = banner(loaded)
     where = paths_line(loaded, paths)
@@ -199,10 +214,12 @@ async def _run_live(
     cfg = loaded.config
     clock = LiveClock()
     symbols = FeedSymbols(cfg)
-    audit = AuditLog(paths.audit_dir, config_hash=loaded.config_hash, clock=clock).open()
+    audit = open_audit(paths.audit_dir, loaded.config_hash, clock)
     notifier = make_notifier(cfg, clock)
     metrics = Metrics()
     secrets = load_secrets(os.environ)
+    audit.on_checkpoint = metrics.audit_checkpoint
+    metrics.audit_checkpoint(*audit.head)
     try:
         parts = build_live(
             cfg,
@@ -315,9 +332,11 @@ async def _run_replay(
         if not rep.ok:
             log.warning("data: %s", rep.summary())
     clock = ReplayClock(inputs.start_ms, opts.speed)
-    audit = AuditLog(paths.audit_dir, config_hash=loaded.config_hash, clock=clock).open()
+    audit = open_audit(paths.audit_dir, loaded.config_hash, clock)
     notifier = make_notifier(cfg, clock)
     metrics = Metrics()
+    audit.on_checkpoint = metrics.audit_checkpoint
+    metrics.audit_checkpoint(*audit.head)
     metrics.set_info(
         version=__version__,
         mode=cfg.mode.value,
@@ -392,6 +411,7 @@ async def _serve(
     systemd.ready(f"mode={loaded.config.mode.value} config={loaded.config_hash}; starting")
     try:
         if await _start_engine(engine, clock, loaded.config, stop, systemd.pet):
+            _check_exchange_markets(loaded, engine, clock, audit)
             await guards.at_start()
             return await _cycle(
                 loaded, engine, clock, pacer, paths, metrics, audit, opts, stop, guards, systemd
@@ -404,6 +424,15 @@ async def _serve(
         if server is not None:
             await server.stop()
         await notifier.stop()
+
+
+def _check_exchange_markets(loaded: LoadedConfig, engine: Engine, clock: Any, audit: Any) -> None:
+    """Now that the exchange has answered: refuse (exit 2) markets it does not list."""
+    try:
+        check_markets(loaded.config, engine.markets, f"on {loaded.config.exchange.id}")
+    except ConfigError as exc:
+        audit.append("shutdown", {"ts": clock.now_ms(), "started": False, "reason": str(exc)})
+        raise
 
 
 def make_notifier(cfg: VigilConfig, clock: Any) -> Notifier:
@@ -618,6 +647,8 @@ def run(loaded: LoadedConfig, opts: RunOptions) -> int:
     from runner.cli_strategies import require_enabled
 
     require_enabled(loaded.config)  # before the lock and the state: nothing to run
+    if opts.replay is not None:  # before anything is created: the data answers at once
+        replay_markets_check(loaded.config, opts.replay)
     try:
         return asyncio.run(_run(loaded, opts))
     except sqlite3.Error as exc:

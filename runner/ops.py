@@ -13,7 +13,7 @@ from typing import Any
 from core.errors import ConfigError
 from core.portfolio import PortfolioError
 from infra.audit import AuditLog
-from infra.audit_verify import tail, verify
+from infra.audit_verify import tail
 from infra.clock import LiveClock
 from infra.config_loader import LoadedConfig, redacted_dump
 from infra.settings import ResolvedPaths
@@ -278,16 +278,6 @@ def check_kinds(kinds: list[str] | None) -> set[str] | None:
             + ", ".join(sorted(AUDIT_KINDS))
         )
     return set(kinds)
-
-
-def cmd_audit_verify(directory: Path) -> int:
-    res = verify(directory)
-    if res.ok:
-        print(f"audit OK: {res.records} records in {res.files} file(s), chain intact")
-        return exit_codes.OK
-    bad = res.first_bad
-    print(f"audit FAILED: {bad}", file=sys.stderr)
-    return exit_codes.FAILURE
 
 
 def cmd_audit_tail(directory: Path, n: int, kinds: set[str] | None) -> int:

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from core.errors import ConfigError
-from infra.audit_verify import HEAD_NAME, QUARANTINE_DIR, log_files
+from infra.audit_format import HEAD_NAME, QUARANTINE_DIR, log_files
 from infra.lock import InstanceLock
 from infra.settings import ResolvedPaths
 from infra.state_schema import SIBLING_SUFFIXES, StateMissing, StateUnavailable, quarantine

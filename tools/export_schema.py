@@ -15,7 +15,7 @@ import sys
 from collections.abc import Mapping
 from enum import Enum
 from pathlib import Path
-from typing import Any, get_args, get_origin
+from typing import Annotated, Any, get_args, get_origin
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from anywhere
@@ -23,6 +23,7 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
 
 from pydantic import BaseModel  # noqa: E402
 
+from core.config_base import MAX_NUMBER  # noqa: E402
 from infra.config_loader import FILES, export_schema, schema_text  # noqa: E402
 from infra.settings import VigilConfig, is_mapping, model_of, unwrap  # noqa: E402
 from strategy import registry  # noqa: E402
@@ -45,6 +46,8 @@ _SCALARS = {
 
 
 def _type_name(tp: Any) -> str:
+    if get_origin(tp) is Annotated:
+        tp = get_args(tp)[0]
     base = unwrap(tp)
     nullable = base is not tp
     if isinstance(base, type) and issubclass(base, Enum):
@@ -63,7 +66,11 @@ def _type_name(tp: Any) -> str:
 
 def _constraints(info: Any) -> str:
     out = []
-    for meta in info.metadata:
+    metadata = list(info.metadata)
+    if is_mapping(info.annotation):  # bounds on the values, e.g. dict[str, Annotated[...]]
+        for meta in getattr(get_args(unwrap(info.annotation))[-1], "__metadata__", ()):
+            metadata += getattr(meta, "metadata", [meta])  # a Field(...) holds its bounds
+    for meta in metadata:
         for attr, sign in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
             if getattr(meta, attr, None) is not None:
                 out.append(f"{sign} {getattr(meta, attr)}")
@@ -71,6 +78,14 @@ def _constraints(info: Any) -> str:
         if pattern:
             alts = re.fullmatch(r"\^\(([\w|]+)\)\$", pattern)
             out.append("one of " + ", ".join(alts.group(1).split("|")) if alts else pattern)
+    if any(word in _type_name(info.annotation) for word in ("integer", "number")):
+        # core/config_base.MAX_NUMBER bounds every number that has no tighter bound of its own
+        if not any(sign in text for text in out for sign in ("<=", "<")):
+            out.append(f"<= {MAX_NUMBER:.0e}".replace("e+", "e"))
+        if not any(sign in text for text in out for sign in (">=", ">")):
+            out.insert(0, f">= -{MAX_NUMBER:.0e}".replace("e+", "e"))
+        if "number" in _type_name(info.annotation):
+            out.append("finite")
     return ", ".join(out)
 
 

@@ -33,7 +33,7 @@ error: candles a backtest or replay needs are missing, empty or unreadable (`dat
 | 4 | state.db failed its integrity check (copied to the quarantine folder, trading refused), \
 or is missing or empty although an audit log, HEAD or quarantine shows vigil ran here before \
 (rebuild it with `vigil state rebuild` or start with `vigil run --fresh-state`) |
-| 5 | the audit log's tail does not verify; the daemon refuses to start |
+| 5 | the audit log does not verify (first bad record named); the daemon refuses to extend it |
 | 6 | `kill`, `resume`, `status`: no daemon runs with this config; the command says so, names \
 the lock file it looked at, and acted on disk only (`kill` still latches the halt in state.db) |
 | 7 | LIVE refused to start: the host clock is further from the exchange's (or NTP's) time \

@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from core.config_base import check_number
 
 
 class SimConfig(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", validate_default=True, allow_inf_nan=False
+    )
+
+    @field_validator("*")
+    @classmethod
+    def _bounded(cls, value: Any) -> Any:
+        return check_number(value)
 
     seed: int = Field(default=42, description="Seed of the fill model's random generator.")
-    starting_balances: dict[str, Decimal] = Field(
+    starting_balances: dict[str, Annotated[Decimal, Field(ge=0)]] = Field(
         default_factory=lambda: {"USDT": Decimal(10_000)},
         description="Paper wallet at start: asset -> amount.",
     )

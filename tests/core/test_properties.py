@@ -313,14 +313,14 @@ def risk_scenarios(draw: Any) -> tuple[list[TradeProposal], RiskInputs, Pipeline
             max_theme_exposure_pct=theme,
             max_asset_exposure_pct=asset,
             max_open_positions=draw(st.integers(1, 8)),
-            position_size_pct=draw(st.integers(1, 40)),
+            position_size_pct=draw(st.integers(1, min(40, total))),
         ),
         execution=ExecutionConfig(min_depth_multiple=0),
         strategies={
             "rules": StrategyConfig(
                 enabled=True,
                 budget=StrategyBudget(
-                    max_at_risk_pct=draw(st.integers(1, 100)),
+                    max_at_risk_pct=draw(st.integers(1, total)),
                     max_trades_per_cycle=draw(st.integers(0, 4)),
                 ),
             )

@@ -322,9 +322,9 @@ def test_candidates_from_markets_when_symbols_is_empty() -> None:
     assert res.eligible == ("AA/USDT", "MM/USDT", "ZZ/USDT") and res.excluded == ()
 
 
-def test_configured_symbols_are_deduplicated_in_order() -> None:
-    cfg = cfg_of(symbols=("B/USDT", "A/USDT", "B/USDT"))
-    assert candidates(cfg, {}) == ["B/USDT", "A/USDT"]
+def test_repeated_configured_symbols_are_refused() -> None:
+    with pytest.raises(ValueError, match="B/USDT listed more than once"):
+        cfg_of(symbols=("B/USDT", "A/USDT", "B/USDT"))
 
 
 def test_explicit_symbols_override_candidates() -> None:

@@ -410,9 +410,12 @@ def test_reopen_refuses_when_last_record_was_edited(audit_dir: Path) -> None:
 @pytest.mark.parametrize(
     ("damage", "fragment"),
     [
-        (lambda d: (d / F3).write_bytes((d / F3).read_bytes() + b"junk\n{torn"), "last two lines"),
+        (
+            lambda d: (d / F3).write_bytes((d / F3).read_bytes() + b"junk\n{torn"),
+            F3 + " line 5 (expected seq 13): not valid JSON",
+        ),
         (truncate_trailing, "truncated: HEAD records seq 12 but the log ends at seq 10"),
-        (delete_head, "HEAD anchor is missing"),
+        (delete_head, "HEAD anchor missing"),
         (edit_head_hash, "HEAD hash differs from record seq 12"),
         (lambda d: (d / "HEAD").write_text("{"), "HEAD is not valid JSON"),
     ],

@@ -26,9 +26,11 @@ from infra.config_loader import (
 from infra.secrets import (
     RedactingFilter,
     Secrets,
+    audit_key,
     load_secrets,
     redact,
     require_live_credentials,
+    url_credentials,
 )
 from infra.settings import Mode, VigilConfig, model_of, unwrap
 from tools.export_schema import BEGIN, END, render_reference
@@ -471,7 +473,10 @@ def test_secrets_come_from_env_and_repr_never_shows_values() -> None:
     assert len(s.alert_urls) == 3
     for text in (repr(s), str(s), f"{s}", f"{s!r}"):
         assert "AAAA" not in text and "BBBB" not in text and "CCCC" not in text
-    assert repr(s) == ("Secrets(api_key=set, api_secret=set, api_password=unset, alert_urls=3 set)")
+    assert repr(s) == (
+        "Secrets(api_key=set, api_secret=set, api_password=unset, alert_urls=3 set, "
+        "audit_key=unset)"
+    )
     assert not load_secrets({}).has_credentials and load_secrets({}).alert_urls == ()
 
 
@@ -570,3 +575,35 @@ def test_committed_reference_docs_are_current() -> None:
     assert doc[start:end] == render_reference(), "stale: run python tools/export_schema.py"
     for section in ("`risk`", "`exchange`", "`strategies.ema_cross.params`", "`paths`"):
         assert f"### {section}" in doc
+
+
+def test_url_credentials_are_masked_in_any_text() -> None:
+    url = "http://vigil%40ops:Sup3r%2Fsecret@127.0.0.1:8080/api"
+    secrets = Secrets(url_credentials=url_credentials(url))
+    assert set(url_credentials(url)) >= {"vigil%40ops:Sup3r%2Fsecret", "Sup3r/secret"}
+    text = f"GET {url}/v3/time failed; password Sup3r/secret"
+    assert redact(text, secrets) == (
+        "GET http://***@127.0.0.1:8080/api/v3/time failed; password ***"
+    )
+    # Any URL's user:password is masked, whoever's it is.
+    assert redact("see https://a:b@host/x", Secrets()) == "see https://***@host/x"
+    assert url_credentials("http://127.0.0.1:1") == () and url_credentials(None) == ()
+
+
+def test_audit_key_comes_from_the_environment_and_must_be_long() -> None:
+    assert audit_key({}) is None
+    assert audit_key({"VIGIL_AUDIT_KEY": " " + "k" * 20 + " "}) == b"k" * 20
+    with pytest.raises(ConfigError, match="too short \\(5 characters\\)") as caught:
+        audit_key({"VIGIL_AUDIT_KEY": "short"})
+    assert "short" not in str(caught.value).replace("too short", "")
+    assert "k" * 20 in load_secrets({"VIGIL_AUDIT_KEY": "k" * 20}).values()
+
+
+def test_yaml_aliases_are_refused_with_file_line_and_fix(tmp_path: Path) -> None:
+    (tmp_path / "policy.yaml").write_text("risk: &r\n  max_open_positions: 3\nexits: *r\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path, {})
+    assert str(caught.value) == (
+        f"{tmp_path / 'policy.yaml'}: line 3, column 8: YAML alias *r is not accepted in vigil "
+        "config; fix: write the value out where the alias stands, and drop the &anchor"
+    )

@@ -415,6 +415,7 @@ def test_every_documented_family_is_exported_and_all_are_prefixed() -> None:
     }
     expected = {
         "vigil_cycle_seconds",
+        "vigil_audit_last_seq",
         "vigil_stage_latency_seconds",
         "vigil_cycles",
         "vigil_cycle_budget_exceeded",

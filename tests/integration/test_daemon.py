@@ -39,7 +39,7 @@ def test_replay_writes_a_verifiable_audit_log_that_matches_state(ws: Workspace) 
     assert len({r["config_hash"] for r in recs}) == 1
     ok = ws.vigil("audit", "verify", "--replay")
     assert ok.returncode == 0, ok.stderr
-    assert "audit OK" in ok.stdout
+    assert "audit log OK" in ok.stdout
     # Each order intent reached the log before its acknowledgement.
     seq_intent = {
         r["data"]["client_order_id"]: r["seq"] for r in recs if r["kind"] == "order_intent"

@@ -77,7 +77,7 @@ async def test_paper_run_cycles_trades_on_its_own_wallet_and_audits(tmp_path: Pa
     assert db.cash == cash
     assert set(db.fills) == {f["fill_id"] for f in fills}
     rc, out, err = await ws.vigil("audit", "verify")
-    assert rc == 0 and "audit OK" in out, out + err
+    assert rc == 0 and "audit log OK" in out, out + err
     rc, out, err = await ws.vigil("audit", "replay")
     assert rc == 0 and "match state.db" in out, out + err
 
@@ -120,7 +120,7 @@ async def test_live_run_matches_the_fake_exactly(tmp_path: Path) -> None:
     assert sum(1 for o in state["orders"] if o["status"] == "FILLED") >= 6
     assert state["requests"]["by_status"].keys() <= {"200", "400"}  # no 429/418/5xx
     rc, out, err = await ws.vigil("audit", "verify")
-    assert rc == 0 and "audit OK" in out, out + err
+    assert rc == 0 and "audit log OK" in out, out + err
     rc, out, err = await ws.vigil("audit", "replay")
     assert rc == 0 and "match state.db" in out, out + err
 
@@ -206,7 +206,7 @@ async def test_kill_9_mid_order_then_restart_loses_and_doubles_nothing(tmp_path:
         r for r in records if r["kind"] == "order_ack" and "uplicate" in r["data"].get("detail", "")
     ]
     rc, out, err = await ws.vigil("audit", "verify")
-    assert rc == 0 and "audit OK" in out, out + err
+    assert rc == 0 and "audit log OK" in out, out + err
     rc, out, err = await ws.vigil("audit", "replay")
     assert rc == 0 and "match state.db" in out, out + err
     assert not re.search(r"Traceback", second.stderr())
