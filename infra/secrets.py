@@ -17,7 +17,10 @@ ENV_API_KEY = "VIGIL_API_KEY"
 ENV_API_SECRET = "VIGIL_API_SECRET"
 ENV_API_PASSWORD = "VIGIL_API_PASSWORD"
 ENV_ALERT_URLS = "VIGIL_ALERT_URLS"
-SECRET_ENV_NAMES = frozenset({ENV_API_KEY, ENV_API_SECRET, ENV_API_PASSWORD, ENV_ALERT_URLS})
+ENV_ALERT_URLS_ESCALATE = "VIGIL_ALERT_URLS_ESCALATE"
+SECRET_ENV_NAMES = frozenset(
+    {ENV_API_KEY, ENV_API_SECRET, ENV_API_PASSWORD, ENV_ALERT_URLS, ENV_ALERT_URLS_ESCALATE}
+)
 
 SECRET_KEYS = ("api_key", "apikey", "secret", "password", "passphrase", "token", "private_key")
 MASK = "***"
@@ -32,6 +35,7 @@ class Secrets:
     api_secret: str | None = None
     api_password: str | None = None  # ccxt's "password" (a passphrase on some venues)
     alert_urls: tuple[str, ...] = ()
+    escalate_urls: tuple[str, ...] = ()  # VIGIL_ALERT_URLS_ESCALATE: who hears escalations
 
     def __repr__(self) -> str:
         def state(v: str | None) -> str:
@@ -39,7 +43,8 @@ class Secrets:
 
         return (
             f"Secrets(api_key={state(self.api_key)}, api_secret={state(self.api_secret)}, "
-            f"api_password={state(self.api_password)}, alert_urls={len(self.alert_urls)} set)"
+            f"api_password={state(self.api_password)}, alert_urls={len(self.alert_urls)} set, "
+            f"escalate_urls={len(self.escalate_urls)} set)"
         )
 
     __str__ = __repr__
@@ -53,7 +58,7 @@ class Secrets:
         """Every string that must never be shown, longest first (so a secret containing
         another is masked whole)."""
         found = {v for v in (self.api_key, self.api_secret, self.api_password) if v}
-        for url in self.alert_urls:
+        for url in (*self.alert_urls, *self.escalate_urls):
             found.add(url)
             _, _, rest = url.partition("://")
             found.update(p for p in re.split(r"[/@:?&=#]", rest) if len(p) >= _MIN_URL_PART)
@@ -67,12 +72,15 @@ def _clean(value: str | None) -> str | None:
 
 def load_secrets(env: Mapping[str, str]) -> Secrets:
     """Read the secrets from `env` (pass os.environ in production, a dict in tests)."""
-    urls = tuple(u for u in re.split(r"[,\s]+", env.get(ENV_ALERT_URLS, "")) if u)
+    def url_list(name: str) -> tuple[str, ...]:
+        return tuple(u for u in re.split(r"[,\s]+", env.get(name, "")) if u)
+
     return Secrets(
         api_key=_clean(env.get(ENV_API_KEY)),
         api_secret=_clean(env.get(ENV_API_SECRET)),
         api_password=_clean(env.get(ENV_API_PASSWORD)),
-        alert_urls=urls,
+        alert_urls=url_list(ENV_ALERT_URLS),
+        escalate_urls=url_list(ENV_ALERT_URLS_ESCALATE),
     )
 
 

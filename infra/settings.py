@@ -217,13 +217,38 @@ class AlertSettings(Frozen):
     enabled: bool = Field(
         default=True,
         description="Send alerts. The apprise URLs are secrets: they come only from the "
-        "VIGIL_ALERT_URLS environment variable.",
+        "VIGIL_ALERT_URLS and VIGIL_ALERT_URLS_ESCALATE environment variables.",
     )
     dedupe_seconds: int = Field(
-        default=300, ge=0, description="The same alert is sent at most once per this window."
+        default=60,
+        ge=0,
+        le=86_400,
+        description="The same event alert is sent at most once per this window; repeats "
+        "inside it are counted and reported with the next message.",
     )
-    escalate_after: int = Field(
-        default=3, ge=1, description="Repeats of a deduplicated alert before it is escalated."
+    escalate_after_seconds: int = Field(
+        default=120,
+        ge=1,
+        le=86_400,
+        description="An alert still unresolved (a condition) or still firing (an event) this "
+        "long after it started is sent again one level louder, to VIGIL_ALERT_URLS_ESCALATE too.",
+    )
+    remind_seconds: int = Field(
+        default=900,
+        ge=1,
+        le=604_800,
+        description="While a condition lasts (a kill switch, a latched breaker) it is sent "
+        "again this often after the last message about it.",
+    )
+    empty_universe_cycles: int = Field(
+        default=10,
+        ge=1,
+        description="Alert when this many cycles in a row had no eligible symbol.",
+    )
+    exchange_down_minutes: float = Field(
+        default=3,
+        gt=0,
+        description="Alert when every cycle for this long found the exchange unreachable.",
     )
 
 

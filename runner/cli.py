@@ -135,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     from runner.cli_backtest import add_backtest_commands
 
     add_backtest_commands(sub, _common, EPILOG)
+    from runner.cli_ops import add_ops_commands
+
+    add_ops_commands(sub, _common, EPILOG)
     return ap
 
 
@@ -159,6 +162,7 @@ def _load(args: argparse.Namespace) -> LoadedConfig:
 
 def dispatch(args: argparse.Namespace) -> int:
     from runner import ops
+    from runner.cli_ops import OPS_COMMANDS, dispatch_ops
 
     if args.cmd in ("backtest", "backtest-compare", "download-data"):
         from runner.cli_backtest import dispatch_backtest
@@ -167,6 +171,8 @@ def dispatch(args: argparse.Namespace) -> int:
     loaded = _load(args)
     for w in loaded.warnings:
         logging.getLogger("vigil.config").warning("%s", w)
+    if args.cmd in OPS_COMMANDS:
+        return dispatch_ops(args, loaded)
     if args.cmd == "run":
         from runner.daemon import RunOptions, run
 

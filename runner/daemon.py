@@ -26,7 +26,7 @@ from infra.settings import VigilConfig
 from infra.state_store import StateStore
 from infra.systemd import SystemdNotifier
 from runner import __version__
-from runner.alerting import AlertingSink
+from runner.alerting import AlertingSink, ConditionRules
 from runner.app import (
     build_engine,
     prepare_replay,
@@ -116,8 +116,8 @@ async def _run_live(loaded: LoadedConfig, opts: RunOptions, paths: Any, db: Stat
     clock = LiveClock()
     symbols = FeedSymbols(cfg)
     audit = AuditLog(paths.audit_dir, config_hash=loaded.config_hash, clock=clock).open()
-    notifier = make_notifier(cfg, clock)
     metrics = Metrics()
+    notifier = make_notifier(cfg, clock, metrics)
     try:
         parts = build_live(
             cfg,
@@ -142,7 +142,7 @@ async def _run_live(loaded: LoadedConfig, opts: RunOptions, paths: Any, db: Stat
         exchange=parts.exchange,
         feed=parts.feed,
         store=SqliteStore(db),
-        sink=AlertingSink(audit, notifier),
+        sink=alerting_sink(cfg, audit, notifier),
         listeners=parts.listeners,
         telemetry=metrics,
     )
@@ -200,8 +200,8 @@ async def _run_replay(loaded: LoadedConfig, opts: RunOptions, paths: Any, db: St
             log.warning("data: %s", rep.summary())
     clock = ReplayClock(inputs.start_ms, opts.speed)
     audit = AuditLog(paths.audit_dir, config_hash=loaded.config_hash, clock=clock).open()
-    notifier = make_notifier(cfg, clock)
     metrics = Metrics()
+    notifier = make_notifier(cfg, clock, metrics)
     metrics.set_info(
         version=__version__,
         mode=cfg.mode.value,
@@ -216,7 +216,7 @@ async def _run_replay(loaded: LoadedConfig, opts: RunOptions, paths: Any, db: St
         exchange=exchange,
         feed=feed,
         store=SqliteStore(db),
-        sink=AlertingSink(audit, notifier),
+        sink=alerting_sink(cfg, audit, notifier),
         listeners=[sim.candle_listener()],
         telemetry=metrics,
     )
@@ -268,15 +268,29 @@ async def _serve(
         await notifier.stop()
 
 
-def make_notifier(cfg: VigilConfig, clock: Any) -> Notifier:
-    """Apprise URLs come only from VIGIL_ALERT_URLS; without them alerts are logged."""
-    urls = load_secrets(os.environ).alert_urls if cfg.alerts.enabled else ()
+def make_notifier(cfg: VigilConfig, clock: Any, metrics: Metrics | None = None) -> Notifier:
+    """Apprise URLs come only from VIGIL_ALERT_URLS (and VIGIL_ALERT_URLS_ESCALATE for
+    escalations); without them alerts are logged."""
+    secrets = load_secrets(os.environ)
+    enabled = cfg.alerts.enabled
     return Notifier(
-        urls=urls,
+        urls=secrets.alert_urls if enabled else (),
+        escalate_urls=secrets.escalate_urls if enabled else (),
         clock=clock,
         dedupe_seconds=cfg.alerts.dedupe_seconds,
-        escalate_after=cfg.alerts.escalate_after,
+        escalate_after_seconds=cfg.alerts.escalate_after_seconds,
+        remind_seconds=cfg.alerts.remind_seconds,
+        on_delivery=metrics.alerts.delivery if metrics is not None else None,
+        on_alert=metrics.alerts.alert if metrics is not None else None,
     )
+
+
+def alerting_sink(cfg: VigilConfig, audit: AuditLog, notifier: Notifier) -> AlertingSink:
+    rules = ConditionRules(
+        empty_universe_cycles=cfg.alerts.empty_universe_cycles,
+        exchange_down_ms=round(cfg.alerts.exchange_down_minutes * 60_000),
+    )
+    return AlertingSink(audit, notifier, rules)
 
 
 async def _start_engine(engine: Engine, clock: Any, cfg: VigilConfig, stop: asyncio.Event) -> bool:
@@ -383,7 +397,7 @@ async def _cycle(
             watcher=watcher,
             stop=stop,
             budget_ms=cfg.loop.cycle_budget_ms,
-            on_budget_exceeded=lambda: metrics.event("budget_exceeded"),
+            on_budget_exceeded=lambda: _over_budget(engine, metrics, cfg.loop.cycle_budget_ms),
             progress=Progress(pet=systemd.pet, stall_after_s=stall_s),
         )
     finally:
@@ -391,6 +405,13 @@ async def _cycle(
         await _shutdown(engine, clock, cfg, audit, metrics)
     log.info("stopped after %d cycles in %.1fs", cycles, time.monotonic() - t0)
     return 0
+
+
+def _over_budget(engine: Engine, metrics: Metrics, budget_ms: int) -> None:
+    metrics.event("budget_exceeded")
+    sink = engine.recorder.sink
+    if isinstance(sink, AlertingSink):
+        sink.cycle_over_budget(budget_ms)
 
 
 class _Limited:

@@ -433,7 +433,10 @@ def test_secrets_come_from_env_and_repr_never_shows_values() -> None:
     assert len(s.alert_urls) == 3
     for text in (repr(s), str(s), f"{s}", f"{s!r}"):
         assert "AAAA" not in text and "BBBB" not in text and "CCCC" not in text
-    assert repr(s) == ("Secrets(api_key=set, api_secret=set, api_password=unset, alert_urls=3 set)")
+    assert repr(s) == (
+        "Secrets(api_key=set, api_secret=set, api_password=unset, alert_urls=3 set, "
+        "escalate_urls=0 set)"
+    )
     assert not load_secrets({}).has_credentials and load_secrets({}).alert_urls == ()
 
 

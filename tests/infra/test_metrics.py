@@ -441,6 +441,9 @@ def test_every_documented_family_is_exported_and_all_are_prefixed() -> None:
         "vigil_shadow_slippage_bps",
         "vigil_shadow_sim_vs_live_bps",
         "vigil_shadow_ack_latency_seconds",
+        "vigil_alerts",
+        "vigil_alert_deliveries",
+        "vigil_alert_delivery_failures",
     }
     assert names == expected
 
