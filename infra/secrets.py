@@ -72,6 +72,7 @@ def _clean(value: str | None) -> str | None:
 
 def load_secrets(env: Mapping[str, str]) -> Secrets:
     """Read the secrets from `env` (pass os.environ in production, a dict in tests)."""
+
     def url_list(name: str) -> tuple[str, ...]:
         return tuple(u for u in re.split(r"[,\s]+", env.get(name, "")) if u)
 

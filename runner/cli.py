@@ -12,6 +12,7 @@ from pathlib import Path
 
 from core.errors import AlreadyRunning, AuditCorrupted, ConfigError, StateCorrupted
 from infra.config_loader import LoadedConfig, load_config
+from infra.logfmt import FORMATS, formatter
 from infra.secrets import RedactingFilter, load_secrets
 from runner import __version__, exit_codes
 
@@ -39,6 +40,12 @@ def _common(p: argparse.ArgumentParser) -> None:
         "--config", type=Path, default=Path("config"), help="config directory (default: ./config)"
     )
     p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+    p.add_argument(
+        "--log-format",
+        choices=FORMATS,
+        default="text",
+        help="text lines, or one JSON object per line (docs/deployment.md)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -141,9 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def setup_logging(level: str) -> None:
+def setup_logging(level: str, fmt: str = "text") -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(formatter(fmt))
     handler.addFilter(RedactingFilter(load_secrets(os.environ)))
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -214,7 +221,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:2] == ["backtest", "compare"]:
         argv = ["backtest-compare", *argv[2:]]
     args = build_parser().parse_args(argv)
-    setup_logging(args.log_level)
+    setup_logging(args.log_level, getattr(args, "log_format", "text"))
     try:
         return dispatch(args)
     except ConfigError as exc:

@@ -17,6 +17,9 @@ def add_ops_commands(
     from runner.cli_alert import add_alert_commands
 
     add_alert_commands(sub, common, epilog)
+    from runner.cli_debug import add_debug_commands
+
+    add_debug_commands(sub, common, epilog)
 
 
 def dispatch_ops(args: argparse.Namespace, loaded: LoadedConfig) -> int:
@@ -24,4 +27,8 @@ def dispatch_ops(args: argparse.Namespace, loaded: LoadedConfig) -> int:
         from runner.cli_alert import cmd_alert_test
 
         return cmd_alert_test(loaded, args.timeout)
+    if args.cmd == "debug-bundle":
+        from runner.cli_debug import cmd_debug_bundle
+
+        return cmd_debug_bundle(loaded, args)
     raise AssertionError(args.cmd)

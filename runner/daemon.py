@@ -20,6 +20,7 @@ from infra.clock import LiveClock, ReplayClock
 from infra.config_loader import LoadedConfig
 from infra.exchange.sim_config import SimConfig
 from infra.lock import InstanceLock
+from infra.logfmt import json_logging
 from infra.metrics import Metrics
 from infra.secrets import load_secrets
 from infra.settings import VigilConfig
@@ -98,7 +99,8 @@ async def _run_locked(loaded: LoadedConfig, opts: RunOptions, paths: Any) -> int
 
 def _config_record(loaded: LoadedConfig, **extra: Any) -> dict[str, Any]:
     text = banner(loaded)
-    print(text, file=sys.stderr, flush=True)
+    if not json_logging():  # in JSON mode the log line below is the banner
+        print(text, file=sys.stderr, flush=True)
     log.info("%s", text)
     return {
         "version": __version__,

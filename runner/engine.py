@@ -30,6 +30,7 @@ from core.models import (
 from core.portfolio import Portfolio, update_peaks
 from core.ports import Exchange
 from core.universe import candidates
+from infra.logfmt import CYCLE
 from runner.execution import Executor, OrderBookkeeper
 from runner.reconcile import Reconciler
 from runner.recorder import Recorder
@@ -232,6 +233,7 @@ class Engine:
 
     async def step(self, now_ms: int) -> CycleDecision:
         t0 = time.perf_counter()
+        CYCLE.set(now_ms)  # JSON log lines name the cycle they belong to
         missing: list[str] = []
         self._down = False
         try:
