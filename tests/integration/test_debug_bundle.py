@@ -31,6 +31,10 @@ NEEDLES = (
 )
 
 
+DAEMON = (sys.executable, "-m", "runner.cli", "run")
+FLAGS = ("--speed", "600", "--log-format", "json")
+
+
 def archive_texts(path: Path) -> dict[str, str]:
     with tarfile.open(path, "r:gz") as tar:
         out = {}
@@ -47,8 +51,7 @@ def test_bundle_from_a_running_daemon_holds_everything_and_no_canary(
     log_file = tmp_path / "daemon.log"
     with log_file.open("w") as err:  # the daemon's stderr redirected to a file, as in a container
         proc = subprocess.Popen(
-            [sys.executable, "-m", "runner.cli", "run", "--config", str(ws.config)]
-            + ["--replay", str(ws.candles), "--speed", "600", "--log-format", "json"],
+            [*DAEMON, "--config", str(ws.config), "--replay", str(ws.candles), *FLAGS],
             cwd=ws.root,
             env={**ws.env, **CANARIES},
             stdout=subprocess.DEVNULL,
