@@ -107,6 +107,15 @@ class AlertingSink:
                 f"reconcile:{what}", f"vigil reconciliation: {what}", _body(data), "warning"
             )
 
+    def _flatten(self, data: Mapping[str, Any]) -> None:
+        ok = bool(data.get("ok"))
+        self._notifier.notify(
+            f"flatten:{data.get('id', '')}",
+            "vigil flatten done" if ok else "vigil flatten INCOMPLETE",
+            "\n".join(str(o) for o in data.get("outcomes") or ()) or "no positions",
+            "info" if ok else "warning",
+        )
+
     def _event(self, kind: str, data: Mapping[str, Any]) -> None:
         level, title = EVENTS[kind]
         self._notifier.notify(kind, title, _body(data), level)
@@ -185,5 +194,6 @@ _HANDLERS: dict[str, Any] = {
     "breaker_clear": AlertingSink._clear,
     "reconcile": AlertingSink._reconcile,
     "cycle": AlertingSink._cycle,
+    "flatten_result": AlertingSink._flatten,
     **{kind: (lambda self, data, kind=kind: self._event(kind, data)) for kind in EVENTS},
 }

@@ -90,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(kill)
     kill.add_argument("--reason", default="operator kill via CLI", help="why (recorded)")
+    from runner.cli_flatten import add_kill_flatten_args
+
+    add_kill_flatten_args(kill)
 
     resume = sub.add_parser("resume", help="re-arm trading after a kill", epilog=EPILOG)
     _common(resume)
@@ -194,7 +197,12 @@ def dispatch(args: argparse.Namespace) -> int:
             ),
         )
     if args.cmd == "kill":
-        return ops.cmd_kill(loaded, args.reason)
+        rc = ops.cmd_kill(loaded, args.reason)
+        if rc != exit_codes.OK or not args.flatten:
+            return rc
+        from runner.cli_flatten import cmd_kill_flatten
+
+        return cmd_kill_flatten(loaded, args)
     if args.cmd == "resume":
         return ops.cmd_resume(loaded, args.reason)
     if args.cmd == "status":

@@ -1,4 +1,4 @@
-"""The operator's incident commands: `vigil alert test` and `vigil debug-bundle`."""
+"""The operator's incident commands: `vigil alert test`, `vigil debug-bundle`, `vigil flatten`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 from infra.config_loader import LoadedConfig
 
-OPS_COMMANDS = frozenset({"alert", "debug-bundle"})
+OPS_COMMANDS = frozenset({"alert", "debug-bundle", "flatten"})
 
 
 def add_ops_commands(
@@ -20,6 +20,9 @@ def add_ops_commands(
     from runner.cli_debug import add_debug_commands
 
     add_debug_commands(sub, common, epilog)
+    from runner.cli_flatten import add_flatten_commands
+
+    add_flatten_commands(sub, common, epilog)
 
 
 def dispatch_ops(args: argparse.Namespace, loaded: LoadedConfig) -> int:
@@ -31,4 +34,8 @@ def dispatch_ops(args: argparse.Namespace, loaded: LoadedConfig) -> int:
         from runner.cli_debug import cmd_debug_bundle
 
         return cmd_debug_bundle(loaded, args)
+    if args.cmd == "flatten":
+        from runner.cli_flatten import cmd_flatten
+
+        return cmd_flatten(loaded, args, symbols=args.symbols)
     raise AssertionError(args.cmd)

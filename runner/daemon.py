@@ -36,6 +36,7 @@ from runner.app import (
     sim_exchange,
 )
 from runner.engine import Engine
+from runner.flatten import Flattener, FlattenPacer
 from runner.loop import (
     KillFiles,
     KillWatcher,
@@ -58,6 +59,7 @@ class RunOptions:
     from_ms: int | None = None
     to_ms: int | None = None
     max_cycles: int | None = None
+    flatten_only: bool = False  # serve the waiting FLATTEN request, then stop (no cycle)
 
 
 def banner(loaded: LoadedConfig) -> str:
@@ -388,6 +390,8 @@ async def _cycle(
     )
     if opts.max_cycles is not None:
         pacer = _Limited(pacer, opts.max_cycles)
+    flattener = Flattener(engine=engine, now_ms=clock.now_ms, data_dir=paths.data_dir)
+    pacer = FlattenPacer(pacer, flattener, once=opts.flatten_only)
     systemd = SystemdNotifier()
     stall_s = 2 * cfg.loop.interval_seconds + cfg.loop.cycle_budget_ms / 1000
     systemd.ready(f"mode={cfg.mode.value} config={loaded.config_hash}")

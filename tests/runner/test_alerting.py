@@ -149,3 +149,21 @@ def test_empty_universe_and_exchange_down_alert_after_their_thresholds() -> None
     ]
     assert "excluded by reason: SPREAD=3" in sent.calls[0][1]
     assert "for 120 s" in sent.calls[2][1]
+
+
+def test_flatten_results_alert_loud_only_when_something_is_left() -> None:
+    sent = Sent()
+
+    async def go() -> None:
+        notifier = Notifier(urls=(), clock=SimClock(0), send=sent)
+        notifier.start()
+        sink = AlertingSink(MemorySink(), notifier)
+        sink.append("flatten_result", {"id": "a", "ok": True, "outcomes": ["BTC/USDT: flat"]})
+        sink.append("flatten_result", {"id": "b", "ok": False, "outcomes": ["ETH/USDT: left"]})
+        await notifier.stop()
+
+    asyncio.run(go())
+    assert [(t, level) for t, _, level in sent.calls] == [
+        ("vigil flatten done", "info"),
+        ("vigil flatten INCOMPLETE", "warning"),
+    ]

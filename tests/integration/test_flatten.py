@@ -1,0 +1,95 @@
+"""`vigil flatten` and `vigil kill --flatten` against the fake exchange: positions flat on the
+fake's own books (dust below the venue minimum aside), through the running daemon or on its own,
+every step in the audit log."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from tests.integration.live_helpers import (
+    SYMBOLS,
+    LiveWorkspace,
+    WatchedFake,
+    base_asset,
+    fake_totals,
+    make_workspace,
+    read_db,
+    running,
+    wait_until,
+    watched_fake,
+)
+
+pytestmark = pytest.mark.integration
+FAST = ("--passive-seconds", "1", "--marketable-seconds", "8")
+
+
+async def held(fake: WatchedFake) -> dict[str, Decimal]:
+    totals = fake_totals(await fake.state())
+    return {s: totals.get(base_asset(s), Decimal(0)) for s in SYMBOLS}
+
+
+def kinds(ws: LiveWorkspace) -> list[str]:
+    return [r["kind"] for r in ws.records()]
+
+
+async def test_kill_flatten_through_the_running_daemon(tmp_path: Path) -> None:
+    async with asyncio.timeout(150), watched_fake(tmp_path / "data" / "audit") as fake:
+        ws = make_workspace(tmp_path, fake.url, mode="LIVE")
+        async with running(ws) as daemon:
+
+            async def holding() -> bool:
+                return any(q > 0 for q in (await held(fake)).values())
+
+            await wait_until(holding, 90, daemon, what="a position on the fake")
+            rc, out, err = await ws.vigil("kill", "--reason", "drill: get flat", "--flatten", *FAST)
+            assert rc == 0, out + err
+            assert await daemon.terminate() == 0
+        holdings = await held(fake)
+        state = await fake.state()
+    assert "flatten" in out and "done" in out, out
+    problems = [line for line in out.splitlines() if ": left" in line]
+    assert not problems, out
+    left = {s: q for s, q in holdings.items() if q > 0}
+    for line in out.splitlines():
+        for sym in left:
+            if line.startswith(f"{sym}:"):
+                assert "dust" in line, out
+    assert state["open_orders"] == 0
+    k = kinds(ws)
+    assert k.index("kill_switch") < k.index("flatten_request") < k.index("flatten_result")
+    steps = [r["data"] for r in ws.records() if r["kind"] == "flatten_step"]
+    assert steps and all(s["step"] in ("passive", "marketable") for s in steps)
+    db = read_db(ws.state_db)
+    for sym, qty in db.positions.items():
+        assert qty == holdings[sym], (sym, qty, holdings)
+    rc, out, err = await ws.vigil("audit", "verify")
+    assert rc == 0, out + err
+
+
+async def test_flatten_without_a_daemon_does_it_on_its_own(tmp_path: Path) -> None:
+    async with asyncio.timeout(150), watched_fake(tmp_path / "data" / "audit") as fake:
+        ws = make_workspace(tmp_path, fake.url, mode="LIVE")
+        async with running(ws) as daemon:
+
+            async def holding() -> bool:
+                return any(q > 0 for q in (await held(fake)).values())
+
+            await wait_until(holding, 90, daemon, what="a position on the fake")
+            await daemon.kill()  # kill -9: the positions stay, nobody runs
+        before = await held(fake)
+        rc, out, err = await ws.vigil("flatten", "--reason", "standalone drill", *FAST)
+        holdings = await held(fake)
+    assert rc == 0, out + err
+    assert "not running" in out and "done" in out, out
+    assert any(q > 0 for q in before.values())
+    for sym, qty in holdings.items():
+        if qty > 0:
+            assert any(x.startswith(f"{sym}: dust") for x in out.splitlines()), out
+    assert "flatten_result" in kinds(ws)
+    result = json.loads((ws.data / "FLATTEN.result").read_text())
+    assert result["ok"] is True
