@@ -27,6 +27,8 @@ from typing import Any
 import aiohttp
 
 from core.models import Order
+from tools.drills.harness import RESTING_ENV as RESTING_ENV
+from tools.drills.harness import TRADE_ENV
 from tools.fake_exchange import FakeExchange
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,43 +37,8 @@ START_USDT = Decimal(10_000)
 API_KEY = "live-fake-key-0123456789abcdef"
 API_SECRET = "live-fake-secret-0123456789abcdef"
 
-# The daemon's defaults are meant for 5m candles and patience: on a few minutes of synthetic
-# 1s candles it would rarely trade. These overrides make it trade within seconds, so each test
-# sees orders placed, filled and closed in well under a minute:
-TRADE_ENV: dict[str, str] = {
-    # a trigger fires on most candles: RSI below 49 or any positive 12-bar return ...
-    "VIGIL_TRIGGERS__RSI_REVERSION__OVERSOLD": "49",
-    "VIGIL_TRIGGERS__MOMENTUM__MIN_RETURN_PCT": "0.0001",
-    # ... and one weak trigger is enough for an entry, in any regime but a crash;
-    "VIGIL_STRATEGIES__RULES__PARAMS__MIN_SCORE": "0.01",
-    "VIGIL_STRATEGIES__RULES__PARAMS__REGIMES": '["bull", "chop", "bear"]',
-    "VIGIL_STRATEGIES__RULES__BUDGET__MAX_AT_RISK_PCT": "20",
-    # a random walk at 0.3% per bar drifts 5% over the 288-bar drawdown lookback: without
-    # these the regime sits in bear/crash and scales entries to nothing;
-    "VIGIL_REGIME__BEAR_DRAWDOWN_PCT": "60",
-    "VIGIL_REGIME__CRASH_DRAWDOWN_PCT": "80",
-    "VIGIL_REGIME__CRASH_ATR_PCT": "50",
-    "VIGIL_REGIME__MULTIPLIERS__CHOP": "1",
-    "VIGIL_REGIME__MULTIPLIERS__BEAR": "1",
-    # positions close within seconds (tight stop / take profit), so both sides trade;
-    "VIGIL_EXITS__STOP_LOSS_PCT": "-0.1",
-    "VIGIL_EXITS__TAKE_PROFIT_PCT": "0.1",
-    "VIGIL_EXITS__TRAILING_STOP_PCT": "0.1",
-    "VIGIL_EXITS__TRAILING_ACTIVATION_PCT": "0.05",
-    "VIGIL_EXITS__MAX_HOLDING_MINUTES": "1",
-    # no cooldowns, and a resting entry that has not filled is replaced after a few seconds;
-    "VIGIL_RISK__COOLDOWN_AFTER_FILL_MINUTES": "0",
-    "VIGIL_RISK__COOLDOWN_AFTER_STOP_MINUTES": "0",
-    "VIGIL_EXECUTION__ORDER_TTL_SECONDS": "5",
-    # breakers tripped by the fault tests clear a few seconds after the fault ends.
-    "VIGIL_BREAKERS__CLEAR_AFTER_SECONDS": "3",
-}
-
-# Post-only buys this far below the market rest on the book instead of filling.
-RESTING_ENV: dict[str, str] = {
-    "VIGIL_EXECUTION__LIMIT_OFFSET_BPS": "300",
-    "VIGIL_EXECUTION__ORDER_TTL_SECONDS": "600",
-}
+# TRADE_ENV (trade within seconds on 1s candles) and RESTING_ENV (post-only buys that rest)
+# are shared with the drills: tools/drills/harness.py.
 
 
 # --------------------------------------------------------------------------- the fake
