@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from core.errors import ConfigError
 from infra.config_errors import Loc as Loc
 from infra.config_errors import _Context, _get, _show, _suggest
-from infra.secrets import SECRET_ENV_NAMES, looks_secret, secret_env_for
+from infra.secrets import ENV_API_KEY_ISSUED, SECRET_ENV_NAMES, looks_secret, secret_env_for
 from infra.settings import (  # the derived outputs live with the model; re-exported here
     VigilConfig,
     config_hash,
@@ -55,7 +55,7 @@ FILES: dict[str, tuple[str, ...]] = {
 }
 HOME = {key: name for name, keys in FILES.items() for key in keys}
 ENV_PREFIX = "VIGIL_"
-RESERVED_ENV = SECRET_ENV_NAMES | {"VIGIL_CONFIG"}
+RESERVED_ENV = SECRET_ENV_NAMES | {"VIGIL_CONFIG", ENV_API_KEY_ISSUED}
 DEPRECATED = {
     "risk.max_positions": "risk.max_open_positions",
     "loop.interval": "loop.interval_seconds",

@@ -1,4 +1,5 @@
-"""Alert metrics: what the notifier sent and which deliveries failed, per route.
+"""Alert metrics: what the notifier sent and which deliveries failed, per route; the API
+key's issue date and maximum age (the rotation alert's inputs).
 
 Kept apart from infra/metrics.py so the alert path owns its own families; `Metrics` builds one
 `AlertMetrics` on its registry and the notifier reports to it through two callbacks.
@@ -6,7 +7,7 @@ Kept apart from infra/metrics.py so the alert path owns its own families; `Metri
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 ROUTES = ("primary", "escalate")
 KINDS = ("alert", "repeat", "escalation", "reminder", "resolved")
@@ -35,6 +36,16 @@ class AlertMetrics:
             ["route"],
             registry=registry,
         )
+        self.key_issued = Gauge(
+            "vigil_api_key_issued_timestamp_seconds",
+            "VIGIL_API_KEY_ISSUED as UTC epoch seconds; 0 when not set.",
+            registry=registry,
+        )
+        self.key_max_age = Gauge(
+            "vigil_api_key_max_age_seconds",
+            "checks.api_key_max_age_days in seconds: rotate the key before issued + this.",
+            registry=registry,
+        )
         # Every series exists from the start, so rate() and absent() behave on a fresh daemon.
         for kind in KINDS:
             for level in LEVELS:
@@ -50,3 +61,7 @@ class AlertMetrics:
     def delivery(self, route: str, delivered: bool) -> None:
         if route in ROUTES:
             (self.deliveries if delivered else self.failures).labels(route).inc()
+
+    def set_key_age(self, issued_ms: int | None, max_age_days: int) -> None:
+        self.key_issued.set(0 if issued_ms is None else issued_ms / 1000)
+        self.key_max_age.set(max_age_days * 86_400)

@@ -252,6 +252,30 @@ class AlertSettings(Frozen):
     )
 
 
+class CheckSettings(Frozen):
+    integrity_interval_minutes: float = Field(
+        default=60,
+        ge=0,
+        le=10_080,
+        description="While running, check state.db (PRAGMA quick_check) and the audit log's "
+        "last records (hash chain) this often, off the trading loop; a failure alerts and "
+        "engages the kill switch. 0 turns the periodic check off.",
+    )
+    api_key_max_age_days: int = Field(
+        default=90,
+        ge=1,
+        le=3650,
+        description="Rotate the API key this many days after VIGIL_API_KEY_ISSUED (YYYY-MM-DD).",
+    )
+    api_key_warn_days: int = Field(
+        default=14,
+        ge=0,
+        le=3650,
+        description="Alert (warning) this many days before the rotation deadline; critical "
+        "once it has passed.",
+    )
+
+
 class VigilConfig(PipelineConfig):
     """The whole effective configuration: pipeline stages plus the daemon's own settings."""
 
@@ -276,6 +300,10 @@ class VigilConfig(PipelineConfig):
     sim: SimConfig = Field(
         default_factory=SimConfig,
         description="Simulated matching engine (backtest and PAPER fills).",
+    )
+    checks: CheckSettings = Field(
+        default_factory=CheckSettings,
+        description="Periodic integrity check and API key age.",
     )
 
     @field_validator("mode", mode="before")

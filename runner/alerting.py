@@ -17,6 +17,7 @@ KILL_KEY = "kill_switch"
 EMPTY_UNIVERSE_KEY = "empty_universe"
 EXCHANGE_DOWN_KEY = "exchange_down"
 BUDGET_KEY = "cycle_over_budget"
+KEY_AGE_KEY = "api_key_age"
 # Loss stops and drawdown mean money is being lost: louder than the data breakers.
 LOUD_BREAKERS = frozenset({"daily_loss", "weekly_loss", "max_drawdown"})
 # reconcile records alert only for what a person must look at.
@@ -45,6 +46,9 @@ class ConditionRules:
 
     empty_universe_cycles: int = 10
     exchange_down_ms: int = 180_000
+    key_issued_ms: int | None = None  # VIGIL_API_KEY_ISSUED; None: key age not tracked
+    key_max_age_ms: int = 90 * 86_400_000
+    key_warn_ms: int = 14 * 86_400_000
 
 
 def _body(data: Mapping[str, Any]) -> str:
@@ -135,6 +139,30 @@ class AlertingSink:
             self._resume({"cycle_ts": ts})
         self._universe(data, ts)
         self._exchange(data, ts)
+        self._key_age(ts)
+
+    def _key_age(self, ts: int) -> None:
+        issued = self._rules.key_issued_ms
+        if issued is None or not ts:
+            return
+        age = ts - issued
+        due = self._rules.key_max_age_ms
+        if age < due - self._rules.key_warn_ms:
+            return
+        days_left = (due - age) // 86_400_000
+        body = f"the API key is {age // 86_400_000} days old (VIGIL_API_KEY_ISSUED); rotate it " + (
+            f"within {days_left} days" if age < due else "now: the deadline has passed"
+        )
+        level = "critical" if age >= due else "warning"
+        self._notifier.notify(
+            KEY_AGE_KEY, "vigil API key due for rotation", body, level, condition=True
+        )
+
+    def _integrity(self, data: Mapping[str, Any]) -> None:
+        if not data.get("ok"):
+            self._notifier.notify(
+                "integrity_check", "vigil integrity check FAILED", _body(data), "critical"
+            )
 
     def _universe(self, data: Mapping[str, Any], ts: int) -> None:
         if "eligible" not in data:
@@ -195,5 +223,6 @@ _HANDLERS: dict[str, Any] = {
     "reconcile": AlertingSink._reconcile,
     "cycle": AlertingSink._cycle,
     "flatten_result": AlertingSink._flatten,
+    "integrity_check": AlertingSink._integrity,
     **{kind: (lambda self, data, kind=kind: self._event(kind, data)) for kind in EVENTS},
 }

@@ -35,6 +35,7 @@ from runner.app import (
     replay_feed,
     sim_exchange,
 )
+from runner.checks import DAY_MS, IntegrityWatch, key_issued_ms
 from runner.engine import Engine
 from runner.flatten import Flattener, FlattenPacer
 from runner.loop import (
@@ -121,6 +122,7 @@ async def _run_live(loaded: LoadedConfig, opts: RunOptions, paths: Any, db: Stat
     symbols = FeedSymbols(cfg)
     audit = AuditLog(paths.audit_dir, config_hash=loaded.config_hash, clock=clock).open()
     metrics = Metrics()
+    metrics.alerts.set_key_age(key_issued_ms(os.environ), cfg.checks.api_key_max_age_days)
     notifier = make_notifier(cfg, clock, metrics)
     try:
         parts = build_live(
@@ -205,6 +207,7 @@ async def _run_replay(loaded: LoadedConfig, opts: RunOptions, paths: Any, db: St
     clock = ReplayClock(inputs.start_ms, opts.speed)
     audit = AuditLog(paths.audit_dir, config_hash=loaded.config_hash, clock=clock).open()
     metrics = Metrics()
+    metrics.alerts.set_key_age(key_issued_ms(os.environ), cfg.checks.api_key_max_age_days)
     notifier = make_notifier(cfg, clock, metrics)
     metrics.set_info(
         version=__version__,
@@ -293,6 +296,9 @@ def alerting_sink(cfg: VigilConfig, audit: AuditLog, notifier: Notifier) -> Aler
     rules = ConditionRules(
         empty_universe_cycles=cfg.alerts.empty_universe_cycles,
         exchange_down_ms=round(cfg.alerts.exchange_down_minutes * 60_000),
+        key_issued_ms=key_issued_ms(os.environ),
+        key_max_age_ms=cfg.checks.api_key_max_age_days * DAY_MS,
+        key_warn_ms=cfg.checks.api_key_warn_days * DAY_MS,
     )
     return AlertingSink(audit, notifier, rules)
 
@@ -392,6 +398,7 @@ async def _cycle(
         pacer = _Limited(pacer, opts.max_cycles)
     flattener = Flattener(engine=engine, now_ms=clock.now_ms, data_dir=paths.data_dir)
     pacer = FlattenPacer(pacer, flattener, once=opts.flatten_only)
+    integrity = _integrity_task(engine, clock, cfg, paths, stop)
     systemd = SystemdNotifier()
     stall_s = 2 * cfg.loop.interval_seconds + cfg.loop.cycle_budget_ms / 1000
     systemd.ready(f"mode={cfg.mode.value} config={loaded.config_hash}")
@@ -408,9 +415,29 @@ async def _cycle(
         )
     finally:
         systemd.stopping()
+        if integrity is not None:
+            integrity.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await integrity
         await _shutdown(engine, clock, cfg, audit, metrics)
     log.info("stopped after %d cycles in %.1fs", cycles, time.monotonic() - t0)
     return 0
+
+
+def _integrity_task(
+    engine: Engine, clock: Any, cfg: VigilConfig, paths: Any, stop: asyncio.Event
+) -> asyncio.Task[None] | None:
+    minutes = cfg.checks.integrity_interval_minutes
+    if minutes <= 0:
+        return None
+    watch = IntegrityWatch(
+        engine=engine,
+        now_ms=clock.now_ms,
+        state_db=paths.state_db,
+        audit_dir=paths.audit_dir,
+        interval_s=minutes * 60,
+    )
+    return asyncio.create_task(watch.run(stop), name="integrity-check")
 
 
 def _over_budget(engine: Engine, metrics: Metrics, budget_ms: int) -> None:

@@ -444,6 +444,8 @@ def test_every_documented_family_is_exported_and_all_are_prefixed() -> None:
         "vigil_alerts",
         "vigil_alert_deliveries",
         "vigil_alert_delivery_failures",
+        "vigil_api_key_issued_timestamp_seconds",
+        "vigil_api_key_max_age_seconds",
     }
     assert names == expected
 
