@@ -5,6 +5,7 @@ flatten` writes `<data_dir>/FLATTEN` (JSON: id, symbols, reason, timings); the d
 between cycles (`FlattenPacer`), so no cycle runs while it flattens and nothing in the cycle
 (stale-order cancels, the kill switch's cancel-all) can take its orders down. For each symbol:
 
+0. the symbol's resting orders are cancelled (an exit holds the coins, an entry would buy);
 1. a post-only limit sell at the touch (the best ask) for everything held, up to
    `passive_seconds`;
 2. whatever is left: a marketable limit sell at the best bid minus `slippage_bps`, up to
@@ -155,6 +156,8 @@ class FlattenEngine(Protocol):
     @property
     def recorder(self) -> Any: ...
 
+    async def poll_market(self, now_ms: int) -> None: ...
+
 
 def write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
@@ -231,6 +234,15 @@ class Flattener:
         if start <= 0:
             return SymbolOutcome(symbol, "no_position")
         out = SymbolOutcome(symbol, "left", str(start), str(start))
+        # Resting orders on the symbol go first: an exit holds the coins the flatten must sell,
+        # an entry would buy more.
+        resting = [o for o in self._e.book.live() if o.symbol == symbol]
+        for o in resting:
+            await self._e.executor.cancel(
+                CancelRequest(o.client_order_id, symbol, "FLATTEN"), self._now()
+            )
+        if resting:
+            await self._reconcile()
         steps = (
             ("passive", req.passive_seconds),
             ("marketable", req.marketable_seconds),
@@ -321,6 +333,7 @@ class Flattener:
         """Wait for the order to end, booking fills as they come; cancel it at the deadline."""
         deadline = time.monotonic() + wait_s
         while True:
+            await self._e.poll_market(self._now())  # PAPER: the sim fills on new candles
             await self._reconcile()
             order = self._e.book.orders.get(coid)
             if order is None or not order.status.is_live:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 from decimal import Decimal
 from pathlib import Path
 
@@ -93,3 +94,32 @@ async def test_flatten_without_a_daemon_does_it_on_its_own(tmp_path: Path) -> No
     assert "flatten_result" in kinds(ws)
     result = json.loads((ws.data / "FLATTEN.result").read_text())
     assert result["ok"] is True
+
+
+async def test_paper_flatten_sells_the_paper_wallet_on_new_candles(tmp_path: Path) -> None:
+    async with asyncio.timeout(150), watched_fake(tmp_path / "data" / "audit") as fake:
+        ws = make_workspace(tmp_path, fake.url, mode="PAPER")
+        async with running(ws) as daemon:
+
+            def holding() -> bool:
+                try:
+                    return bool(read_db(ws.state_db).positions)
+                except sqlite3.Error:  # not created yet
+                    return False
+
+            await wait_until(holding, 90, daemon, what="a paper position")
+            rc, out, err = await ws.vigil(
+                "flatten",
+                "--reason",
+                "paper drill",
+                "--passive-seconds",
+                "1",
+                "--marketable-seconds",
+                "15",
+            )
+            assert await daemon.terminate() == 0
+    assert rc == 0, out + err
+    assert "done" in out, out
+    db = read_db(ws.state_db)
+    left = [line for line in out.splitlines() if line.split(":")[0] in db.positions]
+    assert all(": dust" in line for line in left), out
