@@ -46,7 +46,8 @@ __all__ = [
 
 POLICY_KEYS = (
     "mode", "read_only", "exchange", "loop", "http", "paths", "alerts", "sim",
-    "timeframe", "regime", "triggers", "exits", "risk", "breakers", "execution",
+    "checks", "flatten", "timeframe", "regime", "triggers", "exits", "risk", "breakers",
+    "execution",
 )  # fmt: skip
 FILES: dict[str, tuple[str, ...]] = {
     "policy.yaml": POLICY_KEYS,

@@ -276,6 +276,15 @@ class CheckSettings(Frozen):
     )
 
 
+class FlattenSettings(Frozen):
+    paper_unwind_on_stop: bool = Field(
+        default=False,
+        description="PAPER only: on a clean stop (SIGTERM/SIGINT, not a crash), sell every "
+        "paper position first, as `vigil flatten` with no passive step. The simulated fills "
+        "come with new candles, so the stop can take up to two timeframes (10 s at least).",
+    )
+
+
 class VigilConfig(PipelineConfig):
     """The whole effective configuration: pipeline stages plus the daemon's own settings."""
 
@@ -304,6 +313,9 @@ class VigilConfig(PipelineConfig):
     checks: CheckSettings = Field(
         default_factory=CheckSettings,
         description="Periodic integrity check and API key age.",
+    )
+    flatten: FlattenSettings = Field(
+        default_factory=FlattenSettings, description="Getting flat automatically."
     )
 
     @field_validator("mode", mode="before")

@@ -23,7 +23,7 @@ from infra.lock import InstanceLock
 from infra.logfmt import json_logging
 from infra.metrics import Metrics
 from infra.secrets import load_secrets
-from infra.settings import VigilConfig
+from infra.settings import Mode, VigilConfig
 from infra.state_store import StateStore
 from infra.systemd import SystemdNotifier
 from runner import __version__
@@ -37,7 +37,7 @@ from runner.app import (
 )
 from runner.checks import DAY_MS, IntegrityWatch, key_issued_ms
 from runner.engine import Engine
-from runner.flatten import Flattener, FlattenPacer
+from runner.flatten import Flattener, FlattenPacer, paper_unwind
 from runner.loop import (
     KillFiles,
     KillWatcher,
@@ -413,6 +413,16 @@ async def _cycle(
             on_budget_exceeded=lambda: _over_budget(engine, metrics, cfg.loop.cycle_budget_ms),
             progress=Progress(pet=systemd.pet, stall_after_s=stall_s),
         )
+        if (
+            cfg.mode is Mode.PAPER
+            and cfg.flatten.paper_unwind_on_stop
+            and opts.replay is None
+            and engine.portfolio.positions
+        ):
+            log.warning(
+                "PAPER auto-unwind: selling %d position(s)", len(engine.portfolio.positions)
+            )
+            await paper_unwind(flattener, engine.config.timeframe_ms)
     finally:
         systemd.stopping()
         if integrity is not None:

@@ -251,6 +251,8 @@ class Flattener:
             held = self._held(symbol)
             if held <= 0:
                 break
+            if step == "passive" and wait_s <= 0:
+                continue  # --passive-seconds 0: straight to the marketable sell
             outcome = await self._step(symbol, market, held, step, n, wait_s, req, out)
             if outcome is not None:  # dust, or nothing we may sell: stop here
                 out.status, out.detail = "dust" if outcome.startswith("dust") else "left", outcome
@@ -411,3 +413,13 @@ async def wait_for_result(
             return "the daemon stopped before it answered"
         await asyncio.sleep(0.2)
     return f"no answer from the daemon within {timeout_s:g} s"
+
+
+async def paper_unwind(flattener: Flattener, timeframe_ms: int) -> FlattenResult:
+    """flatten.paper_unwind_on_stop: every paper position sold, marketable at once, waiting up
+    to two candles for the simulated fills."""
+    wait_s = min(3600.0, max(10.0, 2 * timeframe_ms / 1000))
+    req = FlattenRequest.new(
+        (), "PAPER auto-unwind on stop", passive_seconds=0.0, marketable_seconds=wait_s
+    )
+    return await flattener.execute(req)

@@ -123,3 +123,29 @@ async def test_paper_flatten_sells_the_paper_wallet_on_new_candles(tmp_path: Pat
     db = read_db(ws.state_db)
     left = [line for line in out.splitlines() if line.split(":")[0] in db.positions]
     assert all(": dust" in line for line in left), out
+
+
+async def test_paper_auto_unwind_sells_the_paper_wallet_on_a_clean_stop(tmp_path: Path) -> None:
+    async with asyncio.timeout(150), watched_fake(tmp_path / "data" / "audit") as fake:
+        ws = make_workspace(
+            tmp_path, fake.url, mode="PAPER", VIGIL_FLATTEN__PAPER_UNWIND_ON_STOP="true"
+        )
+        async with running(ws) as daemon:
+
+            def holding() -> bool:
+                try:
+                    return bool(read_db(ws.state_db).positions)
+                except sqlite3.Error:  # not created yet
+                    return False
+
+            await wait_until(holding, 90, daemon, what="a paper position")
+            assert await daemon.terminate(timeout=40) == 0
+    results = [r["data"] for r in ws.records() if r["kind"] == "flatten_result"]
+    assert len(results) == 1 and results[0]["ok"] is True, results
+    kinds_ = kinds(ws)
+    assert kinds_.index("flatten_result") < kinds_.index("shutdown")
+    db = read_db(ws.state_db)
+    assert all(any(f"{s}: dust" in o for o in results[0]["outcomes"]) for s in db.positions), (
+        db.positions,
+        results,
+    )
