@@ -283,6 +283,14 @@ class FlattenSettings(Frozen):
         "paper position first, as `vigil flatten` with no passive step. The simulated fills "
         "come with new candles, so the stop can take up to two timeframes (10 s at least).",
     )
+    trim_tolerance_pct: float | None = Field(
+        default=None,
+        gt=0,
+        le=1000,
+        description="Auto-trim (null: off): after a cycle, a position worth more than "
+        "risk.max_asset_exposure_pct of equity by over this percentage is sold back down to "
+        "that cap, reduce-only, as `vigil flatten` does it.",
+    )
 
 
 class VigilConfig(PipelineConfig):

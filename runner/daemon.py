@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import random
 import sys
 import time
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +39,7 @@ from runner.app import (
 )
 from runner.checks import DAY_MS, IntegrityWatch, key_issued_ms
 from runner.engine import Engine
-from runner.flatten import Flattener, FlattenPacer, paper_unwind
+from runner.flatten import Flattener, FlattenPacer, TrimRule, paper_unwind, trim_request
 from runner.loop import (
     KillFiles,
     KillWatcher,
@@ -397,7 +399,13 @@ async def _cycle(
     if opts.max_cycles is not None:
         pacer = _Limited(pacer, opts.max_cycles)
     flattener = Flattener(engine=engine, now_ms=clock.now_ms, data_dir=paths.data_dir)
-    pacer = FlattenPacer(pacer, flattener, once=opts.flatten_only)
+    trim = None
+    if cfg.flatten.trim_tolerance_pct is not None:
+        rule = TrimRule(
+            cfg.risk.max_asset_exposure_pct, Decimal(str(cfg.flatten.trim_tolerance_pct))
+        )
+        trim = functools.partial(trim_request, engine, rule)
+    pacer = FlattenPacer(pacer, flattener, once=opts.flatten_only, trim=trim)
     integrity = _integrity_task(engine, clock, cfg, paths, stop)
     systemd = SystemdNotifier()
     stall_s = 2 * cfg.loop.interval_seconds + cfg.loop.cycle_budget_ms / 1000

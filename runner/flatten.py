@@ -55,13 +55,17 @@ class FlattenRequest:
     passive_seconds: float = 10.0
     marketable_seconds: float = 10.0
     slippage_bps: float = 50.0
+    keep: tuple[tuple[str, str], ...] = ()  # (symbol, quantity to keep): a trim, not a flatten
+
+    def kept(self, symbol: str) -> Decimal:
+        return next((Decimal(q) for s, q in self.keep if s == symbol), Decimal(0))
 
     @staticmethod
-    def new(symbols: tuple[str, ...], reason: str, **timings: float) -> FlattenRequest:
-        return FlattenRequest(secrets.token_hex(6), symbols, reason, **timings)
+    def new(symbols: tuple[str, ...], reason: str, **fields: Any) -> FlattenRequest:
+        return FlattenRequest(secrets.token_hex(6), symbols, reason, **fields)
 
     def to_json(self) -> str:
-        return json.dumps({**asdict(self), "symbols": list(self.symbols)})
+        return json.dumps({**asdict(self), "symbols": list(self.symbols), "keep": dict(self.keep)})
 
     @staticmethod
     def parse(text: str) -> FlattenRequest:
@@ -79,6 +83,7 @@ class FlattenRequest:
             passive_seconds=float(raw.get("passive_seconds", 10.0)),
             marketable_seconds=float(raw.get("marketable_seconds", 10.0)),
             slippage_bps=float(raw.get("slippage_bps", 50.0)),
+            keep=_keep(raw.get("keep") or {}),
         )
         for name in ("passive_seconds", "marketable_seconds"):
             if not 0 <= getattr(req, name) <= 3600:
@@ -88,10 +93,25 @@ class FlattenRequest:
         return req
 
 
+def _keep(raw: Any) -> tuple[tuple[str, str], ...]:
+    if not isinstance(raw, dict):
+        raise ValueError("keep must map symbols to quantities")
+    out = []
+    for sym, qty in raw.items():
+        try:
+            q = Decimal(str(qty))
+        except ArithmeticError:
+            raise ValueError(f"keep {sym}: {qty!r} is not a quantity") from None
+        if not q.is_finite() or q < 0:
+            raise ValueError(f"keep {sym}: must be a quantity >= 0")
+        out.append((str(sym), str(q)))
+    return tuple(sorted(out))
+
+
 @dataclass(slots=True)
 class SymbolOutcome:
     symbol: str
-    status: str  # flat, dust, left, no_position, unknown
+    status: str  # flat, trimmed, dust, left, no_position, unknown
     start: str = "0"
     left: str = "0"
     detail: str = ""
@@ -99,7 +119,7 @@ class SymbolOutcome:
 
     def line(self) -> str:
         head = f"{self.symbol}: {self.status}"
-        if self.status in ("flat", "dust", "left"):
+        if self.status in ("flat", "trimmed", "dust", "left"):
             head += f" (held {self.start}, left {self.left})"
         return head + (f": {self.detail}" if self.detail else "")
 
@@ -113,7 +133,7 @@ class FlattenResult:
     @property
     def ok(self) -> bool:
         """Nothing tradeable left: every symbol flat, dust or not held."""
-        return all(o.status in ("flat", "dust", "no_position") for o in self.outcomes)
+        return all(o.status in ("flat", "trimmed", "dust", "no_position") for o in self.outcomes)
 
     def to_json(self) -> str:
         return json.dumps(
@@ -231,8 +251,11 @@ class Flattener:
         if market is None:
             return SymbolOutcome(symbol, "unknown", detail="not a market on this exchange")
         start = self._held(symbol)
+        keep = req.kept(symbol)
         if start <= 0:
             return SymbolOutcome(symbol, "no_position")
+        if start <= keep:
+            return SymbolOutcome(symbol, "trimmed", str(start), str(start), "already within")
         out = SymbolOutcome(symbol, "left", str(start), str(start))
         # Resting orders on the symbol go first: an exit holds the coins the flatten must sell,
         # an entry would buy more.
@@ -249,11 +272,11 @@ class Flattener:
         )
         for n, (step, wait_s) in enumerate(steps):
             held = self._held(symbol)
-            if held <= 0:
+            if held <= keep:
                 break
             if step == "passive" and wait_s <= 0:
                 continue  # --passive-seconds 0: straight to the marketable sell
-            outcome = await self._step(symbol, market, held, step, n, wait_s, req, out)
+            outcome = await self._step(symbol, market, held - keep, step, n, wait_s, req, out)
             if outcome is not None:  # dust, or nothing we may sell: stop here
                 out.status, out.detail = "dust" if outcome.startswith("dust") else "left", outcome
                 break
@@ -261,6 +284,8 @@ class Flattener:
         out.left = str(left)
         if left <= 0:
             out.status, out.detail = "flat", ""
+        elif keep > 0 and left <= keep:
+            out.status, out.detail = "trimmed", f"kept {keep}"
         elif out.status == "left" and not out.detail:
             out.detail = "orders did not fill in time; run again or widen --slippage-bps"
         return out
@@ -269,7 +294,7 @@ class Flattener:
         self,
         symbol: str,
         market: Market,
-        held: Decimal,
+        held: Decimal,  # what to sell: the holding above what is kept
         step: str,
         n: int,
         wait_s: float,
@@ -347,6 +372,40 @@ class Flattener:
         await self._reconcile()
 
 
+@dataclass(frozen=True, slots=True)
+class TrimRule:
+    """flatten.trim_tolerance_pct: a position worth more than risk.max_asset_exposure_pct of
+    equity by over `tolerance_pct` percent is sold back down to that cap."""
+
+    max_asset_pct: Decimal
+    tolerance_pct: Decimal
+
+
+def trim_request(engine: Any, rule: TrimRule) -> FlattenRequest | None:
+    """The trim due after the last cycle (its equity, each symbol's last close), or None."""
+    d = engine.last_decision
+    if d is None or d.equity <= 0:
+        return None
+    latest = engine.bank.latest()
+    cap = d.equity * rule.max_asset_pct / 100
+    keep = []
+    for sym, pos in sorted(engine.portfolio.positions.items()):
+        f = latest.get(sym)
+        market = engine.markets.get(sym)
+        if f is None or market is None or f.close <= 0:
+            continue
+        mark = Decimal(repr(f.close))
+        if pos.quantity * mark > cap * (1 + rule.tolerance_pct / 100):
+            keep.append((sym, str(floor_to(cap / mark, market.amount_increment))))
+    if not keep:
+        return None
+    return FlattenRequest.new(
+        tuple(s for s, _ in keep),
+        f"auto-trim: over risk.max_asset_exposure_pct by more than {rule.tolerance_pct}%",
+        keep=tuple(keep),
+    )
+
+
 class Pacer(Protocol):
     async def next_cycle(self, stop: asyncio.Event) -> int | None: ...
 
@@ -354,14 +413,22 @@ class Pacer(Protocol):
 class FlattenPacer:
     """Wraps the loop's pacer: a flatten request is served between cycles, as soon as it
     appears (polled every `poll_s`). `once`: serve what is waiting, then end the run
-    (the standalone `vigil flatten` when no daemon runs)."""
+    (the standalone `vigil flatten` when no daemon runs). `trim`, when given, is asked after
+    every cycle for an auto-trim to run first."""
 
     def __init__(
-        self, inner: Pacer, flattener: Flattener, *, once: bool = False, poll_s: float = 0.2
+        self,
+        inner: Pacer,
+        flattener: Flattener,
+        *,
+        once: bool = False,
+        poll_s: float = 0.2,
+        trim: Callable[[], FlattenRequest | None] | None = None,
     ) -> None:
         self._inner = inner
         self._flattener = flattener
         self._once = once
+        self._trim = trim  # checked once after every cycle
         self._poll_s = poll_s
         self._checked = 0.0  # monotonic time of the last look for a request
 
@@ -379,6 +446,13 @@ class FlattenPacer:
         if self._once:
             await self._serve()
             return None
+        if self._trim is not None:
+            req = self._trim()
+            if req is not None:
+                try:
+                    await self._flattener.execute(req)
+                except Exception:
+                    log.exception("auto-trim %s failed", req.id)
         nxt: asyncio.Future[int | None] = asyncio.ensure_future(self._inner.next_cycle(stop))
         try:
             while True:

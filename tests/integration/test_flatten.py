@@ -149,3 +149,42 @@ async def test_paper_auto_unwind_sells_the_paper_wallet_on_a_clean_stop(tmp_path
         db.positions,
         results,
     )
+
+
+async def test_auto_trim_sells_a_position_back_down_to_its_cap(tmp_path: Path) -> None:
+    async with asyncio.timeout(200), watched_fake(tmp_path / "data" / "audit") as fake:
+        ws = make_workspace(tmp_path, fake.url, mode="LIVE")
+        async with running(ws) as daemon:
+
+            async def holding() -> bool:
+                return any(q > 0 for q in (await held(fake)).values())
+
+            await wait_until(holding, 90, daemon, what="a position on the fake")
+            await daemon.kill()  # the positions stay
+        # Restarted with a cap far below what is held and a 10% tolerance: trimmed at once.
+        ws.env["VIGIL_RISK__MAX_ASSET_EXPOSURE_PCT"] = "0.2"
+        ws.env["VIGIL_FLATTEN__TRIM_TOLERANCE_PCT"] = "10"
+        # halted, so nothing buys after the trim (the trim's sells pass: they only reduce)
+        ws.kill_file.write_text("drill: hold still\n")
+        async with running(ws, name="trimmed") as daemon:
+            await wait_until(
+                lambda: any(r["kind"] == "flatten_result" for r in ws.records()),
+                60,
+                daemon,
+                what="an auto-trim",
+            )
+            holdings = await held(fake)
+            assert await daemon.terminate() == 0
+    results = [r["data"] for r in ws.records() if r["kind"] == "flatten_result"]
+    requests = [r["data"] for r in ws.records() if r["kind"] == "flatten_request"]
+    assert requests[0]["reason"].startswith("auto-trim"), requests
+    assert results[0]["ok"] is True, results
+    trimmed = [o for o in results[0]["outcomes"] if ": trimmed" in o]
+    assert trimmed, results
+    assert all(
+        any(k in o for k in (": trimmed", ": dust", ": no_position"))
+        for o in results[0]["outcomes"]
+    )
+    for line in trimmed:  # what the trim kept is what the fake holds
+        sym, kept = line.split(":")[0], Decimal(line.rsplit("kept ", 1)[1])
+        assert holdings[sym] <= kept, (sym, holdings[sym], kept)

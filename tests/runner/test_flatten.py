@@ -66,3 +66,39 @@ def test_the_pacer_hands_on_the_inner_pacers_cycles(tmp_path: Path) -> None:
     assert asyncio.run(go()) == [1, 2, 3, None]
     once = FlattenPacer(Inner(), f, once=True)
     assert asyncio.run(once.next_cycle(asyncio.Event())) is None
+
+
+def test_trim_request_keeps_each_position_at_its_cap() -> None:
+    from decimal import Decimal
+    from types import SimpleNamespace
+
+    from core.models import Market
+    from runner.flatten import TrimRule, trim_request
+
+    def market(sym: str) -> Market:
+        return Market(
+            sym, sym[:3], "USDT", Decimal("0.01"), Decimal("0.001"), Decimal(0), Decimal(5)
+        )
+
+    close = SimpleNamespace
+    engine = SimpleNamespace(
+        last_decision=SimpleNamespace(equity=Decimal(10_000)),
+        bank=SimpleNamespace(
+            latest=lambda: {"BTC/USDT": close(close=100.0), "ETH/USDT": close(close=10.0)}
+        ),
+        portfolio=SimpleNamespace(
+            positions={
+                "BTC/USDT": SimpleNamespace(quantity=Decimal("6")),  # 600 > 500 * 1.1
+                "ETH/USDT": SimpleNamespace(quantity=Decimal("54")),  # 540 within 550
+            }
+        ),
+        markets={"BTC/USDT": market("BTC/USDT"), "ETH/USDT": market("ETH/USDT")},
+    )
+    req = trim_request(engine, TrimRule(Decimal(5), Decimal(10)))
+    assert req is not None and req.symbols == ("BTC/USDT",)
+    assert req.kept("BTC/USDT") == Decimal("5.000") and req.kept("ETH/USDT") == 0
+    assert FlattenRequest.parse(req.to_json()) == req
+    engine.portfolio.positions["BTC/USDT"] = SimpleNamespace(quantity=Decimal("5.4"))
+    assert trim_request(engine, TrimRule(Decimal(5), Decimal(10))) is None
+    with pytest.raises(ValueError, match="keep"):
+        FlattenRequest.parse('{"id": "x", "keep": {"BTC/USDT": "-1"}}')
