@@ -5,7 +5,8 @@ flatten` writes `<data_dir>/FLATTEN` (JSON: id, symbols, reason, timings); the d
 between cycles (`FlattenPacer`), so no cycle runs while it flattens and nothing in the cycle
 (stale-order cancels, the kill switch's cancel-all) can take its orders down. For each symbol:
 
-0. the symbol's resting orders are cancelled (an exit holds the coins, an entry would buy);
+0. resting orders are cancelled: every live order when flattening everything, else the
+   symbol's (an exit holds the coins, an entry would buy more);
 1. a post-only limit sell at the touch (the best ask) for everything held, up to
    `passive_seconds`;
 2. whatever is left: a marketable limit sell at the best bid minus `slippage_bps`, up to
@@ -178,6 +179,8 @@ class FlattenEngine(Protocol):
 
     async def poll_market(self, now_ms: int) -> None: ...
 
+    async def cancel_all(self, now_ms: int, *, reason: str) -> int: ...
+
 
 def write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
@@ -215,6 +218,10 @@ class Flattener:
             {"id": req.id, "symbols": list(req.symbols), "reason": req.reason},
             sync=True,
         )
+        if not req.symbols and self._e.book.live():
+            # Everything: resting entries anywhere could fill while we sell (in PAPER the
+            # candles polled below fill them), so every live order goes first.
+            await self._e.cancel_all(self._now(), reason="FLATTEN")
         await self._reconcile()
         targets = req.symbols or tuple(sorted(self._e.portfolio.positions))
         outcomes = []
