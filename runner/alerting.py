@@ -7,10 +7,16 @@ started still alerts, reminds and resolves. docs/alerts.md lists every alert thi
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from infra.alerts import Notifier
+from infra.metrics import Metrics
+from infra.secrets import load_secrets
+from infra.settings import VigilConfig
+from runner.checks import DAY_MS, key_issued_ms
 from runner.recorder import AuditSink
 
 KILL_KEY = "kill_switch"
@@ -226,3 +232,31 @@ _HANDLERS: dict[str, Any] = {
     "integrity_check": AlertingSink._integrity,
     **{kind: (lambda self, data, kind=kind: self._event(kind, data)) for kind in EVENTS},
 }
+
+
+def make_notifier(cfg: VigilConfig, clock: Any, metrics: Metrics | None = None) -> Notifier:
+    """Apprise URLs come only from VIGIL_ALERT_URLS (and VIGIL_ALERT_URLS_ESCALATE for
+    escalations); without them alerts are logged."""
+    secrets = load_secrets(os.environ)
+    enabled = cfg.alerts.enabled
+    return Notifier(
+        urls=secrets.alert_urls if enabled else (),
+        escalate_urls=secrets.escalate_urls if enabled else (),
+        clock=clock,
+        dedupe_seconds=cfg.alerts.dedupe_seconds,
+        escalate_after_seconds=cfg.alerts.escalate_after_seconds,
+        remind_seconds=cfg.alerts.remind_seconds,
+        on_delivery=metrics.alerts.delivery if metrics is not None else None,
+        on_alert=metrics.alerts.alert if metrics is not None else None,
+    )
+
+
+def alerting_sink(cfg: VigilConfig, audit: AuditSink, notifier: Notifier) -> AlertingSink:
+    rules = ConditionRules(
+        empty_universe_cycles=cfg.alerts.empty_universe_cycles,
+        exchange_down_ms=round(cfg.alerts.exchange_down_minutes * 60_000),
+        key_issued_ms=key_issued_ms(os.environ),
+        key_max_age_ms=cfg.checks.api_key_max_age_days * DAY_MS,
+        key_warn_ms=cfg.checks.api_key_warn_days * DAY_MS,
+    )
+    return AlertingSink(audit, notifier, rules)

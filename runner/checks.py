@@ -26,6 +26,7 @@ from typing import Any, Protocol
 from core.errors import ConfigError
 from infra.audit_verify import log_files, record_hash
 from infra.secrets import ENV_API_KEY_ISSUED
+from infra.settings import VigilConfig
 
 log = logging.getLogger("vigil.checks")
 
@@ -156,3 +157,21 @@ class IntegrityWatch:
                 await self.check_once()
             except Exception:  # the watch must outlive a failed check; it says so
                 log.exception("integrity check could not run")
+
+
+def start_integrity_watch(
+    engine: KillTarget, clock: Any, cfg: VigilConfig, paths: Any, stop: asyncio.Event
+) -> asyncio.Task[None] | None:
+    """The periodic integrity check as a task, or None when checks.integrity_interval_minutes
+    is 0."""
+    minutes = cfg.checks.integrity_interval_minutes
+    if minutes <= 0:
+        return None
+    watch = IntegrityWatch(
+        engine=engine,
+        now_ms=clock.now_ms,
+        state_db=paths.state_db,
+        audit_dir=paths.audit_dir,
+        interval_s=minutes * 60,
+    )
+    return asyncio.create_task(watch.run(stop), name="integrity-check")

@@ -29,7 +29,7 @@ from infra.settings import Mode, VigilConfig
 from infra.state_store import StateStore
 from infra.systemd import SystemdNotifier
 from runner import __version__
-from runner.alerting import AlertingSink, ConditionRules
+from runner.alerting import AlertingSink, alerting_sink, make_notifier
 from runner.app import (
     build_engine,
     prepare_replay,
@@ -37,9 +37,9 @@ from runner.app import (
     replay_feed,
     sim_exchange,
 )
-from runner.checks import DAY_MS, IntegrityWatch, key_issued_ms
+from runner.checks import key_issued_ms, start_integrity_watch
 from runner.engine import Engine
-from runner.flatten import Flattener, FlattenPacer, TrimRule, paper_unwind, trim_request
+from runner.flatten import Flattener, FlattenPacer
 from runner.loop import (
     KillFiles,
     KillWatcher,
@@ -51,6 +51,7 @@ from runner.loop import (
     run_loop,
 )
 from runner.store import SqliteStore, paper_wallet
+from runner.trim import TrimRule, paper_unwind, trim_request
 
 log = logging.getLogger("vigil.daemon")
 
@@ -277,34 +278,6 @@ async def _serve(
         await notifier.stop()
 
 
-def make_notifier(cfg: VigilConfig, clock: Any, metrics: Metrics | None = None) -> Notifier:
-    """Apprise URLs come only from VIGIL_ALERT_URLS (and VIGIL_ALERT_URLS_ESCALATE for
-    escalations); without them alerts are logged."""
-    secrets = load_secrets(os.environ)
-    enabled = cfg.alerts.enabled
-    return Notifier(
-        urls=secrets.alert_urls if enabled else (),
-        escalate_urls=secrets.escalate_urls if enabled else (),
-        clock=clock,
-        dedupe_seconds=cfg.alerts.dedupe_seconds,
-        escalate_after_seconds=cfg.alerts.escalate_after_seconds,
-        remind_seconds=cfg.alerts.remind_seconds,
-        on_delivery=metrics.alerts.delivery if metrics is not None else None,
-        on_alert=metrics.alerts.alert if metrics is not None else None,
-    )
-
-
-def alerting_sink(cfg: VigilConfig, audit: AuditLog, notifier: Notifier) -> AlertingSink:
-    rules = ConditionRules(
-        empty_universe_cycles=cfg.alerts.empty_universe_cycles,
-        exchange_down_ms=round(cfg.alerts.exchange_down_minutes * 60_000),
-        key_issued_ms=key_issued_ms(os.environ),
-        key_max_age_ms=cfg.checks.api_key_max_age_days * DAY_MS,
-        key_warn_ms=cfg.checks.api_key_warn_days * DAY_MS,
-    )
-    return AlertingSink(audit, notifier, rules)
-
-
 async def _start_engine(engine: Engine, clock: Any, cfg: VigilConfig, stop: asyncio.Event) -> bool:
     """Start, retrying with capped backoff while the exchange cannot be reached. One line
     per failed attempt; SIGTERM during the retries ends the daemon cleanly."""
@@ -406,7 +379,7 @@ async def _cycle(
         )
         trim = functools.partial(trim_request, engine, rule)
     pacer = FlattenPacer(pacer, flattener, once=opts.flatten_only, trim=trim)
-    integrity = _integrity_task(engine, clock, cfg, paths, stop)
+    integrity = start_integrity_watch(engine, clock, cfg, paths, stop)
     systemd = SystemdNotifier()
     stall_s = 2 * cfg.loop.interval_seconds + cfg.loop.cycle_budget_ms / 1000
     systemd.ready(f"mode={cfg.mode.value} config={loaded.config_hash}")
@@ -440,22 +413,6 @@ async def _cycle(
         await _shutdown(engine, clock, cfg, audit, metrics)
     log.info("stopped after %d cycles in %.1fs", cycles, time.monotonic() - t0)
     return 0
-
-
-def _integrity_task(
-    engine: Engine, clock: Any, cfg: VigilConfig, paths: Any, stop: asyncio.Event
-) -> asyncio.Task[None] | None:
-    minutes = cfg.checks.integrity_interval_minutes
-    if minutes <= 0:
-        return None
-    watch = IntegrityWatch(
-        engine=engine,
-        now_ms=clock.now_ms,
-        state_db=paths.state_db,
-        audit_dir=paths.audit_dir,
-        interval_s=minutes * 60,
-    )
-    return asyncio.create_task(watch.run(stop), name="integrity-check")
 
 
 def _over_budget(engine: Engine, metrics: Metrics, budget_ms: int) -> None:

@@ -73,7 +73,7 @@ def test_trim_request_keeps_each_position_at_its_cap() -> None:
     from types import SimpleNamespace
 
     from core.models import Market
-    from runner.flatten import TrimRule, trim_request
+    from runner.trim import TrimRule, trim_request
 
     def market(sym: str) -> Market:
         return Market(
