@@ -163,9 +163,9 @@ async def _fault_recovery(config: Path, *, storm_s: float, **fault: Any) -> Meas
 
 
 async def feeder_outage(config: Path) -> Measures:
-    m = await _fault_recovery(config, storm_s=15, kind="server_error", status=503)
+    m = await _fault_recovery(config, storm_s=30, kind="server_error", status=503)
     if m["detect_s"] is None:
-        raise DrillFailed(f"15 s of 503s and no cycle said the exchange was down: {m}")
+        raise DrillFailed(f"30 s of 503s and no cycle said the exchange was down: {m}")
     if m["exit"] != 0:
         raise DrillFailed(f"daemon exited {m['exit']} after the outage")
     return m
@@ -286,7 +286,7 @@ DRILLS: dict[str, Drill] = {
         Drill(
             "feeder_outage",
             False,
-            "every request answers 503: detect and recovery times",
+            "every request answers 503 for 30 s: detect and recovery times",
             feeder_outage,
         ),
         Drill(
