@@ -1,13 +1,15 @@
-"""Operator alerts through apprise: deduplicated, escalated, and never in the trading loop's way.
+"""Operator alerts through apprise: deduplicated, escalated by time, and never in the trading
+loop's way.
 
-`Notifier.notify()` is synchronous, cheap and never raises: it logs the alert, applies the dedupe
-window and puts the alert on a bounded queue. A background task (`start()` / `stop()`) sends from
-the queue. A send that fails, raises or hangs is logged and dropped; the loop never waits for it.
+`Notifier.notify()` and `resolve()` are synchronous, cheap and never raise: they log the alert,
+ask the `AlertPolicy` (infra/alert_policy.py) what to send now and put that on a bounded queue.
+A background task (`start()` / `stop()`) sends from the queue and, every `tick_seconds`, asks the
+policy for escalations and reminders that have come due on the injected clock. A send that
+fails, raises or hangs is logged, counted (`on_delivery`) and dropped; the loop never waits.
 
-Dedupe, per key: the first alert opens a window of `dedupe_seconds` and is sent. Repeats inside
-the window are counted, not sent, except that the `escalate_after`-th occurrence is sent once more
-with its level raised (info -> warning -> critical) and its title prefixed "[xN]". The first alert
-after the window closes is sent again and says how often the key fired in the previous window.
+Two routes: "primary" (VIGIL_ALERT_URLS) hears everything; "escalate"
+(VIGIL_ALERT_URLS_ESCALATE) hears escalations and, after that, the reminders and the
+"resolved" message of the incidents that escalated.
 
 Alert URLs carry tokens (a Telegram bot token, a webhook secret), so they never reach a log line
 or an exception message from here; apprise's and urllib3's own log records are redacted too.
@@ -27,17 +29,20 @@ from enum import Enum
 
 from core.clock import Clock
 from core.errors import ConfigError
+from infra.alert_policy import ESCALATE, PRIMARY, Alert, AlertPolicy, Incident
 
 logger = logging.getLogger(__name__)
 
 Send = Callable[[str, str, str], Awaitable[bool]]
 """send(title, body, level) -> delivered?; level is "info", "warning" or "critical"."""
 
-LEVELS = ("info", "warning", "critical")
-_ESCALATE = {"info": "warning", "warning": "critical", "critical": "critical"}
+OnDelivery = Callable[[str, bool], None]
+"""on_delivery(route, delivered): called once per route per message (metrics)."""
+
+OnAlert = Callable[[str, str], None]
+"""on_alert(kind, level): called once per message raised, routes or not (metrics)."""
+
 _LOG_LEVEL = {"info": logging.INFO, "warning": logging.WARNING, "critical": logging.ERROR}
-# Past this many tracked keys, closed windows are forgotten so the dict cannot grow forever.
-_PRUNE_AT = 1024
 # Loggers that print notification URLs (with their tokens) at DEBUG or on errors.
 _THIRD_PARTY_LOGGERS = ("apprise", "urllib3.connectionpool")
 
@@ -60,28 +65,13 @@ class IllegalTransition(RuntimeError):
 
 
 @dataclass(frozen=True, slots=True)
-class Alert:
-    key: str
-    title: str
-    body: str
-    level: str
-    ts_ms: int
-
-
-@dataclass(frozen=True, slots=True)
 class NotifierStats:
     sent: int
     failed: int
     suppressed: int
     dropped: int
     queued: int
-
-
-@dataclass(slots=True)
-class _Window:
-    start_ms: int
-    count: int
-    escalated: bool
+    open_conditions: int
 
 
 class _RedactSecrets(logging.Filter):
@@ -119,18 +109,20 @@ def _url_secrets(url: str) -> list[str]:
     return [url, *(p for p in pieces if len(p) >= 6)]
 
 
-def _scheme(url: str) -> str:
-    scheme, sep, _ = url.partition("://")
-    return scheme if sep and scheme.isalnum() else "<none>"
+def scheme(url: str) -> str:
+    """The URL's scheme, the only part of an alert URL that may be shown."""
+    name, sep, _ = url.partition("://")
+    return name if sep and name.isalnum() else "<none>"
 
 
 class Notifier:
-    """Deduplicating, escalating operator alerts; see the module docstring.
+    """Deduplicating, time-escalating operator alerts; see the module docstring.
 
-    `send` replaces apprise entirely (tests, or a custom channel); `urls` are then ignored.
-    Without `send` and without URLs, alerts are only logged. `notify` may be called before
-    `start()` (start-up problems); those alerts go out once the sender task runs. Call it from
-    the event loop's thread only.
+    `send` replaces apprise for the primary route (tests, or a custom channel) and
+    `escalate_send` for the escalation route; `urls` / `escalate_urls` are then ignored. Without
+    a primary route, alerts are only logged. `notify` may be called before `start()` (start-up
+    problems); those alerts go out once the sender task runs. Call it from the event loop's
+    thread only.
     """
 
     def __init__(
@@ -138,88 +130,138 @@ class Notifier:
         *,
         urls: Sequence[str],
         clock: Clock,
-        dedupe_seconds: int = 300,
-        escalate_after: int = 3,
+        dedupe_seconds: int = 60,
+        escalate_after_seconds: int = 120,
+        remind_seconds: int = 900,
+        escalate_urls: Sequence[str] = (),
         send: Send | None = None,
+        escalate_send: Send | None = None,
         max_queue: int = 100,
         send_timeout_s: float = 30.0,
+        tick_seconds: float = 1.0,
+        on_delivery: OnDelivery | None = None,
+        on_alert: OnAlert | None = None,
     ) -> None:
-        if dedupe_seconds < 0:
-            raise ConfigError(f"alerts dedupe_seconds must be >= 0 (got {dedupe_seconds})")
-        if escalate_after < 2:
-            raise ConfigError(
-                f"alerts escalate_after must be >= 2 (got {escalate_after}): the first "
-                "occurrence is always sent, escalation is about the repeats"
-            )
-        if max_queue < 1:
-            raise ConfigError(f"alerts max_queue must be >= 1 (got {max_queue})")
-        if not math.isfinite(send_timeout_s) or send_timeout_s <= 0:
-            raise ConfigError(f"alerts send_timeout_s must be > 0 (got {send_timeout_s})")
+        _check_settings(
+            dedupe_seconds, escalate_after_seconds, remind_seconds, max_queue, send_timeout_s
+        )
         self._clock = clock
-        self._dedupe_ms = dedupe_seconds * 1000
-        self._escalate_after = escalate_after
+        self._policy = AlertPolicy(
+            dedupe_ms=dedupe_seconds * 1000,
+            escalate_ms=escalate_after_seconds * 1000,
+            remind_ms=remind_seconds * 1000,
+        )
         self._send_timeout_s = send_timeout_s
+        self._tick_s = tick_seconds
+        self._on_delivery = on_delivery
+        self._on_alert = on_alert
         self._queue: deque[Alert] = deque()
         self._max_queue = max_queue
-        self._windows: dict[str, _Window] = {}
         self._state = NotifierState.NEW
         self._task: asyncio.Task[None] | None = None
         self._wakeup = asyncio.Event()
         self._inflight: Alert | None = None
-        self._sent = self._failed = self._suppressed = self._dropped = 0
+        self._sent = self._failed = self._dropped = 0
         self._drop_warned = False
         self._redactor: _RedactSecrets | None = None
-        if send is None and urls:
-            self._redactor = _RedactSecrets([s for u in urls for s in _url_secrets(u)])
+        self._routes: dict[str, Send] = {}
+        apprise_urls = [
+            *(urls if send is None else ()),
+            *(escalate_urls if escalate_send is None else ()),
+        ]
+        if apprise_urls:
+            self._redactor = _RedactSecrets([s for u in apprise_urls for s in _url_secrets(u)])
             for name in _THIRD_PARTY_LOGGERS:
                 logging.getLogger(name).addFilter(self._redactor)
-            try:
-                send = _apprise_sender(urls)
-            except BaseException:
-                self._remove_redactor()
-                raise
-        self._send = send
-        if self._send is None:
+        try:
+            for route, given, route_urls in (
+                (PRIMARY, send, urls),
+                (ESCALATE, escalate_send, escalate_urls),
+            ):
+                if given is not None:
+                    self._routes[route] = given
+                elif route_urls:
+                    self._routes[route] = apprise_sender(route_urls, route=route)
+        except BaseException:
+            self._remove_redactor()
+            raise
+        if PRIMARY not in self._routes:
             logger.info("no alert URLs configured: alerts are logged only")
 
     @property
     def state(self) -> NotifierState:
         return self._state
 
+    @property
+    def routes(self) -> tuple[str, ...]:
+        return tuple(self._routes)
+
     def stats(self) -> NotifierStats:
         return NotifierStats(
             sent=self._sent,
             failed=self._failed,
-            suppressed=self._suppressed,
+            suppressed=self._policy.suppressed,
             dropped=self._dropped,
             queued=len(self._queue),
+            open_conditions=self._policy.open_conditions(),
         )
+
+    def incidents(self) -> list[Incident]:
+        return self._policy.incidents()
 
     # ------------------------------------------------------------------ producer side
 
-    def notify(self, key: str, title: str, body: str, level: str = "warning") -> None:
-        """Log and queue an alert. Never blocks, never raises."""
+    def notify(
+        self, key: str, title: str, body: str, level: str = "warning", *, condition: bool = False
+    ) -> None:
+        """Log and queue an alert. `condition=True`: it lasts until `resolve(key)` and is
+        escalated and reminded meanwhile. Never blocks, never raises."""
         try:
-            self._notify(key, title, body, level)
+            if level not in _LOG_LEVEL:
+                logger.error("alert %r has unknown level %r; sending it as 'warning'", key, level)
+                level = "warning"
+            now = self._clock.now_ms()
+            self._emit(self._policy.fire(key, title, body, level, now, condition=condition))
         except Exception:
             # An alert must never take the trading loop down with it.
             logger.error("alert bookkeeping failed for key %r", key, exc_info=True)
 
-    def _notify(self, key: str, title: str, body: str, level: str) -> None:
-        if level not in _LOG_LEVEL:
-            logger.error("alert %r has unknown level %r; sending it as 'warning'", key, level)
-            level = "warning"
-        alert = self._dedupe(Alert(key, title, body, level, self._clock.now_ms()))
-        if alert is None:
-            return
-        logger.log(
-            _LOG_LEVEL[alert.level], "ALERT %s [%s] %s: %s", key, alert.level, alert.title, body
-        )
-        if self._send is None:
+    def resolve(self, key: str, body: str = "") -> None:
+        """The condition `key` has cleared: a "RESOLVED" message if it was open. Never raises."""
+        try:
+            self._emit(self._policy.resolve(key, self._clock.now_ms(), body))
+        except Exception:
+            logger.error("alert bookkeeping failed for key %r", key, exc_info=True)
+
+    def tick(self) -> None:
+        """Send the escalations and reminders due now (the sender task calls this every
+        `tick_seconds`; tests call it after moving a SimClock). Never raises."""
+        try:
+            self._emit(self._policy.tick(self._clock.now_ms()))
+        except Exception:
+            logger.error("alert escalation check failed", exc_info=True)
+
+    def _emit(self, alerts: Sequence[Alert]) -> None:
+        for alert in alerts:
+            logger.log(
+                _LOG_LEVEL[alert.level],
+                "ALERT %s [%s] %s: %s",
+                alert.key,
+                alert.level,
+                alert.title,
+                alert.body,
+            )
+            if self._on_alert is not None:
+                with contextlib.suppress(Exception):
+                    self._on_alert(alert.kind, alert.level)
+            self._enqueue(alert)
+
+    def _enqueue(self, alert: Alert) -> None:
+        if PRIMARY not in self._routes:
             return
         if self._state is NotifierState.STOPPED:
             self._dropped += 1
-            logger.warning("alert %r not sent: the notifier is stopped", key)
+            logger.warning("alert %r not sent: the notifier is stopped", alert.key)
             return
         if len(self._queue) >= self._max_queue:
             self._queue.popleft()
@@ -232,39 +274,6 @@ class Notifier:
                 )
         self._queue.append(alert)
         self._wakeup.set()
-
-    def _dedupe(self, alert: Alert) -> Alert | None:
-        """The alert to send now (maybe escalated or annotated), or None if it is a repeat."""
-        now = alert.ts_ms
-        window = self._windows.get(alert.key)
-        if window is None or now - window.start_ms >= self._dedupe_ms:
-            if window is None and len(self._windows) >= _PRUNE_AT:
-                self._prune(now)
-            self._windows[alert.key] = _Window(start_ms=now, count=1, escalated=False)
-            if window is not None and window.count > 1:
-                note = f"(fired {window.count} times in the previous {self._dedupe_ms // 1000} s)"
-                return _with_body(alert, f"{alert.body}\n{note}")
-            return alert
-        window.count += 1
-        if window.count >= self._escalate_after and not window.escalated:
-            window.escalated = True
-            return Alert(
-                key=alert.key,
-                title=f"[x{window.count}] {alert.title}",
-                body=(
-                    f"{alert.body}\n(fired {window.count} times in "
-                    f"{(now - window.start_ms) // 1000} s)"
-                ),
-                level=_ESCALATE[alert.level],
-                ts_ms=now,
-            )
-        self._suppressed += 1
-        logger.debug("alert %r repeated (%d in window); not re-sent", alert.key, window.count)
-        return None
-
-    def _prune(self, now: int) -> None:
-        for key in [k for k, w in self._windows.items() if now - w.start_ms >= self._dedupe_ms]:
-            del self._windows[key]
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -338,32 +347,57 @@ class Notifier:
             if self._state is NotifierState.STOPPED:
                 return
             self._wakeup.clear()
-            await self._wakeup.wait()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), self._tick_s)
+            if self._state is NotifierState.RUNNING:
+                self.tick()
 
     async def _deliver(self, alert: Alert) -> None:
-        assert self._send is not None
+        for route in alert.routes:
+            send = self._routes.get(route)
+            if send is None:
+                continue  # no escalation URLs: the primary route carries it alone
+            delivered, reason = await self._send_one(send, alert)
+            if self._on_delivery is not None:
+                with contextlib.suppress(Exception):
+                    self._on_delivery(route, delivered)
+            if delivered:
+                self._sent += 1
+                continue
+            self._failed += 1
+            logger.warning(
+                "alert %r not delivered on route %s (%s); dropped", alert.key, route, reason
+            )
+
+    async def _send_one(self, send: Send, alert: Alert) -> tuple[bool, str]:
         try:
             delivered = await asyncio.wait_for(
-                self._send(alert.title, alert.body, alert.level), self._send_timeout_s
+                send(alert.title, alert.body, alert.level), self._send_timeout_s
             )
-            reason = "the service reported failure"
+            return bool(delivered), "the service reported failure"
         except TimeoutError:
-            delivered, reason = False, f"no answer within {self._send_timeout_s:g} s"
+            return False, f"no answer within {self._send_timeout_s:g} s"
         except Exception as exc:
             # Only the type: messages from HTTP clients tend to quote the URL, token and all.
-            delivered, reason = False, type(exc).__name__
-        if delivered:
-            self._sent += 1
-            return
-        self._failed += 1
-        logger.warning("alert %r not delivered (%s); dropped", alert.key, reason)
+            return False, type(exc).__name__
 
 
-def _with_body(alert: Alert, body: str) -> Alert:
-    return Alert(alert.key, alert.title, body, alert.level, alert.ts_ms)
+def _check_settings(
+    dedupe_s: int, escalate_s: int, remind_s: int, max_queue: int, timeout_s: float
+) -> None:
+    if dedupe_s < 0:
+        raise ConfigError(f"alerts dedupe_seconds must be >= 0 (got {dedupe_s})")
+    if escalate_s < 1:
+        raise ConfigError(f"alerts escalate_after_seconds must be >= 1 (got {escalate_s})")
+    if remind_s < 1:
+        raise ConfigError(f"alerts remind_seconds must be >= 1 (got {remind_s})")
+    if max_queue < 1:
+        raise ConfigError(f"alerts max_queue must be >= 1 (got {max_queue})")
+    if not math.isfinite(timeout_s) or timeout_s <= 0:
+        raise ConfigError(f"alerts send_timeout_s must be > 0 (got {timeout_s})")
 
 
-def _apprise_sender(urls: Sequence[str]) -> Send:
+def apprise_sender(urls: Sequence[str], *, route: str = PRIMARY) -> Send:
     """A send() over apprise. Raises ConfigError naming (by position and scheme, never by
     content) any URL apprise does not accept."""
     import apprise
@@ -372,7 +406,7 @@ def _apprise_sender(urls: Sequence[str]) -> Send:
     client = apprise.Apprise()
     for i, url in enumerate(urls, start=1):
         if not client.add(url):
-            bad.append(f"#{i} (scheme {_scheme(url)!r})")
+            bad.append(f"{route} #{i} (scheme {scheme(url)!r})")
     if bad:
         raise ConfigError(
             f"alert URL(s) {', '.join(bad)} not accepted by apprise; check the alerts URLs "

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from core.errors import ConfigError
 from infra.config_errors import Loc as Loc
 from infra.config_errors import _Context, _get, _show, _suggest
-from infra.secrets import SECRET_ENV_NAMES, looks_secret, secret_env_for
+from infra.secrets import ENV_API_KEY_ISSUED, SECRET_ENV_NAMES, looks_secret, secret_env_for
 from infra.settings import (  # the derived outputs live with the model; re-exported here
     ResolvedPaths,
     VigilConfig,
@@ -48,7 +48,8 @@ __all__ = [
 
 POLICY_KEYS = (
     "mode", "read_only", "exchange", "loop", "http", "paths", "alerts", "sim", "clock",
-    "timeframe", "regime", "triggers", "exits", "risk", "breakers", "execution", "reconcile",
+    "checks", "flatten", "timeframe", "regime", "triggers", "exits", "risk", "breakers",
+    "execution", "reconcile",
 )  # fmt: skip
 FILES: dict[str, tuple[str, ...]] = {
     "policy.yaml": POLICY_KEYS,
@@ -58,7 +59,7 @@ FILES: dict[str, tuple[str, ...]] = {
 HOME = {key: name for name, keys in FILES.items() for key in keys}
 ENV_PREFIX = "VIGIL_"
 # VIGIL_TEST_FAULT is the integration tests' hook (runner/guards.py), not a config key.
-RESERVED_ENV = SECRET_ENV_NAMES | {"VIGIL_CONFIG", "VIGIL_TEST_FAULT"}
+RESERVED_ENV = SECRET_ENV_NAMES | {"VIGIL_CONFIG", "VIGIL_TEST_FAULT", ENV_API_KEY_ISSUED}
 DEPRECATED = {
     "risk.max_positions": "risk.max_open_positions",
     "loop.interval": "loop.interval_seconds",

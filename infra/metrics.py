@@ -40,6 +40,7 @@ from core.models import (
     TradingState,
 )
 from core.reasons import Breaker, NoTradeReason, RiskReason
+from infra.metrics_alerts import AlertMetrics
 from infra.metrics_guards import GuardMetrics
 from infra.metrics_labels import CYCLE_BUCKETS as CYCLE_BUCKETS
 from infra.metrics_labels import FILL_SIDES as FILL_SIDES
@@ -341,6 +342,7 @@ class Metrics:
             "bad_tick": (self.bad_ticks, "reason"),
         }
         self._unknown_events: set[str] = set()
+        self.alerts = AlertMetrics(r)
 
     # ---- Telemetry --------------------------------------------------------------------------
 

@@ -19,8 +19,18 @@ ENV_API_SECRET = "VIGIL_API_SECRET"
 ENV_API_PASSWORD = "VIGIL_API_PASSWORD"
 ENV_ALERT_URLS = "VIGIL_ALERT_URLS"
 ENV_AUDIT_KEY = "VIGIL_AUDIT_KEY"  # HMAC key of the audit chain (docs/audit.md)
+ENV_ALERT_URLS_ESCALATE = "VIGIL_ALERT_URLS_ESCALATE"
+# Not a secret, but about one: the API key's issue date (YYYY-MM-DD) for the rotation alert.
+ENV_API_KEY_ISSUED = "VIGIL_API_KEY_ISSUED"
 SECRET_ENV_NAMES = frozenset(
-    {ENV_API_KEY, ENV_API_SECRET, ENV_API_PASSWORD, ENV_ALERT_URLS, ENV_AUDIT_KEY}
+    {
+        ENV_API_KEY,
+        ENV_API_SECRET,
+        ENV_API_PASSWORD,
+        ENV_ALERT_URLS,
+        ENV_ALERT_URLS_ESCALATE,
+        ENV_AUDIT_KEY,
+    }
 )
 MIN_AUDIT_KEY_CHARS = 16
 
@@ -39,6 +49,7 @@ class Secrets:
     alert_urls: tuple[str, ...] = ()
     audit_key: str | None = None
     url_credentials: tuple[str, ...] = ()  # user:password pieces of exchange.base_url
+    escalate_urls: tuple[str, ...] = ()  # VIGIL_ALERT_URLS_ESCALATE: who hears escalations
 
     def __repr__(self) -> str:
         def state(v: str | None) -> str:
@@ -47,7 +58,8 @@ class Secrets:
         return (
             f"Secrets(api_key={state(self.api_key)}, api_secret={state(self.api_secret)}, "
             f"api_password={state(self.api_password)}, alert_urls={len(self.alert_urls)} set, "
-            f"audit_key={state(self.audit_key)})"
+            f"audit_key={state(self.audit_key)}, "
+            f"escalate_urls={len(self.escalate_urls)} set)"
         )
 
     __str__ = __repr__
@@ -62,7 +74,7 @@ class Secrets:
         another is masked whole)."""
         found = {v for v in (self.api_key, self.api_secret, self.api_password) if v}
         found.update(v for v in (self.audit_key, *self.url_credentials) if v)
-        for url in self.alert_urls:
+        for url in (*self.alert_urls, *self.escalate_urls):
             found.add(url)
             _, _, rest = url.partition("://")
             found.update(p for p in re.split(r"[/@:?&=#]", rest) if len(p) >= _MIN_URL_PART)
@@ -76,12 +88,16 @@ def _clean(value: str | None) -> str | None:
 
 def load_secrets(env: Mapping[str, str]) -> Secrets:
     """Read the secrets from `env` (pass os.environ in production, a dict in tests)."""
-    urls = tuple(u for u in re.split(r"[,\s]+", env.get(ENV_ALERT_URLS, "")) if u)
+
+    def url_list(name: str) -> tuple[str, ...]:
+        return tuple(u for u in re.split(r"[,\s]+", env.get(name, "")) if u)
+
     return Secrets(
         api_key=_clean(env.get(ENV_API_KEY)),
         api_secret=_clean(env.get(ENV_API_SECRET)),
         api_password=_clean(env.get(ENV_API_PASSWORD)),
-        alert_urls=urls,
+        alert_urls=url_list(ENV_ALERT_URLS),
+        escalate_urls=url_list(ENV_ALERT_URLS_ESCALATE),
         audit_key=_clean(env.get(ENV_AUDIT_KEY)),
     )
 

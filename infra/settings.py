@@ -261,13 +261,79 @@ class AlertSettings(Frozen):
     enabled: bool = Field(
         default=True,
         description="Send alerts. The apprise URLs are secrets: they come only from the "
-        "VIGIL_ALERT_URLS environment variable.",
+        "VIGIL_ALERT_URLS and VIGIL_ALERT_URLS_ESCALATE environment variables.",
     )
     dedupe_seconds: int = Field(
-        default=300, ge=0, description="The same alert is sent at most once per this window."
+        default=60,
+        ge=0,
+        le=86_400,
+        description="The same event alert is sent at most once per this window; repeats "
+        "inside it are counted and reported with the next message.",
     )
-    escalate_after: int = Field(
-        default=3, ge=1, description="Repeats of a deduplicated alert before it is escalated."
+    escalate_after_seconds: int = Field(
+        default=120,
+        ge=1,
+        le=86_400,
+        description="An alert still unresolved (a condition) or still firing (an event) this "
+        "long after it started is sent again one level louder, to VIGIL_ALERT_URLS_ESCALATE too.",
+    )
+    remind_seconds: int = Field(
+        default=900,
+        ge=1,
+        le=604_800,
+        description="While a condition lasts (a kill switch, a latched breaker) it is sent "
+        "again this often after the last message about it.",
+    )
+    empty_universe_cycles: int = Field(
+        default=10,
+        ge=1,
+        description="Alert when this many cycles in a row had no eligible symbol.",
+    )
+    exchange_down_minutes: float = Field(
+        default=3,
+        gt=0,
+        description="Alert when every cycle for this long found the exchange unreachable.",
+    )
+
+
+class CheckSettings(Frozen):
+    integrity_interval_minutes: float = Field(
+        default=60,
+        ge=0,
+        le=10_080,
+        description="While running, check state.db (PRAGMA quick_check) and the audit log's "
+        "last records (hash chain) this often, off the trading loop; a failure alerts and "
+        "engages the kill switch. 0 turns the periodic check off.",
+    )
+    api_key_max_age_days: int = Field(
+        default=90,
+        ge=1,
+        le=3650,
+        description="Rotate the API key this many days after VIGIL_API_KEY_ISSUED (YYYY-MM-DD).",
+    )
+    api_key_warn_days: int = Field(
+        default=14,
+        ge=0,
+        le=3650,
+        description="Alert (warning) this many days before the rotation deadline; critical "
+        "once it has passed.",
+    )
+
+
+class FlattenSettings(Frozen):
+    paper_unwind_on_stop: bool = Field(
+        default=False,
+        description="PAPER only: on a clean stop (SIGTERM/SIGINT, not a crash), sell every "
+        "paper position first, as `vigil flatten` with no passive step. The simulated fills "
+        "come with new candles, so the stop can take up to two timeframes (10 s at least).",
+    )
+    trim_tolerance_pct: float | None = Field(
+        default=None,
+        gt=0,
+        le=1000,
+        description="Auto-trim (null: off): after a cycle, a position worth more than "
+        "risk.max_asset_exposure_pct of equity by over this percentage is sold back down to "
+        "that cap, reduce-only, as `vigil flatten` does it.",
     )
 
 
@@ -307,6 +373,13 @@ class VigilConfig(PipelineConfig):
     clock: ClockSettings = Field(
         default_factory=ClockSettings,
         description="Host clock drift check (against the exchange's server time and NTP).",
+    )
+    checks: CheckSettings = Field(
+        default_factory=CheckSettings,
+        description="Periodic integrity check and API key age.",
+    )
+    flatten: FlattenSettings = Field(
+        default_factory=FlattenSettings, description="Getting flat automatically."
     )
 
     @field_validator("mode", mode="before")

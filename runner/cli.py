@@ -14,6 +14,7 @@ from pathlib import Path
 from core.errors import AlreadyRunning, AuditCorrupted, ConfigError, DataError, StateCorrupted
 from infra.clock_sync import ClockSkewed
 from infra.config_loader import Flag, LoadedConfig, load_config
+from infra.logfmt import FORMATS, formatter
 from infra.secrets import (
     RedactingFilter,
     audit_key,
@@ -80,6 +81,12 @@ def _common(p: argparse.ArgumentParser) -> None:
         "its parent directory",
     )
     p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+    p.add_argument(
+        "--log-format",
+        choices=FORMATS,
+        default="text",
+        help="text lines, or one JSON object per line (docs/deployment.md)",
+    )
 
 
 def _replay_flag(p: argparse.ArgumentParser) -> None:
@@ -151,6 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
     _common(kill)
     _replay_flag(kill)
     kill.add_argument("--reason", default="operator kill via CLI", help="why (recorded)")
+    from runner.cli_flatten import add_kill_flatten_args
+
+    add_kill_flatten_args(kill)
 
     resume = sub.add_parser("resume", help="re-arm trading after a kill", epilog=EPILOG)
     _common(resume)
@@ -218,12 +228,15 @@ def build_parser() -> argparse.ArgumentParser:
     from runner.cli_state import add_state_commands
 
     add_state_commands(sub, _common, EPILOG)
+    from runner.cli_ops import add_ops_commands
+
+    add_ops_commands(sub, _common, EPILOG)
     return ap
 
 
-def setup_logging(level: str) -> None:
+def setup_logging(level: str, fmt: str = "text") -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(formatter(fmt))
     handler.addFilter(RedactingFilter(load_secrets(os.environ)))
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -258,6 +271,7 @@ def _check_run(args: argparse.Namespace) -> None:
 
 def dispatch(args: argparse.Namespace) -> int:
     from runner import ops
+    from runner.cli_ops import OPS_COMMANDS, dispatch_ops
 
     if args.cmd in ("backtest", "backtest-compare", "download-data"):
         from runner.cli_backtest import dispatch_backtest
@@ -278,6 +292,8 @@ def dispatch(args: argparse.Namespace) -> int:
     scrub_in_logs(url_credentials(loaded.config.exchange.base_url))
     for w in loaded.warnings:
         logging.getLogger("vigil.config").warning("%s", w)
+    if args.cmd in OPS_COMMANDS:
+        return dispatch_ops(args, loaded)
     if args.cmd == "run" or (args.cmd == "config" and args.sub == "check"):
         # Checked before anything is created: no state.db, audit log or lock for a run that
         # cannot trade, and `config check` says so too.
@@ -303,7 +319,12 @@ def dispatch(args: argparse.Namespace) -> int:
 
         return dispatch_state(loaded, args)
     if args.cmd == "kill":
-        return ops.cmd_kill(loaded, args.reason, args.replay)
+        rc = ops.cmd_kill(loaded, args.reason, args.replay)
+        if not args.flatten or rc not in (exit_codes.OK, exit_codes.NOT_RUNNING):
+            return rc
+        from runner.cli_flatten import cmd_kill_flatten
+
+        return cmd_kill_flatten(loaded, args)
     if args.cmd == "resume":
         return ops.cmd_resume(loaded, args.reason, args.replay)
     if args.cmd == "status":
@@ -347,7 +368,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:2] == ["backtest", "compare"]:
         argv = ["backtest-compare", *argv[2:]]
     args = build_parser().parse_args(argv)
-    setup_logging(args.log_level)
+    setup_logging(args.log_level, getattr(args, "log_format", "text"))
     try:
         code = dispatch(args)
         sys.stdout.flush()  # a closed pipe shows up here, inside the handler below

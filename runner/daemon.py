@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import logging
 import os
 import random
@@ -14,6 +15,7 @@ import sqlite3
 import sys
 import time
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +25,14 @@ from infra.audit import AuditLog
 from infra.clock import LiveClock, ReplayClock
 from infra.config_loader import LoadedConfig
 from infra.exchange.sim_config import SimConfig
+from infra.logfmt import json_logging
 from infra.metrics import Metrics
 from infra.secrets import audit_key, load_secrets, redact
-from infra.settings import ResolvedPaths, VigilConfig
+from infra.settings import Mode, ResolvedPaths, VigilConfig
 from infra.state_store import StateStore, StateUnavailable
 from infra.systemd import SystemdNotifier
 from runner import __version__
-from runner.alerting import AlertingSink
+from runner.alerting import AlertingSink, alerting_sink, make_notifier
 from runner.app import (
     build_engine,
     check_markets,
@@ -39,7 +42,9 @@ from runner.app import (
     replay_markets_check,
     sim_exchange,
 )
+from runner.checks import key_issued_ms, start_integrity_watch
 from runner.engine import Engine
+from runner.flatten import Flattener, FlattenPacer
 from runner.guards import Guards
 from runner.loop import (
     KillFiles,
@@ -59,6 +64,7 @@ from runner.state_guard import (
     writer_locks,
 )
 from runner.store import SqliteStore, paper_wallet
+from runner.trim import TrimRule, paper_unwind, trim_request
 
 log = logging.getLogger("vigil.daemon")
 AUDIT_CHECKPOINT_MS = 5 * 60_000
@@ -73,6 +79,7 @@ class RunOptions:
     max_cycles: int | None = None
     fresh: bool = False  # replay only: start over instead of continuing <data_dir>/replay
     fresh_state: bool = False  # start with empty state although vigil ran here before
+    flatten_only: bool = False  # serve the waiting FLATTEN request, then stop (no cycle)
 
 
 def banner(loaded: LoadedConfig) -> str:
@@ -183,7 +190,8 @@ def open_audit(directory: Path, config_hash: str, clock: Any) -> AuditLog:
 def _config_record(loaded: LoadedConfig, paths: ResolvedPaths, **extra: Any) -> dict[str, Any]:
     text = banner(loaded)
     where = paths_line(loaded, paths)
-    print(f"{text}\n{where}", file=sys.stderr, flush=True)
+    if not json_logging():  # in JSON mode the log lines below are the banner
+        print(f"{text}\n{where}", file=sys.stderr, flush=True)
     log.info("%s", text)
     from infra.strategy_loader import user_sources
 
@@ -215,8 +223,9 @@ async def _run_live(
     clock = LiveClock()
     symbols = FeedSymbols(cfg)
     audit = open_audit(paths.audit_dir, loaded.config_hash, clock)
-    notifier = make_notifier(cfg, clock)
     metrics = Metrics()
+    metrics.alerts.set_key_age(key_issued_ms(os.environ), cfg.checks.api_key_max_age_days)
+    notifier = make_notifier(cfg, clock, metrics)
     secrets = load_secrets(os.environ)
     audit.on_checkpoint = metrics.audit_checkpoint
     metrics.audit_checkpoint(*audit.head)
@@ -244,7 +253,7 @@ async def _run_live(
         exchange=parts.exchange,
         feed=parts.feed,
         store=SqliteStore(db),
-        sink=AlertingSink(audit, notifier),
+        sink=alerting_sink(cfg, audit, notifier),
         listeners=parts.listeners,
         telemetry=metrics,
     )
@@ -333,8 +342,9 @@ async def _run_replay(
             log.warning("data: %s", rep.summary())
     clock = ReplayClock(inputs.start_ms, opts.speed)
     audit = open_audit(paths.audit_dir, loaded.config_hash, clock)
-    notifier = make_notifier(cfg, clock)
     metrics = Metrics()
+    metrics.alerts.set_key_age(key_issued_ms(os.environ), cfg.checks.api_key_max_age_days)
+    notifier = make_notifier(cfg, clock, metrics)
     audit.on_checkpoint = metrics.audit_checkpoint
     metrics.audit_checkpoint(*audit.head)
     metrics.set_info(
@@ -351,7 +361,7 @@ async def _run_replay(
         exchange=exchange,
         feed=feed,
         store=SqliteStore(db),
-        sink=AlertingSink(audit, notifier),
+        sink=alerting_sink(cfg, audit, notifier),
         listeners=[sim.candle_listener()],
         telemetry=metrics,
     )
@@ -433,17 +443,6 @@ def _check_exchange_markets(loaded: LoadedConfig, engine: Engine, clock: Any, au
     except ConfigError as exc:
         audit.append("shutdown", {"ts": clock.now_ms(), "started": False, "reason": str(exc)})
         raise
-
-
-def make_notifier(cfg: VigilConfig, clock: Any) -> Notifier:
-    """Apprise URLs come only from VIGIL_ALERT_URLS; without them alerts are logged."""
-    urls = load_secrets(os.environ).alert_urls if cfg.alerts.enabled else ()
-    return Notifier(
-        urls=urls,
-        clock=clock,
-        dedupe_seconds=cfg.alerts.dedupe_seconds,
-        escalate_after=cfg.alerts.escalate_after,
-    )
 
 
 async def _start_engine(
@@ -572,6 +571,15 @@ async def _cycle(
     )
     if opts.max_cycles is not None:
         pacer = _Limited(pacer, opts.max_cycles)
+    flattener = Flattener(engine=engine, now_ms=clock.now_ms, data_dir=paths.data_dir)
+    trim = None
+    if cfg.flatten.trim_tolerance_pct is not None:
+        rule = TrimRule(
+            cfg.risk.max_asset_exposure_pct, Decimal(str(cfg.flatten.trim_tolerance_pct))
+        )
+        trim = functools.partial(trim_request, engine, rule)
+    pacer = FlattenPacer(pacer, flattener, once=opts.flatten_only, trim=trim)
+    integrity = start_integrity_watch(engine, clock, cfg, paths, stop)
     stall_s = 2 * cfg.loop.interval_seconds + cfg.loop.cycle_budget_ms / 1000
     systemd.notify(f"STATUS=mode={cfg.mode.value} config={loaded.config_hash}; trading")
     t0 = time.monotonic()
@@ -582,16 +590,37 @@ async def _cycle(
             watcher=watcher,
             stop=stop,
             budget_ms=cfg.loop.cycle_budget_ms,
-            on_budget_exceeded=lambda: metrics.event("budget_exceeded"),
+            on_budget_exceeded=lambda: _over_budget(engine, metrics, cfg.loop.cycle_budget_ms),
             progress=Progress(pet=systemd.pet, stall_after_s=stall_s),
             guard=guards.cycle,
             before_cycle=guards.before_cycle,
         )
+        if (
+            cfg.mode is Mode.PAPER
+            and cfg.flatten.paper_unwind_on_stop
+            and opts.replay is None
+            and engine.portfolio.positions
+        ):
+            log.warning(
+                "PAPER auto-unwind: selling %d position(s)", len(engine.portfolio.positions)
+            )
+            await paper_unwind(flattener, engine.config.timeframe_ms)
     finally:
         systemd.stopping()
+        if integrity is not None:
+            integrity.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await integrity
         await _shutdown(engine, clock, cfg, audit, metrics)
     log.info("stopped after %d cycles in %.1fs", cycles, time.monotonic() - t0)
     return 0
+
+
+def _over_budget(engine: Engine, metrics: Metrics, budget_ms: int) -> None:
+    metrics.event("budget_exceeded")
+    sink = engine.recorder.sink
+    if isinstance(sink, AlertingSink):
+        sink.cycle_over_budget(budget_ms)
 
 
 class _Limited:

@@ -34,6 +34,7 @@ from core.portfolio import Portfolio, update_peaks
 from core.ports import Exchange
 from core.reasons import NoTradeReason
 from core.universe import candidates
+from infra.logfmt import CYCLE
 from runner.execution import Executor, OrderBookkeeper
 from runner.reconcile import Reconciler
 from runner.recorder import Recorder
@@ -293,8 +294,18 @@ class Engine:
         )
         self.telemetry.event("bad_tick", reason=exc.reason)
 
+    async def poll_market(self, now_ms: int) -> None:
+        """New candles in, outside a cycle (a flatten waiting for fills: in PAPER the
+        simulated fills come from these candles)."""
+        try:
+            if await self.feed.poll(now_ms, self._sink):
+                self.health.market_data_ms = now_ms
+        except ExchangeError as exc:
+            self._exchange_failed(now_ms, exc)
+
     async def step(self, now_ms: int) -> CycleDecision:
         t0 = time.perf_counter()
+        CYCLE.set(now_ms)  # JSON log lines name the cycle they belong to
         missing: list[str] = []
         self._down = False
         try:

@@ -84,8 +84,10 @@ class Executor:
         self._persist = persist
         self._on_order = on_order
 
-    async def submit(self, intent: OrderIntent, now_ms: int) -> Order:
-        if self._kill_active():
+    async def submit(self, intent: OrderIntent, now_ms: int, *, past_kill: bool = False) -> Order:
+        """`past_kill`: an operator's flatten order goes out under the kill switch; only a
+        reduce-only one may (runner/flatten.py)."""
+        if self._kill_active() and not (past_kill and intent.reduce_only):
             o = transition(new_order(intent, now_ms), OrderStatus.REJECTED, now_ms)
             o = replace(o, reason=f"{intent.reason}; blocked by kill switch")
             self._book.put(o)

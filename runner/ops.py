@@ -253,7 +253,8 @@ AUDIT_KINDS = frozenset(
         "cancel", "breaker_trip", "breaker_clear", "kill_switch", "resume", "shutdown",
         "reconcile", "bad_tick", "audit_recovered", "shadow_order", "shadow_fill",
         "shadow_evicted", "cycle_error", "exits_only", "exits_only_clear", "clock_refused",
-        "symbol_banned", "state_fresh", "state_rebuilt",
+        "symbol_banned", "state_fresh", "state_rebuilt", "flatten_request", "flatten_step",
+        "flatten_result", "integrity_check",
     }
 )  # fmt: skip
 

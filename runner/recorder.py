@@ -164,6 +164,7 @@ def cycle_data(d: CycleDecision, *, positions: int, open_orders: int) -> dict[st
         "cancels": len(d.cancels),
         "no_trade_reason": d.no_trade_reason,
         "breakers_tripped": tripped,
+        "kill_switch": d.state.kill_switch,
         "positions": positions,
         "open_orders": open_orders,
         "timings_ms": dict(d.timings_ms),

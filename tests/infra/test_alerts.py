@@ -57,51 +57,112 @@ async def test_sends_in_order_and_counts() -> None:
     assert (stats.sent, stats.failed, stats.suppressed, stats.dropped) == (2, 0, 0, 0)
 
 
-async def test_same_key_within_window_is_counted_not_resent_then_escalated() -> None:
+async def test_same_event_within_a_minute_is_counted_then_sent_with_the_count() -> None:
     send = FakeSend()
-    notifier, clock = make(send, dedupe_seconds=300, escalate_after=3)
-    notifier.start()
-    notifier.notify("feed", "Feed stale", "no candles")
-    clock.advance(10_000)
-    notifier.notify("feed", "Feed stale", "no candles")
-    clock.advance(10_000)
-    notifier.notify("feed", "Feed stale", "no candles")  # third: escalates
-    clock.advance(10_000)
-    notifier.notify("feed", "Feed stale", "no candles")  # fourth: counted only
-    notifier.notify("other", "Other", "x")  # a different key is independent
-    await drain(notifier)
-    assert [c[0] for c in send.calls] == ["Feed stale", "[x3] Feed stale", "Other"]
-    assert [c[2] for c in send.calls] == ["warning", "critical", "warning"]
-    assert "fired 3 times in 20 s" in send.calls[1][1]
-    assert notifier.stats().suppressed == 2
-
-
-async def test_escalation_raises_info_to_warning() -> None:
-    send = FakeSend()
-    notifier, _ = make(send, escalate_after=2)
-    notifier.start()
-    notifier.notify("k", "T", "b", level="info")
-    notifier.notify("k", "T", "b", level="info")
-    await drain(notifier)
-    assert [(c[0], c[2]) for c in send.calls] == [("T", "info"), ("[x2] T", "warning")]
-
-
-async def test_window_expiry_sends_again_with_previous_count() -> None:
-    send = FakeSend()
-    notifier, clock = make(send, dedupe_seconds=60, escalate_after=10)
+    notifier, clock = make(send)  # defaults: dedupe 60 s, escalate after 120 s
     notifier.start()
     for _ in range(4):
         notifier.notify("k", "T", "b")
-    clock.advance(60_000)
+        clock.advance(10_000)
+    clock.advance(30_000)  # 60 s after the first message
     notifier.notify("k", "T", "b")
-    clock.advance(60_000)
-    notifier.notify("k", "T", "b")
+    notifier.notify("other", "Other", "x")  # a different key is independent
     await drain(notifier)
-    assert [c[1] for c in send.calls] == [
-        "b",
-        "b\n(fired 4 times in the previous 60 s)",
-        "b",
+    assert [c[1] for c in send.calls] == ["b", "b\n(fired 4 times since the last message)", "x"]
+    assert notifier.stats().suppressed == 3
+
+
+async def test_an_event_still_firing_after_two_minutes_escalates_louder() -> None:
+    send = FakeSend()
+    escalated = FakeSend()
+    notifier, clock = make(send, escalate_send=escalated)
+    notifier.start()
+    for _ in range(13):  # every 10 s for two minutes
+        notifier.notify("feed", "Feed stale", "no candles")
+        clock.advance(10_000)
+    await drain(notifier)
+    titles = [c[0] for c in send.calls]
+    assert titles == ["Feed stale", "Feed stale", "ESCALATED: Feed stale"]
+    assert [c[2] for c in send.calls] == ["warning", "warning", "critical"]
+    assert "unresolved for 2 min: escalated" in send.calls[2][1]
+    assert escalated.calls == [send.calls[2]]
+
+
+async def test_an_event_that_goes_quiet_is_forgotten_not_escalated() -> None:
+    send = FakeSend()
+    notifier, clock = make(send)
+    notifier.start()
+    notifier.notify("k", "T", "b")
+    clock.advance(200_000)
+    notifier.tick()
+    notifier.notify("k", "T", "b")  # a fresh start, not a repeat
+    await drain(notifier)
+    assert [c[1] for c in send.calls] == ["b", "b"]
+
+
+async def test_condition_escalates_at_two_minutes_reminds_and_resolves() -> None:
+    send = FakeSend()
+    escalated = FakeSend()
+    notifier, clock = make(send, escalate_send=escalated, remind_seconds=600)
+    notifier.start()
+    notifier.notify("kill", "HALTED", "file", level="warning", condition=True)
+    clock.advance(119_000)
+    notifier.tick()
+    notifier.notify("kill", "HALTED", "file", condition=True)  # the same state again: quiet
+    assert notifier.stats().queued + len(send.calls) == 1
+    clock.advance(1_000)
+    notifier.tick()  # 120 s: escalated
+    clock.advance(599_000)
+    notifier.tick()  # 719 s: nothing yet
+    clock.advance(1_000)
+    notifier.tick()  # 720 s: reminder, 600 s after the escalation
+    clock.advance(60_000)
+    notifier.resolve("kill", "re-armed")
+    notifier.resolve("kill", "re-armed")  # already closed: nothing
+    await drain(notifier)
+    assert [(c[0], c[2]) for c in send.calls] == [
+        ("HALTED", "warning"),
+        ("ESCALATED: HALTED", "critical"),
+        ("STILL ACTIVE: HALTED", "critical"),
+        ("RESOLVED: HALTED", "info"),
     ]
+    assert "cleared after 13 min" in send.calls[3][1]
+    assert [c[0] for c in escalated.calls] == [c[0] for c in send.calls[1:]]
+    assert notifier.stats().open_conditions == 0
+
+
+async def test_without_an_escalation_route_the_primary_carries_the_escalation() -> None:
+    send = FakeSend()
+    notifier, clock = make(send)
+    notifier.start()
+    notifier.notify("b", "Breaker", "x", level="info", condition=True)
+    clock.advance(120_000)
+    notifier.tick()
+    await drain(notifier)
+    assert [(c[0], c[2]) for c in send.calls] == [
+        ("Breaker", "info"),
+        ("ESCALATED: Breaker", "warning"),
+    ]
+    assert notifier.routes == ("primary",)
+
+
+async def test_deliveries_and_failures_reach_the_callbacks_per_route() -> None:
+    seen: list[tuple[str, bool]] = []
+    kinds: list[tuple[str, str]] = []
+    notifier, clock = make(
+        FakeSend(),
+        escalate_send=FakeSend(error=ConnectionError("down")),
+        on_delivery=lambda route, ok: seen.append((route, ok)),
+        on_alert=lambda kind, level: kinds.append((kind, level)),
+    )
+    notifier.start()
+    notifier.notify("c", "C", "x", condition=True)
+    clock.advance(120_000)
+    notifier.tick()
+    await drain(notifier)
+    assert seen == [("primary", True), ("primary", True), ("escalate", False)]
+    assert kinds == [("alert", "warning"), ("escalation", "critical")]
+    assert (notifier.stats().sent, notifier.stats().failed) == (2, 1)
 
 
 async def test_zero_dedupe_sends_everything() -> None:
@@ -139,8 +200,8 @@ async def test_never_raises_when_send_raises_or_fails(caplog: pytest.LogCaptureF
     assert [c[2] for c in send.calls] == ["warning", "warning", "warning"]
     stats = notifier.stats()
     assert (stats.sent, stats.failed) == (0, 3)
-    assert "alert 'a' not delivered (RuntimeError); dropped" in caplog.text
-    assert "alert 'c' not delivered (the service reported failure)" in caplog.text
+    assert "alert 'a' not delivered on route primary (RuntimeError); dropped" in caplog.text
+    assert "alert 'c' not delivered on route primary (the service reported failure)" in caplog.text
     assert "unknown level 'nonsense'" in caplog.text
 
 
@@ -279,7 +340,8 @@ def test_invalid_url_is_a_config_error_without_the_url(caplog: pytest.LogCapture
     ("kwargs", "match"),
     [
         ({"dedupe_seconds": -1}, "dedupe_seconds"),
-        ({"escalate_after": 1}, "escalate_after"),
+        ({"escalate_after_seconds": 0}, "escalate_after_seconds"),
+        ({"remind_seconds": 0}, "remind_seconds"),
         ({"max_queue": 0}, "max_queue"),
         ({"send_timeout_s": 0}, "send_timeout_s"),
     ],

@@ -475,7 +475,8 @@ def test_secrets_come_from_env_and_repr_never_shows_values() -> None:
         assert "AAAA" not in text and "BBBB" not in text and "CCCC" not in text
     assert repr(s) == (
         "Secrets(api_key=set, api_secret=set, api_password=unset, alert_urls=3 set, "
-        "audit_key=unset)"
+        "audit_key=unset, "
+        "escalate_urls=0 set)"
     )
     assert not load_secrets({}).has_credentials and load_secrets({}).alert_urls == ()
 

@@ -447,6 +447,11 @@ def test_every_documented_family_is_exported_and_all_are_prefixed() -> None:
         "vigil_exits_only",
         "vigil_clock_offset_seconds",
         "vigil_clock_checks",
+        "vigil_alerts",
+        "vigil_alert_deliveries",
+        "vigil_alert_delivery_failures",
+        "vigil_api_key_issued_timestamp_seconds",
+        "vigil_api_key_max_age_seconds",
     }
     assert names == expected
 

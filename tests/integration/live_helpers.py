@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import shutil
 import signal
 import sqlite3
@@ -27,6 +26,9 @@ from typing import Any
 import aiohttp
 
 from core.models import Order
+from tools.drills.harness import RESTING_ENV as RESTING_ENV
+from tools.drills.harness import TRADE_ENV as TRADE_ENV
+from tools.drills.harness import daemon_env
 from tools.fake_exchange import FakeExchange
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,43 +37,8 @@ START_USDT = Decimal(10_000)
 API_KEY = "live-fake-key-0123456789abcdef"
 API_SECRET = "live-fake-secret-0123456789abcdef"
 
-# The daemon's defaults are meant for 5m candles and patience: on a few minutes of synthetic
-# 1s candles it would rarely trade. These overrides make it trade within seconds, so each test
-# sees orders placed, filled and closed in well under a minute:
-TRADE_ENV: dict[str, str] = {
-    # a trigger fires on most candles: RSI below 49 or any positive 12-bar return ...
-    "VIGIL_TRIGGERS__RSI_REVERSION__OVERSOLD": "49",
-    "VIGIL_TRIGGERS__MOMENTUM__MIN_RETURN_PCT": "0.0001",
-    # ... and one weak trigger is enough for an entry, in any regime but a crash;
-    "VIGIL_STRATEGIES__RULES__PARAMS__MIN_SCORE": "0.01",
-    "VIGIL_STRATEGIES__RULES__PARAMS__REGIMES": '["bull", "chop", "bear"]',
-    "VIGIL_STRATEGIES__RULES__BUDGET__MAX_AT_RISK_PCT": "20",
-    # a random walk at 0.3% per bar drifts 5% over the 288-bar drawdown lookback: without
-    # these the regime sits in bear/crash and scales entries to nothing;
-    "VIGIL_REGIME__BEAR_DRAWDOWN_PCT": "60",
-    "VIGIL_REGIME__CRASH_DRAWDOWN_PCT": "80",
-    "VIGIL_REGIME__CRASH_ATR_PCT": "50",
-    "VIGIL_REGIME__MULTIPLIERS__CHOP": "1",
-    "VIGIL_REGIME__MULTIPLIERS__BEAR": "1",
-    # positions close within seconds (tight stop / take profit), so both sides trade;
-    "VIGIL_EXITS__STOP_LOSS_PCT": "-0.1",
-    "VIGIL_EXITS__TAKE_PROFIT_PCT": "0.1",
-    "VIGIL_EXITS__TRAILING_STOP_PCT": "0.1",
-    "VIGIL_EXITS__TRAILING_ACTIVATION_PCT": "0.05",
-    "VIGIL_EXITS__MAX_HOLDING_MINUTES": "1",
-    # no cooldowns, and a resting entry that has not filled is replaced after a few seconds;
-    "VIGIL_RISK__COOLDOWN_AFTER_FILL_MINUTES": "0",
-    "VIGIL_RISK__COOLDOWN_AFTER_STOP_MINUTES": "0",
-    "VIGIL_EXECUTION__ORDER_TTL_SECONDS": "5",
-    # breakers tripped by the fault tests clear a few seconds after the fault ends.
-    "VIGIL_BREAKERS__CLEAR_AFTER_SECONDS": "3",
-}
-
-# Post-only buys this far below the market rest on the book instead of filling.
-RESTING_ENV: dict[str, str] = {
-    "VIGIL_EXECUTION__LIMIT_OFFSET_BPS": "300",
-    "VIGIL_EXECUTION__ORDER_TTL_SECONDS": "600",
-}
+# TRADE_ENV (trade within seconds on 1s candles) and RESTING_ENV (post-only buys that rest)
+# are shared with the drills: tools/drills/harness.py.
 
 
 # --------------------------------------------------------------------------- the fake
@@ -257,39 +224,7 @@ def make_workspace(tmp: Path, url: str, *, mode: str = "PAPER", **extra: str) ->
     if not config.exists():
         shutil.copytree(ROOT / "config", config)
     data = tmp / "data"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
-    symbols = json.dumps(list(SYMBOLS))
-    env.update(
-        {
-            "PYTHONPATH": str(ROOT),
-            "PYTHONUNBUFFERED": "1",
-            "VIGIL_PATHS__DATA_DIR": str(data),
-            "VIGIL_HTTP__PORT": "0",
-            "VIGIL_TIMEFRAME": "1s",
-            "VIGIL_LOOP__INTERVAL_SECONDS": "1",
-            "VIGIL_LOOP__JITTER_PCT": "0",
-            "VIGIL_EXCHANGE__BASE_URL": url,
-            "VIGIL_EXCHANGE__TIMEOUT_MS": "3000",
-            # the default 1200 throttles one-second cycles heavily, by design
-            "VIGIL_EXCHANGE__WEIGHT_PER_MINUTE": "60000",
-            "VIGIL_UNIVERSE__SYMBOLS": symbols,
-            # 24h volume needs a day of 1s candles: core symbols skip the volume rank
-            "VIGIL_UNIVERSE__CORE_SYMBOLS": symbols,
-            "VIGIL_MODE": mode,
-            # no NTP from tests: the clock check asks the fake's /api/v3/time only
-            "VIGIL_CLOCK__NTP_SERVERS": "[]",
-            **TRADE_ENV,
-        }
-    )
-    if mode == "LIVE":
-        env.update(
-            {
-                "VIGIL_READ_ONLY": "false",
-                "VIGIL_EXCHANGE__LIVE_CONFIRM": "binance",
-                "VIGIL_API_KEY": API_KEY,
-                "VIGIL_API_SECRET": API_SECRET,
-            }
-        )
+    env = daemon_env(url, data, mode=mode, api_key=API_KEY, api_secret=API_SECRET)
     env.update(extra)
     return LiveWorkspace(root=tmp, config=config, data=data, env=env)
 
