@@ -135,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     from runner.cli_backtest import add_backtest_commands
 
     add_backtest_commands(sub, _common, EPILOG)
+    from runner.cli_sweep import add_sweep_commands
+
+    add_sweep_commands(sub, _common, EPILOG)
     return ap
 
 
@@ -164,6 +167,10 @@ def dispatch(args: argparse.Namespace) -> int:
         from runner.cli_backtest import dispatch_backtest
 
         return dispatch_backtest(args)
+    if args.cmd == "sweep":
+        from runner.cli_sweep import cmd_sweep
+
+        return cmd_sweep(args)
     loaded = _load(args)
     for w in loaded.warnings:
         logging.getLogger("vigil.config").warning("%s", w)

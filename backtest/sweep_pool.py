@@ -1,0 +1,127 @@
+"""Where sweep trials run: in this process, one after another, or as Ray tasks.
+
+Both pools run the same function (`backtest.sweep_trial.evaluate`) on the same inputs, so a
+sweep's results do not depend on which pool ran it. The Ray pool puts each candle set into Ray's
+object store once (`ray.put`); every task gets a reference, not a copy read from disk.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from typing import Any, Protocol
+
+from backtest.sweep_trial import evaluate
+from core.errors import ConfigError
+from runner.app import ReplayInputs
+
+log = logging.getLogger("vigil.sweep")
+
+Task = tuple[str, dict[str, Any]]  # (inputs key, config data)
+
+
+class Pool(Protocol):
+    workers: int
+
+    def share(self, key: str, inputs: ReplayInputs) -> None: ...
+
+    def run(self, tasks: Sequence[Task]) -> Iterator[tuple[int, dict[str, Any]]]:
+        """Yields (task index, result) as tasks finish, in any order."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class SerialPool:
+    workers = 1
+
+    def __init__(self) -> None:
+        self._inputs: dict[str, ReplayInputs] = {}
+
+    def share(self, key: str, inputs: ReplayInputs) -> None:
+        self._inputs[key] = inputs
+
+    def run(self, tasks: Sequence[Task]) -> Iterator[tuple[int, dict[str, Any]]]:
+        for i, (key, config) in enumerate(tasks):
+            yield i, evaluate(self._inputs[key], config)
+
+    def close(self) -> None:
+        self._inputs.clear()
+
+
+def ray_available() -> bool:
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class RayPool:
+    """A local Ray (started here with `workers` CPUs, no dashboard, no usage report) or an
+    existing cluster at `address`. Shut down by `close`, which the sweep always calls."""
+
+    def __init__(self, workers: int, address: str | None = None) -> None:
+        # Ray would otherwise try to send usage statistics over the network.
+        os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+        import ray
+
+        self._ray = ray
+        kwargs: dict[str, Any] = {
+            "include_dashboard": False,
+            "log_to_driver": False,
+            "logging_level": logging.WARNING,
+            "configure_logging": True,
+        }
+        try:
+            if address is None:
+                ray.init(num_cpus=workers, **kwargs)
+            else:
+                ray.init(address=address, **kwargs)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise ConfigError(f"--ray-address {address}: cannot join Ray ({exc})") from None
+        self.workers = workers if address is None else int(ray.cluster_resources().get("CPU", 1))
+        self._task = ray.remote(num_cpus=1, max_retries=0)(evaluate)
+        self._refs: dict[str, Any] = {}
+
+    def share(self, key: str, inputs: ReplayInputs) -> None:
+        self._refs[key] = self._ray.put(inputs)
+
+    def run(self, tasks: Sequence[Task]) -> Iterator[tuple[int, dict[str, Any]]]:
+        ray = self._ray
+        pending = {self._task.remote(self._refs[key], cfg): i for i, (key, cfg) in enumerate(tasks)}
+        try:
+            while pending:
+                done, _ = ray.wait(list(pending), num_returns=1)
+                for ref in done:
+                    i = pending.pop(ref)
+                    try:
+                        result = ray.get(ref)
+                    except ray.exceptions.RayError as exc:
+                        # A worker died or the task raised outside evaluate's own handling.
+                        msg = str(exc).strip().splitlines()[0][:300]
+                        result = {"error": f"ray task failed: {type(exc).__name__}: {msg}"}
+                    yield i, result
+        finally:
+            for ref in pending:
+                ray.cancel(ref, force=True)
+
+    def close(self) -> None:
+        self._refs.clear()
+        self._ray.shutdown()
+
+
+def make_pool(workers: int, address: str | None) -> Pool:
+    """Ray when asked for more than one worker (or a cluster) and installed; serial otherwise.
+    Without Ray the results are the same, only slower."""
+    if address is None and workers <= 1:
+        return SerialPool()
+    if not ray_available():
+        if address is not None:
+            raise ConfigError(
+                "--ray-address needs Ray: install the sweep extra, pip install 'vigil[sweep]'"
+            )
+        log.warning("Ray is not installed: running %s workers' trials serially", workers)
+        return SerialPool()
+    return RayPool(workers, address)
