@@ -111,7 +111,9 @@ def make_sampler(spec: SweepSpec, number: int) -> Any:
     """The sampler for trial `number`: seeded from (seed, number) so that a trial's draw does
     not depend on which process or in what order trials were asked."""
     optuna = _quiet_optuna()
-    seed = (spec.seed * 1_000_003 + number) % (2**32)
+    # Hashed, not seed + number: neighbouring seeds can give correlated first draws.
+    digest = hashlib.sha256(f"{spec.seed}:{number}".encode()).digest()
+    seed = int.from_bytes(digest[:4], "big")
     if spec.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if spec.sampler == "grid":

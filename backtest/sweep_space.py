@@ -176,8 +176,8 @@ def _parse_param(path: str, spec: Any, strategies: Sequence[str], label: str) ->
         isinstance(step, bool) or not isinstance(step, number) or step <= 0 or step > high - low
     ):
         raise ConfigError(f"{where}: step must be a positive {kind} no larger than high - low")
-    if log and (low <= 0 or (step is not None and step != 1)):
-        raise ConfigError(f"{where}: log needs low > 0 and no step")
+    if log and (low <= 0 or (step is not None and (kind == "float" or step != 1))):
+        raise ConfigError(f"{where}: log needs low > 0 and no step")  # optuna's rule
     for v in (low, high):
         _check_value(check, v, where)
     return Param(path, kind, low=low, high=high, step=step, log=log)
