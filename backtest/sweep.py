@@ -134,8 +134,16 @@ class StorageLock:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "unknown"
             fh.close()
-            raise AlreadyRunning(f"another sweep is using {self.path.parent}") from None
+            raise AlreadyRunning(
+                f"another sweep (pid {holder}) is using {self.path.with_suffix('')}"
+            ) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(str(os.getpid()))
+        fh.flush()
         self._fh = fh
         return self
 
@@ -157,8 +165,10 @@ def open_study(spec: SweepSpec, storage: Path) -> Any:
             load_if_exists=True,
         )
     except Exception as exc:  # sqlalchemy and optuna raise many kinds for a damaged file
-        raise ConfigError(f"{storage}: cannot open the sweep storage ({type(exc).__name__}: "
-                          f"{str(exc).splitlines()[0][:200]})") from None  # fmt: skip
+        raise ConfigError(
+            f"{storage}: cannot open the sweep storage ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0][:200]})"
+        ) from None
     stored = study.user_attrs.get("spec_digest")
     if stored is None:
         study.set_user_attr("spec_digest", spec.digest())
@@ -221,7 +231,9 @@ def _record(study: Any, trial: Any, result: dict[str, Any], metric: str) -> floa
     value = None if "error" in result else metric_value(result, metric)
     if value is None:
         if "error" not in result:
-            trial.set_user_attr("error", f"{metric} has no value for this trial (see docs/sweeps.md)")
+            trial.set_user_attr(
+                "error", f"{metric} has no value for this trial (see docs/sweeps.md)"
+            )
         study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
         return None
     study.tell(trial.number, value)

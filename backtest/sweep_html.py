@@ -92,8 +92,10 @@ def _top_table(spec: SweepSpec, top: Sequence[TrialRecord], tested: bool) -> str
         rows.append("".join(f"<td>{escape(_cell(c))}</td>" for c in cells))
     th = "".join(f"<th>{escape(h)}</th>" for h in head)
     body = "".join(f"<tr>{row}</tr>" for row in rows)
-    return f'<div class="scroll"><table class="grid-t"><thead><tr>{th}</tr></thead>' \
-        f"<tbody>{body}</tbody></table></div>"  # fmt: skip
+    return (
+        f'<div class="scroll"><table class="grid-t"><thead><tr>{th}</tr></thead>'
+        f"<tbody>{body}</tbody></table></div>"
+    )
 
 
 def _cell(v: Any) -> str:
@@ -128,7 +130,7 @@ def render_sweep_html(
         for p in spec.space.params
     )
     if importance:
-        imp = bars_svg({k: int(round(v * 1000)) for k, v in importance.items()}, "importance")
+        imp = bars_svg({k: round(v * 1000) for k, v in importance.items()}, "importance")
         imp_html = f'<p class="muted">{escape(importance_note)}; in thousandths.</p>{imp}'
     else:
         imp_html = f'<p class="muted">{escape(importance_note)}</p>'

@@ -134,7 +134,7 @@ def table(spec: SweepSpec, top: Sequence[TrialRecord], tested: bool) -> str:
     names = [p.path for p in spec.space.params]
     short = [n.rsplit(".", 1)[-1] for n in names]
     head = ["#", spec.metric] + (["test " + spec.metric] if tested else [])
-    head += ["trades", "max_dd%"] + short
+    head += ["trades", "max_dd%", *short]
     rows = []
     for r in top:
         row = [str(r.number), _num(r.value)]

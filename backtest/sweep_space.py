@@ -56,8 +56,9 @@ class Param:
         import optuna.distributions as d
 
         if self.kind == "int":
-            return d.IntDistribution(int(self.low or 0), int(self.high or 0), log=self.log,
-                                     step=int(self.step or 1))  # fmt: skip
+            return d.IntDistribution(
+                int(self.low or 0), int(self.high or 0), log=self.log, step=int(self.step or 1)
+            )
         if self.kind == "float":
             return d.FloatDistribution(
                 float(self.low or 0), float(self.high or 0), log=self.log, step=self.step
@@ -72,7 +73,7 @@ class Param:
             raise ConfigError(f"{self.path}: a grid sweep needs a step for a float range")
         low, high = self.low or 0, self.high or 0
         step = self.step or 1
-        n = int(round((high - low) / step)) + 1
+        n = round((high - low) / step) + 1
         if self.kind == "int":
             return [int(low) + i * int(step) for i in range(n)]
         return [round(float(low) + i * float(step), 12) for i in range(n)]
@@ -129,9 +130,7 @@ def load_space(path: Path, strategies: Sequence[str]) -> Space:
 
 
 def parse_space(raw: Mapping[Any, Any], strategies: Sequence[str], *, label: str) -> Space:
-    params = [
-        _parse_param(str(key), spec, strategies, label) for key, spec in sorted(raw.items())
-    ]
+    params = [_parse_param(str(key), spec, strategies, label) for key, spec in sorted(raw.items())]
     return Space(tuple(params))
 
 
@@ -139,8 +138,9 @@ def _parse_param(path: str, spec: Any, strategies: Sequence[str], label: str) ->
     where = f"{label}: {path}"
     field = field_at(path, strategies, where)
     if not isinstance(spec, dict):
-        raise ConfigError(f"{where}: expected {{int: [low, high]}}, {{float: [..]}} or "
-                          "{choices: [..]}")  # fmt: skip
+        raise ConfigError(
+            f"{where}: expected {{int: [low, high]}}, {{float: [..]}} or {{choices: [..]}}"
+        )
     kinds = [k for k in ("int", "float", "choices") if k in spec]
     unknown = set(spec) - {"int", "float", "choices", "step", "log"}
     if len(kinds) != 1 or unknown:

@@ -35,18 +35,28 @@ def add_sweep_commands(
         "deterministic for a seed whatever the number of workers.",
     )
     common(sw)
-    sw.add_argument("--strategy", required=True, metavar="NAME[,NAME]",
-                    help="strategies to sweep; exactly these are enabled in every trial")  # fmt: skip
+    sw.add_argument(
+        "--strategy",
+        required=True,
+        metavar="NAME[,NAME]",
+        help="strategies to sweep; exactly these are enabled in every trial",
+    )
     sw.add_argument("--space", type=Path, required=True, help="search space YAML")
     sw.add_argument("--trials", type=int, help="trials to run in all (default 20; grid: all)")
-    sw.add_argument("--metric", default="total_pnl_pct", choices=sorted(METRICS),
-                    help="what to optimise (max_drawdown_pct is minimised; default "
-                    "total_pnl_pct)")  # fmt: skip
+    sw.add_argument(
+        "--metric",
+        default="total_pnl_pct",
+        choices=sorted(METRICS),
+        help="what to optimise (max_drawdown_pct is minimised; default total_pnl_pct)",
+    )
     sw.add_argument("--sampler", default="tpe", choices=SAMPLERS, help="default tpe")
     sw.add_argument("--seed", type=int, default=0, help="sampler seed (default 0)")
-    sw.add_argument("--batch", type=int,
-                    help="trials asked at a time (default 8 for tpe, all for random and grid); "
-                    "part of the sweep's identity, unlike --workers")  # fmt: skip
+    sw.add_argument(
+        "--batch",
+        type=int,
+        help="trials asked at a time (default 8 for tpe, all for random and grid); "
+        "part of the sweep's identity, unlike --workers",
+    )
     sw.add_argument("--workers", type=int, help="parallel trials (default: all cores)")
     sw.add_argument("--ray-address", help="join this Ray cluster instead of starting one")
     sw.add_argument("--data", type=Path, required=True, help="directory of candle files")
@@ -60,8 +70,7 @@ def add_sweep_commands(
     ):
         sw.add_argument(flag, dest=dest, type=parse_date_ms, metavar="DATE", help=text)
     sw.add_argument("--top", type=int, default=5, help="best trials shown and re-run on test")
-    sw.add_argument("--out", type=Path,
-                    help="output directory (default reports/sweep-NAME-ID)")  # fmt: skip
+    sw.add_argument("--out", type=Path, help="output directory (default reports/sweep-NAME-ID)")
     sw.add_argument("--storage", type=Path, help="optuna SQLite file (default OUT/sweep.db)")
     sw.add_argument("--no-progress", action="store_true", help="no progress on stderr")
 
@@ -91,9 +100,12 @@ def _check_args(args: argparse.Namespace) -> None:
             raise ConfigError(f"--{name}: must be at least 1 (got {value})")
     if args.test_to_ms is not None and args.test_from_ms is None:
         raise ConfigError("--test-to needs --test-from")
-    if args.test_from_ms is not None and args.test_to_ms is not None:
-        if args.test_from_ms >= args.test_to_ms:
-            raise ConfigError("--test-from must be before --test-to")
+    if (
+        args.test_from_ms is not None
+        and args.test_to_ms is not None
+        and (args.test_from_ms >= args.test_to_ms)
+    ):
+        raise ConfigError("--test-from must be before --test-to")
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -207,8 +219,9 @@ def _write_outputs(
     from backtest.sweep_report import best_yaml, table, trials_json, write_atomic
 
     failed = sum(1 for r in recs if r.state == "fail")
-    files = [write_atomic(out / "trials.json", trials_json(spec, recs, top, window, importance,
-                                                           note))]  # fmt: skip
+    files = [
+        write_atomic(out / "trials.json", trials_json(spec, recs, top, window, importance, note))
+    ]
     strategies_text, policy_text = best_yaml(spec, top[0]) if top else ("", None)
     if top:
         files.append(write_atomic(out / "best_params.yaml", strategies_text))

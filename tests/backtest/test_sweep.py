@@ -31,9 +31,15 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> ReplayInputs:
     d = tmp_path_factory.mktemp("candles")
     for i, (pair, px) in enumerate(zip(PAIRS, (42_000.0, 2_300.0), strict=True)):
         series = generate_candles(
-            pair, "5m", START, 900, seed=5 + i, start_price=px, volatility=0.004,
+            pair,
+            "5m",
+            START,
+            900,
+            seed=5 + i,
+            start_price=px,
+            volatility=0.004,
             base_volume=2_000_000 / px,
-        )  # fmt: skip
+        )
         write_candles(d / f"{pair.replace('/', '_')}-5m.feather", series)
     return prepare_replay(base_config(), d, warmup_candles=300)
 
@@ -112,9 +118,10 @@ def test_invalid_combination_fails_the_trial_with_the_reason(
     failed = [r for r in sweep.records(study) if r.state == "fail"]
     assert failed, "the space allows fast >= slow: some random trial must fail"
     for r in failed:
-        assert r.params["strategies.ema_cross.params.fast"] >= r.params[
-            "strategies.ema_cross.params.slow"
-        ]
+        assert (
+            r.params["strategies.ema_cross.params.fast"]
+            >= r.params["strategies.ema_cross.params.slow"]
+        )
         assert "invalid config" in (r.error or "") and "fast" in (r.error or "")
 
 

@@ -33,10 +33,24 @@ def sweep_args(ws: Workspace, out: Path, workers: int, *extra: str) -> list[str]
     space = out.parent / "space.yaml"
     space.write_text(SPACE)
     return [
-        "sweep", "--strategy", "ema_cross", "--space", str(space), "--trials", "4",
-        "--workers", str(workers), "--data", str(ws.candles), "--out", str(out),
-        "--seed", "3", "--no-progress", *extra,
-    ]  # fmt: skip
+        "sweep",
+        "--strategy",
+        "ema_cross",
+        "--space",
+        str(space),
+        "--trials",
+        "4",
+        "--workers",
+        str(workers),
+        "--data",
+        str(ws.candles),
+        "--out",
+        str(out),
+        "--seed",
+        "3",
+        "--no-progress",
+        *extra,
+    ]
 
 
 def run_sweep(ws: Workspace, out: Path, workers: int, *extra: str) -> str:
@@ -76,7 +90,9 @@ def test_two_ray_workers_match_one_and_best_yaml_runs_a_backtest(ws: Workspace) 
     (cfg / "policy.yaml").write_text(yaml.safe_dump(policy))
     pasted = dataclasses.replace(ws, config=cfg)
     report = ws.data / "pasted.json"
-    r = pasted.vigil("backtest", "--data", str(ws.candles), "--output", str(report), "--no-progress")
+    r = pasted.vigil(
+        "backtest", "--data", str(ws.candles), "--output", str(report), "--no-progress"
+    )
     assert r.returncode == 0, r.stderr
     best = next(t for t in doc["trials"] if t["number"] == doc["best"])
     assert json.loads(report.read_text())["summary"] == best["summary"]
@@ -88,8 +104,12 @@ def test_without_ray_two_workers_run_serially_with_the_same_results(ws: Workspac
     run_sweep(ws, one, 1)
     r = subprocess.run(
         [sys.executable, "-c", NO_RAY, *sweep_args(ws, blocked, 2), "--config", str(ws.config)],
-        cwd=ws.root, env=ws.env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        cwd=ws.root,
+        env=ws.env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr
     assert "Ray is not installed" in r.stderr
     assert (one / "trials.json").read_bytes() == (blocked / "trials.json").read_bytes()
@@ -118,7 +138,9 @@ def test_more_trials_continue_the_same_storage(ws: Workspace) -> None:
         (("--test-to", "2024-01-05"), "--test-to needs --test-from"),
     ],
 )
-def test_bad_arguments_exit_2_in_one_line(ws: Workspace, change: tuple[str, str], says: str) -> None:
+def test_bad_arguments_exit_2_in_one_line(
+    ws: Workspace, change: tuple[str, str], says: str
+) -> None:
     ws.data.mkdir(parents=True, exist_ok=True)
     args = sweep_args(ws, ws.data / "bad", 1)
     flag, value = change
