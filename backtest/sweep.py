@@ -26,12 +26,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+import optuna
+
+from backtest.sweep_names import METRICS
 from backtest.sweep_pool import Pool
 from backtest.sweep_space import Space, apply_params
-from backtest.sweep_trial import METRICS, metric_value
+from backtest.sweep_trial import metric_value
 from core.errors import AlreadyRunning, ConfigError
+from runner.app import ReplayInputs
 
-SAMPLERS = ("tpe", "random", "grid")
 STUDY_NAME = "vigil-sweep"
 log = logging.getLogger("vigil.sweep")
 
@@ -52,6 +55,7 @@ class SweepSpec:
     base_hash: str
     train: tuple[int, int]  # first and last cycle (ms)
     pairs: tuple[str, ...]
+    data: str = ""  # data_fingerprint of the train candles
 
     @property
     def direction(self) -> str:
@@ -68,6 +72,7 @@ class SweepSpec:
             "base_config_hash": self.base_hash,
             "train": list(self.train),
             "pairs": list(self.pairs),
+            "data": self.data,
         }
 
     def digest(self) -> str:
@@ -85,6 +90,16 @@ class SweepSpec:
         return apply_params(data, params)
 
 
+def data_fingerprint(inputs: ReplayInputs) -> str:
+    """A short hash of the candles a sweep scores on: replaced or grown candle files make a
+    different sweep, not a resumed one with stale results."""
+    h = hashlib.sha256()
+    for sym, sr in sorted(inputs.series.items()):
+        h.update(f"{sym}:{len(sr)}:{sr.first_ts}:{sr.last_ts}:".encode())
+        h.update(sr.close.tobytes())
+    return h.hexdigest()[:16]
+
+
 @dataclass
 class TrialRecord:
     number: int
@@ -100,8 +115,6 @@ class TrialRecord:
 
 
 def _quiet_optuna() -> Any:
-    import optuna
-
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     return optuna
@@ -117,8 +130,18 @@ def make_sampler(spec: SweepSpec, number: int) -> Any:
     if spec.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if spec.sampler == "grid":
-        return optuna.samplers.GridSampler(spec.space.grid(), seed=seed)
+        # The sweep's own seed: GridSampler shuffles the grid with it, and every trial must see
+        # the same order (optuna then gives trial n the n-th point).
+        return _Grid(spec.space.grid(), seed=spec.seed)
     return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
+
+
+class _Grid(optuna.samplers.GridSampler):  # type: ignore[misc]
+    """GridSampler without its stop at the end of the grid: that calls study.stop(), which only
+    works inside study.optimize. The sweep caps --trials at the grid size itself."""
+
+    def after_trial(self, *args: Any, **kwargs: Any) -> None:
+        return None
 
 
 class StorageLock:

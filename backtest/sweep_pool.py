@@ -71,16 +71,19 @@ class RayPool:
         kwargs: dict[str, Any] = {
             "include_dashboard": False,
             "log_to_driver": False,
-            "logging_level": logging.WARNING,
+            "logging_level": logging.ERROR,  # not its notes on token auth and the like
             "configure_logging": True,
         }
         try:
             if address is None:
-                ray.init(num_cpus=workers, **kwargs)
+                # Loopback only: a local Ray's processes talk to each other, never the network.
+                ray.init(num_cpus=workers, _node_ip_address="127.0.0.1", **kwargs)
             else:
                 ray.init(address=address, **kwargs)
-        except (ConnectionError, RuntimeError, ValueError) as exc:
-            raise ConfigError(f"--ray-address {address}: cannot join Ray ({exc})") from None
+        except Exception as exc:  # Ray raises many kinds (connection, timeout, disk, ...)
+            what = f"--ray-address {address}: cannot join Ray" if address else "cannot start Ray"
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            raise ConfigError(f"{what} ({first}); --workers 1 runs without Ray") from None
         self.workers = workers if address is None else int(ray.cluster_resources().get("CPU", 1))
         self._task = ray.remote(num_cpus=1, max_retries=0)(evaluate)
         self._refs: dict[str, Any] = {}

@@ -21,17 +21,6 @@ from infra.settings import VigilConfig
 from runner import __version__
 from runner.app import ReplayInputs
 
-# Summary keys a sweep can optimise, and which way is better. Names are the report's own
-# (docs/backtesting.md defines each); max_drawdown_pct is a positive percentage, so lower wins.
-METRICS: dict[str, str] = {
-    "total_pnl_pct": "maximize",
-    "sharpe": "maximize",
-    "sortino": "maximize",
-    "profit_factor": "maximize",
-    "win_rate_pct": "maximize",
-    "avg_trade_pct": "maximize",
-    "max_drawdown_pct": "minimize",
-}
 EQUITY_POINTS = 400  # per trial, kept in the storage for the report's equity chart
 
 
@@ -53,7 +42,12 @@ def evaluate(inputs: ReplayInputs, config_data: dict[str, Any]) -> dict[str, Any
     except ConfigError as exc:
         return {"error": f"invalid config: {exc}"}
     digest = config_hash(cfg)
-    result = asyncio.run(run_backtest(cfg, inputs, config_hash=digest))
+    try:
+        result = asyncio.run(run_backtest(cfg, inputs, config_hash=digest))
+    except Exception as exc:
+        # Recorded as a failed trial (with the reason) the same way in every pool, so one
+        # crashing config does not end a long sweep; the sweep's summary counts failures.
+        return {"config_hash": digest, "error": f"backtest failed: {type(exc).__name__}: {exc}"}
     report = build_report(result, version=__version__, wall_clock=False)
     eq = result.equity
     idx = stats.downsample_indices(eq, EQUITY_POINTS, keep=())

@@ -22,8 +22,7 @@ from runner import exit_codes
 def add_sweep_commands(
     sub: Any, common: Callable[[argparse.ArgumentParser], None], epilog: str
 ) -> None:
-    from backtest.sweep import SAMPLERS
-    from backtest.sweep_trial import METRICS
+    from backtest.sweep_names import METRICS, SAMPLERS
     from runner.cli import parse_date_ms
 
     sw = sub.add_parser(
@@ -109,6 +108,10 @@ def _check_args(args: argparse.Namespace) -> None:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    try:
+        import optuna  # noqa: F401
+    except ImportError:
+        raise ConfigError("vigil sweep needs optuna: reinstall vigil (pip install -e .)") from None
     from backtest import sweep
     from backtest.sweep_pool import make_pool
     from backtest.sweep_space import load_space
@@ -155,6 +158,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         base_hash=loaded.config_hash,
         train=(train.start_ms, train.end_ms),
         pairs=tuple(sorted(train.series)),
+        data=sweep.data_fingerprint(train),
     )
     out = args.out or Path("reports") / f"sweep-{'+'.join(names)}-{spec.digest()[:8]}"
     storage = args.storage or out / "sweep.db"

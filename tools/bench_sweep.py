@@ -11,9 +11,15 @@ the first trial submitted to the last result told; starting Ray and putting the 
 object store are reported apart (ray_start_s), and speedup_incl_start counts them. Prints:
 
     trials=16 pairs=15 workers=2 window=.. trials_per_hour=.. serial_trials_per_hour=..
-        speedup=.. speedup_incl_start=.. ray_start_s=.. same_results=true
+        speedup=.. speedup_incl_start=.. ray_start_s=.. load_serial=.. load_ray=..
+        cpu_efficiency=.. idle_speedup_estimate=.. same_results=true
 
-The machine may be shared with other work while this runs: repeat with --runs 3 for a median.
+Medians over --runs, serial and Ray interleaved. load_* is the 1-minute load average at the
+end of each phase: on a machine shared with other work (load above the core count) the wall
+speedup says more about the neighbours than about the sweep. cpu_efficiency is the CPU seconds
+of the serial trials over those of the Ray phase (this process and all its live descendants:
+the workers and Ray's helper processes); idle_speedup_estimate = workers x cpu_efficiency is
+what the speedup would be on otherwise idle cores: an estimate, not a measurement.
 """
 
 from __future__ import annotations
@@ -71,12 +77,39 @@ def make_spec(data: Path, frm: str, to: str, trials: int) -> tuple[sweep.SweepSp
     return spec, inputs
 
 
-def timed(spec: sweep.SweepSpec, pool: Pool, trials: int, tmp: Path) -> tuple[float, list]:
+def tree_cpu_s() -> float:
+    """CPU seconds (user + system) used so far by this process and all its descendants that
+    are alive: the Ray workers and Ray's own helper processes are started from here."""
+    stats: dict[int, tuple[int, float]] = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            text = Path(f"/proc/{d}/stat").read_text()
+        except OSError:
+            continue
+        rest = text[text.rindex(")") + 2 :].split()
+        stats[int(d)] = (int(rest[1]), (int(rest[11]) + int(rest[12])) / os.sysconf("SC_CLK_TCK"))
+    mine, total = {os.getpid()}, 0.0
+    grew = True
+    while grew:
+        grew = False
+        for pid, (ppid, _) in stats.items():
+            if ppid in mine and pid not in mine:
+                mine.add(pid)
+                grew = True
+    for pid in mine:
+        total += stats.get(pid, (0, 0.0))[1]
+    return total
+
+
+def timed(spec: sweep.SweepSpec, pool: Pool, trials: int, tmp: Path) -> tuple[float, float, list]:
+    """(wall s, CPU s of the process tree, results) of running the trials."""
     study = sweep.open_study(spec, tmp / f"{type(pool).__name__}-{time.monotonic_ns()}.db")
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), tree_cpu_s()
     sweep.run_trials(spec, study, pool, trials)
-    wall = time.perf_counter() - t0
-    return wall, [(r.number, r.params, r.value, r.summary) for r in sweep.records(study)]
+    wall, cpu = time.perf_counter() - t0, tree_cpu_s() - c0
+    return wall, cpu, [(r.number, r.params, r.value, r.summary) for r in sweep.records(study)]
 
 
 def main() -> int:
@@ -96,23 +129,38 @@ def main() -> int:
         return 0
     spec, inputs = make_spec(args.data, args.frm, args.to, args.trials)
     serial_s, ray_s, start_s, same = [], [], [], True
+    serial_cpu, ray_cpu = [], []
+    load_serial, load_ray = [], []  # 1-minute load average at the end of each phase
     with tempfile.TemporaryDirectory() as tmp:
-        for _ in range(args.runs):
+        for _ in range(args.runs):  # interleaved, so a busy spell hits both modes alike
             pool: Pool = SerialPool()
             pool.share("train", inputs)
-            wall, serial = timed(spec, pool, args.trials, Path(tmp))
+            wall, cpu, serial = timed(spec, pool, args.trials, Path(tmp))
             serial_s.append(wall)
+            serial_cpu.append(cpu)
+            load_serial.append(os.getloadavg()[0])
             t0 = time.perf_counter()
             pool = RayPool(args.workers)
             pool.share("train", inputs)
             start_s.append(time.perf_counter() - t0)
             try:
-                wall, parallel = timed(spec, pool, args.trials, Path(tmp))
+                wall, cpu, parallel = timed(spec, pool, args.trials, Path(tmp))
             finally:
                 pool.close()
             ray_s.append(wall)
+            ray_cpu.append(cpu)
+            load_ray.append(os.getloadavg()[0])
             same = same and parallel == serial
+            print(
+                f"run serial_s={serial_s[-1]:.1f} ray_s={ray_s[-1]:.1f} "
+                f"serial_cpu_s={serial_cpu[-1]:.1f} ray_cpu_s={ray_cpu[-1]:.1f} "
+                f"load_serial={load_serial[-1]:.1f} load_ray={load_ray[-1]:.1f}",
+                file=sys.stderr,
+            )
     s, r, st = (statistics.median(x) for x in (serial_s, ray_s, start_s))
+    # CPU seconds the same trials cost serially / on Ray (workers, Ray's helpers included):
+    # 1.0 means Ray adds no work, and workers x that is the speedup on otherwise idle cores.
+    efficiency = statistics.median(serial_cpu) / statistics.median(ray_cpu)
     print(
         f"trials={args.trials} pairs={len(inputs.series)} workers={args.workers} "
         f"window={args.frm}..{args.to} runs={args.runs} "
@@ -120,6 +168,9 @@ def main() -> int:
         f"serial_trials_per_hour={args.trials / s * 3600:.0f} "
         f"speedup={s / r:.2f} speedup_incl_start={s / (r + st):.2f} "
         f"serial_s={s:.1f} ray_s={r:.1f} ray_start_s={st:.1f} "
+        f"load_serial={statistics.median(load_serial):.1f} "
+        f"load_ray={statistics.median(load_ray):.1f} cores={os.cpu_count()} "
+        f"cpu_efficiency={efficiency:.2f} idle_speedup_estimate={args.workers * efficiency:.2f} "
         f"same_results={str(same).lower()}"
     )
     return 0 if same else 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -167,3 +168,17 @@ def test_out_of_sample_results_are_cached(inputs: ReplayInputs, tmp_path: Path) 
     again = sweep.ranked(sweep.records(study), s.direction)[:2]
     sweep.run_out_of_sample(s, study, Refuse(), again, window)
     assert [r.test for r in again] == [r.test for r in top]
+
+
+def test_grid_visits_every_combination_once(inputs: ReplayInputs, tmp_path: Path) -> None:
+    grid = {
+        "strategies.ema_cross.params.fast": {"int": [6, 8], "step": 2},
+        "strategies.ema_cross.params.slow": {"choices": [20, 30]},
+    }
+    s = dataclasses.replace(
+        spec(inputs, sampler="grid", batch=4),
+        space=parse_space(grid, ("ema_cross",), label="test"),
+    )
+    study = sweep_with(ReversedPool(), s, inputs, tmp_path / "g.db", s.space.grid_size())
+    seen = sorted(tuple(sorted(r.params.values())) for r in sweep.records(study))
+    assert seen == [(6, 20), (6, 30), (8, 20), (8, 30)]
