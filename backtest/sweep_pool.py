@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
@@ -74,6 +75,8 @@ class RayPool:
             "logging_level": logging.ERROR,  # not its notes on token auth and the like
             "configure_logging": True,
         }
+        if address is not None:
+            check_reachable(address)
         try:
             if address is None:
                 # Loopback only: a local Ray's processes talk to each other, never the network.
@@ -113,6 +116,24 @@ class RayPool:
     def close(self) -> None:
         self._refs.clear()
         self._ray.shutdown()
+
+
+def check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """A quick TCP connect to HOST:PORT (also ray://HOST:PORT): ray.init would otherwise retry
+    an unreachable head for minutes. "auto" (the cluster this machine belongs to) is left to Ray."""
+    if address == "auto":
+        return
+    hostport = address.split("://", 1)[-1]
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"--ray-address {address}: expected HOST:PORT, ray://HOST:PORT or auto")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise ConfigError(
+            f"--ray-address {address}: cannot reach it ({exc.strerror or exc}); "
+            "is the Ray head running? --workers N starts a local Ray instead"
+        ) from None
 
 
 def make_pool(workers: int, address: str | None) -> Pool:

@@ -136,6 +136,8 @@ def test_more_trials_continue_the_same_storage(ws: Workspace) -> None:
         (("--metric", "profit"), "invalid choice: 'profit'"),
         (("--trials", "0"), "--trials: must be at least 1"),
         (("--test-to", "2024-01-05"), "--test-to needs --test-from"),
+        # Nothing listens on port 1: refused at once (with Ray) or "needs Ray" (without).
+        (("--ray-address", "127.0.0.1:1"), "--ray-address"),
     ],
 )
 def test_bad_arguments_exit_2_in_one_line(
