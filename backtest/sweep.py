@@ -114,16 +114,16 @@ class TrialRecord:
     test: dict[str, Any] | None = None  # out-of-sample result, for the top trials
 
 
-def _quiet_optuna() -> Any:
+def _quiet_optuna() -> None:
+    """optuna logs every trial at INFO and warns about experimental options (constant_liar):
+    the sweep prints its own progress."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    return optuna
 
 
 def make_sampler(spec: SweepSpec, number: int) -> Any:
     """The sampler for trial `number`: seeded from (seed, number) so that a trial's draw does
     not depend on which process or in what order trials were asked."""
-    optuna = _quiet_optuna()
     # Hashed, not seed + number: neighbouring seeds can give correlated first draws.
     digest = hashlib.sha256(f"{spec.seed}:{number}".encode()).digest()
     seed = int.from_bytes(digest[:4], "big")
@@ -178,7 +178,7 @@ class StorageLock:
 
 def open_study(spec: SweepSpec, storage: Path) -> Any:
     """Create the study, or load it when its stored settings are this spec's."""
-    optuna = _quiet_optuna()
+    _quiet_optuna()
     storage.parent.mkdir(parents=True, exist_ok=True)
     try:
         study = optuna.create_study(
@@ -199,8 +199,8 @@ def open_study(spec: SweepSpec, storage: Path) -> Any:
     elif stored != spec.digest():
         raise ConfigError(
             f"{storage}: holds a sweep with other settings (strategy, space, metric, sampler, "
-            "seed, batch, config or data window); use another --storage or --out, or the same "
-            "settings to resume it"
+            "seed, batch, config, data window or candles); use another --storage or --out, or "
+            "the same settings to resume it"
         )
     return study
 
@@ -213,7 +213,6 @@ def run_trials(
     progress: Progress | None = None,
 ) -> None:
     """Run batches until `trials` trials have finished (resuming RUNNING ones first)."""
-    optuna = _quiet_optuna()
     running_state = optuna.trial.TrialState.RUNNING
     dists = spec.space.distributions()
     better = max if spec.direction == "maximize" else min
@@ -247,7 +246,6 @@ def run_trials(
 
 
 def _record(study: Any, trial: Any, result: dict[str, Any], metric: str) -> float | None:
-    optuna = _quiet_optuna()
     for key in ("config_hash", "summary", "equity", "start_cash", "error"):
         if key in result:
             trial.set_user_attr(key, result[key])
@@ -312,7 +310,6 @@ def run_out_of_sample(
 def importance(study: Any, params: Sequence[str]) -> tuple[dict[str, float], str]:
     """Parameter importance by optuna's PED-ANOVA evaluator (numpy only, no scikit-learn);
     ({}, why) when it cannot be computed (too few completed trials, one parameter, ...)."""
-    optuna = _quiet_optuna()
     complete = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
     if len(params) < 2:
         return {}, "importance needs at least two swept parameters"

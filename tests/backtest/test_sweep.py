@@ -182,3 +182,13 @@ def test_grid_visits_every_combination_once(inputs: ReplayInputs, tmp_path: Path
     study = sweep_with(ReversedPool(), s, inputs, tmp_path / "g.db", s.space.grid_size())
     seen = sorted(tuple(sorted(r.params.values())) for r in sweep.records(study))
     assert seen == [(6, 20), (6, 30), (8, 20), (8, 30)]
+
+
+def test_ranking_follows_the_metric_direction_and_ties_go_to_the_first() -> None:
+    recs = [
+        sweep.TrialRecord(number=n, state=st, params={}, value=v)
+        for n, st, v in [(0, "complete", 2.0), (1, "fail", None), (2, "complete", 5.0),
+                         (3, "complete", 2.0), (4, "running", None)]
+    ]  # fmt: skip
+    assert [r.number for r in sweep.ranked(recs, "maximize")] == [2, 0, 3]
+    assert [r.number for r in sweep.ranked(recs, "minimize")] == [0, 3, 2]
