@@ -17,6 +17,13 @@ from backtest.sweep_report import test_value
 W, H, L, R, T, B = 420, 240, 58, 12, 10, 40
 
 
+def short(path: str) -> str:
+    """A parameter's label: strategies.ema_cross.params.fast -> ema_cross.fast."""
+    if path.startswith("strategies."):
+        return path.removeprefix("strategies.").replace(".params.", ".", 1)
+    return path
+
+
 def _label(v: float) -> str:
     return f"{v:,.4g}"
 
@@ -39,6 +46,9 @@ def scatter_svg(
     x0, x1 = (min(xs), max(xs)) if numeric else (-0.5, len(cats) - 0.5)
     if x1 <= x0:
         x0, x1 = x0 - 1, x1 + 1
+    if numeric:  # room for the dots at either end
+        pad = (x1 - x0) * 0.04
+        x0, x1 = x0 - pad, x1 + pad
     y0, y1 = yt[0], yt[-1] if yt[-1] > yt[0] else yt[0] + 1
 
     def px(x: float) -> float:
@@ -81,7 +91,7 @@ def scatter_svg(
 def _top_table(spec: SweepSpec, top: Sequence[TrialRecord], tested: bool) -> str:
     names = [p.path for p in spec.space.params]
     head = ["Trial", spec.metric] + ([f"test {spec.metric}"] if tested else [])
-    head += ["trades", "max drawdown %", "total PnL %", *names]
+    head += ["trades", "max drawdown %", "total PnL %", *map(short, names)]
     rows = []
     for r in top:
         cells = [f"#{r.number}", r.value]
@@ -130,7 +140,7 @@ def render_sweep_html(
         for p in spec.space.params
     )
     if importance:
-        imp = bars_svg({k: round(v * 1000) for k, v in importance.items()}, "importance")
+        imp = bars_svg({short(k): round(v * 1000) for k, v in importance.items()}, "importance")
         imp_html = f'<p class="muted">{escape(importance_note)}; in thousandths.</p>{imp}'
     else:
         imp_html = f'<p class="muted">{escape(importance_note)}</p>'
@@ -162,7 +172,8 @@ below the train score is over-fitting.</p></section>
 <span style="color:{RED}">&#9679; best trial</span></div>
 <div class="multi">{scatters}</div></section>
 <section class="two"><div><h2>Parameter importance</h2>{imp_html}</div>
-<div><h2>Best parameters (strategies.yaml)</h2><pre>{escape(best_yaml)}</pre></div></section>
+<div><h2>Best parameters (best_params.yaml, best_policy.yaml)</h2>
+<pre>{escape(best_yaml)}</pre></div></section>
 <section><h2>Best trial's equity (train window)</h2>
 <div class="legend muted"><span style="color:{BLUE}">&#9644; equity</span>
 <span style="color:{MUTED}">&#8943; starting cash</span>

@@ -231,7 +231,8 @@ def _write_outputs(
         files.append(write_atomic(out / "best_params.yaml", strategies_text))
         if policy_text:
             files.append(write_atomic(out / "best_policy.yaml", policy_text))
-    html = render_sweep_html(spec, recs, top, window, importance, note, strategies_text)
+    pasteable = strategies_text + ("\n" + policy_text if policy_text else "")
+    html = render_sweep_html(spec, recs, top, window, importance, note, pasteable)
     files.append(write_atomic(out / "report.html", html))
     print(table(spec, top, window is not None), end="")
     if top:
