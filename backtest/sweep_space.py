@@ -152,6 +152,9 @@ def _parse_param(path: str, spec: Any, strategies: Sequence[str], label: str) ->
         if not isinstance(choices, list) or not choices or set(spec) != {"choices"}:
             raise ConfigError(f"{where}: choices must be a non-empty list (no step or log)")
         for c in choices:
+            if c is not None and not isinstance(c, bool | int | float | str):
+                # optuna stores choices as JSON scalars; lists and mappings cannot be choices.
+                raise ConfigError(f"{where}: choices must be numbers, text, true/false or null")
             _check_value(check, c, where)
         if len({json.dumps(c, sort_keys=True, default=str) for c in choices}) != len(choices):
             raise ConfigError(f"{where}: choices repeat a value")

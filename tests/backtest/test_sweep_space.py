@@ -54,6 +54,7 @@ def test_ranges_and_choices_become_distributions() -> None:
         ({"risk.max_open_positions": {"int": [1, 4], "step": 9}}, "step must be"),
         ({"exits.take_profit_pct": {"float": [1, 5], "log": True, "step": 1.0}}, "log needs"),
         ({"strategies.ema_cross.params.regimes": {"int": [1, 4]}}, "not a number"),
+        ({"strategies.ema_cross.params.regimes": {"choices": [["bull"]]}}, "must be numbers"),
     ],
 )
 def test_bad_parameters_name_themselves(raw: dict, says: str) -> None:
