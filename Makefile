@@ -9,7 +9,7 @@ DATA ?= ../shared/data/binance_spot_2024
 
 $(STAMP): pyproject.toml setup.py core/_candlestep.c infra/_replay.c infra/exchange/_simcandle.c
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,sweep]'
 	touch $(STAMP)
 
 # The daemon in PAPER mode on Binance's public market data: no keys, simulated fills.

@@ -13,7 +13,7 @@ from backtest.data import CandleSeries, DataReport, list_pairs, load_required
 from core.clock import Clock
 from core.config import PipelineConfig
 from core.cycle import feature_plan, history_needed
-from core.errors import ConfigError
+from core.errors import ConfigError, DataError
 from core.features import FeatureBank
 from core.models import Market
 from core.ports import Exchange
@@ -67,17 +67,9 @@ class ReplayInputs:
 
 
 def check_markets(config: PipelineConfig, known: Collection[str], where: str) -> None:
-    """Refuse a config naming markets that `where` (the exchange, a data directory) lacks:
-    ConfigError, one line per field, each with a fix."""
-    problems = []
-    index = config.regime.index_symbol
-    if index not in known:
-        close = difflib.get_close_matches(index, list(known), n=3)
-        hint = f"e.g. {', '.join(close)}" if close else "check the spelling"
-        problems.append(
-            f"regime.index_symbol = {index!r}: not a market {where}, so the regime would stay "
-            f"chop and the crash breaker never engage; fix: set it to a market {where} ({hint})"
-        )
+    """Refuse a config naming markets that `where` (the exchange) lacks: ConfigError, one line
+    per field, each with a fix."""
+    problems = [p for p in (_index_problem(config, known, where),) if p]
     missing = [s for s in config.universe.symbols if s not in known]
     if missing:
         problems.append(
@@ -88,14 +80,38 @@ def check_markets(config: PipelineConfig, known: Collection[str], where: str) ->
         raise ConfigError("\n".join(problems))
 
 
+def _index_problem(config: PipelineConfig, known: Collection[str], where: str) -> str | None:
+    index = config.regime.index_symbol
+    if index in known:
+        return None
+    close = difflib.get_close_matches(index, list(known), n=3)
+    hint = f"e.g. {', '.join(close)}" if close else "check the spelling"
+    return (
+        f"regime.index_symbol = {index!r}: not a market {where}, so the regime would stay "
+        f"chop and the crash breaker never engage; fix: set it to a market {where} ({hint})"
+    )
+
+
 def replay_markets_check(config: PipelineConfig, data_dir: Path) -> None:
-    """check_markets against the candle files of a replay or backtest (when there are any:
-    an empty directory gets its own message from prepare_replay)."""
+    """The markets a replay or backtest needs, against its candle files (when there are any:
+    an empty directory gets its own message from prepare_replay). A missing file is a data
+    error (exit 2) naming the pair, the setting that asks for it and the fix."""
     if not data_dir.is_dir():
         return
     known = list_pairs(data_dir, config.timeframe)
-    if known:
-        check_markets(config, known, f"with {config.timeframe} data in {data_dir}")
+    if not known:
+        return
+    tf = config.timeframe
+    problems = [p for p in (_index_problem(config, known, f"with {tf} data in {data_dir}"),) if p]
+    problems += [
+        f"pair {s} is required but has no candle file ({tf}) in {data_dir}: universe.symbols "
+        f"names it; fix: add its candles (vigil download-data --pairs {s} --timeframe {tf}) "
+        "or remove it from universe.symbols"
+        for s in config.universe.symbols
+        if s not in known
+    ]
+    if problems:
+        raise DataError("\n".join(problems))
 
 
 def prepare_replay(

@@ -231,6 +231,9 @@ def build_parser() -> argparse.ArgumentParser:
     from runner.cli_ops import add_ops_commands
 
     add_ops_commands(sub, _common, EPILOG)
+    from runner.cli_sweep import add_sweep_commands
+
+    add_sweep_commands(sub, _common, EPILOG)
     return ap
 
 
@@ -277,6 +280,10 @@ def dispatch(args: argparse.Namespace) -> int:
         from runner.cli_backtest import dispatch_backtest
 
         return dispatch_backtest(args)
+    if args.cmd == "sweep":
+        from runner.cli_sweep import cmd_sweep
+
+        return cmd_sweep(args)
     if args.cmd == "data":
         from runner.cli_data import dispatch_data
 

@@ -27,7 +27,7 @@ def vigil(ws: Workspace, cwd: Path, *args: str, **env: str) -> subprocess.Comple
         env={**ws.env, **env},
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=600,
     )
 
 
@@ -124,6 +124,42 @@ def test_new_strategy_from_template_lists_tests_backtests_and_runs(
     strategies = {r["data"]["strategy"] for r in recs if r["kind"] == "proposal"}
     assert "my_dip" in strategies and "rules" not in strategies
     assert any(r["kind"] == "fill" for r in recs)
+
+    # A 4-trial sweep of it on 2 workers (Ray when installed) ends with a best-params YAML
+    # that loads the strategy again where it is pasted.
+    space = tmp_path / "space.yaml"
+    space.write_text(
+        "parameters:\n"
+        "  strategies.my_dip.params.entry_below: {float: [20, 40], step: 5}\n"
+        "  strategies.my_dip.params.rsi_period: {int: [7, 21]}\n"
+    )
+    out = tmp_path / "sweep"
+    sw = vigil(
+        ws,
+        outside,
+        "sweep",
+        "--strategy",
+        "my_dip",
+        "--strategy-path",
+        str(mine),
+        "--space",
+        str(space),
+        "--trials",
+        "4",
+        "--workers",
+        "2",
+        "--data",
+        str(ws.candles),
+        "--out",
+        str(out),
+        "--no-progress",
+        *cfg,
+    )
+    assert sw.returncode == 0, sw.stderr[-3000:]
+    trials = json.loads((out / "trials.json").read_text())["trials"]
+    assert len(trials) == 4 and all(t["state"] == "complete" for t in trials), trials
+    best = (out / "best_params.yaml").read_text()
+    assert "my_dip:" in best and f"strategies_path: {mine}" in best
 
 
 def test_nothing_enabled_is_exit_2_in_backtest_and_daemon(ws: Workspace, outside: Path) -> None:
