@@ -159,6 +159,7 @@ def _config_record(loaded: LoadedConfig, paths: ResolvedPaths, **extra: Any) -> 
 
 async def _run_live(loaded: LoadedConfig, opts: RunOptions, paths: Any, db: StateStore) -> int:
     from runner.live import FeedSymbols, build_live
+    from runner.live_streams import start_streams
 
     cfg = loaded.config
     clock = LiveClock()
@@ -195,6 +196,7 @@ async def _run_live(loaded: LoadedConfig, opts: RunOptions, paths: Any, db: Stat
         telemetry=metrics,
     )
     symbols.engine = engine
+    streams = start_streams(parts, engine, clock, metrics)
     audit.append(
         "config_loaded", _config_record(loaded, paths, exchange=cfg.exchange.id), sync=True
     )
@@ -207,6 +209,7 @@ async def _run_live(loaded: LoadedConfig, opts: RunOptions, paths: Any, db: Stat
     try:
         return await _serve(loaded, engine, clock, pacer, paths, metrics, audit, opts, notifier)
     finally:
+        await streams.stop()
         await parts.exchange.close()
         audit.close()
 
