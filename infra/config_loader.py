@@ -47,7 +47,7 @@ __all__ = [
 ]
 
 POLICY_KEYS = (
-    "mode", "read_only", "exchange", "loop", "http", "paths", "alerts", "sim",
+    "mode", "read_only", "exchange", "loop", "stream", "http", "paths", "alerts", "sim",
     "timeframe", "regime", "triggers", "exits", "risk", "breakers", "execution",
 )  # fmt: skip
 FILES: dict[str, tuple[str, ...]] = {

@@ -239,7 +239,7 @@ AUDIT_KINDS = frozenset(
         "config_loaded", "cycle", "proposal", "verdict", "order_intent", "order_ack", "fill",
         "cancel", "breaker_trip", "breaker_clear", "kill_switch", "resume", "shutdown",
         "reconcile", "bad_tick", "audit_recovered", "shadow_order", "shadow_fill",
-        "shadow_evicted",
+        "shadow_evicted", "fast_exit",
     }
 )  # fmt: skip
 
