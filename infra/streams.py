@@ -368,6 +368,11 @@ class StreamFeed:
         """One connection's life; returns why it ended ("" when the symbols changed)."""
         self._client = client = self._make_client()
         self._conn_t0 = time.monotonic()
+        log.info(
+            "streams: subscribing %d symbols (kline_%s, bookTicker, trade)",
+            len(syms),
+            self.timeframe,
+        )
         watch = asyncio.create_task(self._watch(client, list(syms)))
         stopping = asyncio.create_task(stop.wait())
         why = ""

@@ -398,6 +398,7 @@ async def _start_http(
             mode=cfg.mode.value,
             config_hash=loaded.config_hash,
             stale_after_s=max(3 * engine.config.timeframe_ms / 1000, 60),
+            streams=getattr(engine.feed, "stats", None),
         ),
         ready=lambda: readiness(engine),
         status=lambda: daemon_facts(
