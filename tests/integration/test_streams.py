@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import random
+import sqlite3
 import time
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,6 +28,10 @@ from infra.live_feed import ExchangeFeed
 from infra.streams import StreamFeed
 from tests.integration.live_helpers import (
     SYMBOLS,
+    make_workspace,
+    read_db,
+    running,
+    wait_until,
     watched_fake,
 )
 from tools.fake_exchange.markets import ffmt
@@ -90,3 +97,54 @@ async def test_reconnect_gap_duplicates_deliver_every_closed_candle_once(tmp_pat
                 )
             }
             assert all(venue[ts] == c for ts, c in mine), f"{sym}: values differ from the venue"
+
+
+# Wide exits, so only a crash moves a position out; the cycle sees the REST price, which the
+# price print does not move: an exit can only come from the stream.
+HOLD_ENV = {
+    "VIGIL_EXITS__STOP_LOSS_PCT": "-30",
+    "VIGIL_EXITS__TAKE_PROFIT_PCT": "50",
+    "VIGIL_EXITS__TRAILING_STOP_PCT": "50",
+    "VIGIL_EXITS__MAX_HOLDING_MINUTES": "600",
+}
+
+
+def held(db: Path) -> dict[str, Decimal]:
+    try:
+        return read_db(db).positions
+    except sqlite3.Error:  # not created yet, or busy
+        return {}
+
+
+async def test_crash_through_a_stop_exits_within_a_second_between_cycles(tmp_path: Path) -> None:
+    audit = tmp_path / "data" / "audit"
+    async with asyncio.timeout(90), watched_fake(audit) as fake:
+        ws = make_workspace(tmp_path, fake.url, mode="LIVE", **HOLD_ENV)
+        async with running(ws) as daemon:
+            await wait_until(lambda: bool(held(ws.state_db)), 45, daemon, what="a position")
+            sym = sorted(held(ws.state_db))[0]
+            last = (await fake.sim.fetch_quotes([sym]))[sym].last
+            crash = (last * Decimal("0.6")).quantize(Decimal("0.01"))
+            published = await fake.streams.publish_price(sym, str(crash))
+            pub_ms = published * 1000
+
+            def exit_arrived() -> Any:
+                return next(
+                    (a for a in fake.accepted if a.symbol == sym and a.wall_ms >= pub_ms - 1),
+                    None,
+                )
+
+            await wait_until(lambda: exit_arrived() is not None, 10, daemon, what="the exit")
+            arrived = exit_arrived()
+            records = ws.records()
+            assert await daemon.terminate() == 0
+    assert arrived is not None
+    latency_ms = arrived.wall_ms - pub_ms
+    assert latency_ms < 1000, f"exit order arrived {latency_ms:.0f} ms after the price"
+    assert arrived.intent_logged  # the same audit-before-send path as a cycle's exit
+    fast = [r["data"] for r in records if r["kind"] == "fast_exit"]
+    assert any(d["symbol"] == sym and d["last"] == str(crash) for d in fast)
+    intent = next(r["data"] for r in records if r["kind"] == "order_intent"
+                  and r["data"]["client_order_id"] == arrived.client_order_id)  # fmt: skip
+    assert intent["side"] == "sell" and intent["strategy"] == "exits"
+    assert intent["reason"] == "stop_loss"
