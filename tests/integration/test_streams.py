@@ -148,3 +148,49 @@ async def test_crash_through_a_stop_exits_within_a_second_between_cycles(tmp_pat
                   and r["data"]["client_order_id"] == arrived.client_order_id)  # fmt: skip
     assert intent["side"] == "sell" and intent["strategy"] == "exits"
     assert intent["reason"] == "stop_loss"
+
+
+STALL_ENV = {
+    "VIGIL_STREAM__STALENESS_SECONDS": "2",
+    "VIGIL_STREAM__RECONNECT_MIN_SECONDS": "0.5",
+    "VIGIL_STREAM__RECONNECT_MAX_SECONDS": "2",
+    "VIGIL_STREAM__FALLBACK_AFTER_FAILURES": "50",  # stay on the (silent) streams
+    "VIGIL_BREAKERS__STALE_DATA_SECONDS": "3",
+}
+
+
+def breaker(records: list[dict[str, Any]], kind: str, name: str) -> bool:
+    return any(r["kind"] == kind and r["data"]["breaker"] == name for r in records)
+
+
+async def test_stalled_stream_trips_the_stale_data_breaker_and_recovers(tmp_path: Path) -> None:
+    async with asyncio.timeout(90), watched_fake(tmp_path / "data" / "audit") as fake:
+        ws = make_workspace(tmp_path, fake.url, mode="PAPER", **STALL_ENV)
+        async with running(ws) as daemon:
+
+            async def stream_state() -> dict[str, Any]:
+                _, body = await daemon.health()
+                return dict(body.get("components", {}).get("market_stream", {}))
+
+            await wait_until(lambda: len(ws.records()) > 5, 30, daemon, what="cycles")
+            for _ in range(50):
+                if (await stream_state()).get("detail", "").startswith("streaming"):
+                    break
+                await asyncio.sleep(0.2)
+            assert (await stream_state())["status"] == "ok"
+            await fake.streams.fault({"action": "stall", "seconds": 8})
+            await wait_until(
+                lambda: breaker(ws.records(), "breaker_trip", "stale_data"), 20, daemon,
+                what="the stale-data breaker",
+            )  # fmt: skip
+            during = await stream_state()
+            await wait_until(
+                lambda: breaker(ws.records(), "breaker_clear", "stale_data"), 30, daemon,
+                what="the breaker to clear",
+            )  # fmt: skip
+            after = await stream_state()
+            assert await daemon.terminate() == 0
+    assert during["status"] == "degraded" and "stale" in during["detail"], during
+    assert after["status"] == "ok", after
+    trips = [r for r in ws.records() if r["kind"] == "breaker_trip"]
+    assert [t["data"]["breaker"] for t in trips] == ["stale_data"], trips
