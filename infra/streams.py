@@ -104,6 +104,7 @@ class StreamFeed:
         self._client: Any = None
         self._conn_t0 = 0.0
         self._window: list[tuple[float, int]] = []
+        self._markets: Any = None
 
     # ---- the engine's side: CandleFeed ----------------------------------------------------
 
@@ -259,6 +260,9 @@ class StreamFeed:
 
     def _make_client(self) -> Any:
         ex = self._factory()
+        if self._markets:
+            # A reconnect reuses the markets: exchangeInfo is heavy (weight and megabytes).
+            ex.set_markets(self._markets)
         orig_kline, orig_trade, orig_ba = ex.handle_ohlcv, ex.handle_trade, ex.handle_bids_asks
 
         def kline(client: Any, message: Any) -> Any:
@@ -388,6 +392,8 @@ class StreamFeed:
             with contextlib.suppress(BaseException):
                 await watch
             self._client = None
+            if getattr(client, "markets", None):
+                self._markets = client.markets
             with contextlib.suppress(Exception):
                 await client.close()
         return why
