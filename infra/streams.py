@@ -291,7 +291,17 @@ class StreamFeed:
             tasks.append(self._loop(ex.watch_bids_asks, part))
             tasks.append(self._loop(ex.watch_trades_for_symbols, part))
         tasks.append(self._watchdog(syms))
-        await asyncio.gather(*tasks)
+        running = [asyncio.create_task(c) for c in tasks]
+        try:
+            done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+            for t in done:
+                exc = t.exception()
+                if exc is not None:
+                    raise exc
+        finally:
+            for t in running:
+                t.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
 
     @staticmethod
     async def _loop(fn: Callable[[Any], Any], arg: Any) -> None:
