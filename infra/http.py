@@ -173,8 +173,10 @@ def stream_health(stats: Any) -> ComponentHealth:
     detail += f"; {stats.rate:.0f} msg/s, {stats.reconnects} reconnects"
     if stats.stale_count:
         detail += f"; {stats.stale_count} stale: {', '.join(stats.stale[:5])}"
-    bad = stats.state in ("rest_fallback", "refused") or (
-        stats.state == "streaming" and stats.stale_count > 0
+    bad = (
+        stats.state in ("rest_fallback", "refused")
+        or (stats.state == "streaming" and stats.stale_count > 0)
+        or (stats.state == "connecting" and stats.reconnects > 0)
     )
     return ComponentHealth(Status.DEGRADED if bad else Status.OK, None, detail)
 

@@ -407,7 +407,7 @@ class Metrics:
     def watch_streams(self, stats: Any) -> None:
         """The WebSocket streams' figures (infra/streams.py StreamStats), read at each scrape."""
         r = self.registry
-        states = ("starting", "streaming", "rest_fallback", "refused", "stopped")
+        states = ("starting", "connecting", "streaming", "rest_fallback", "refused", "stopped")
         up = Gauge("vigil_stream_state", "1 for the streams' current state.", ["state"], registry=r)
         for st in states:
             up.labels(st).set_function(lambda st=st: float(stats.state == st))

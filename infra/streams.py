@@ -50,7 +50,8 @@ def capacity(exchange_id: str) -> int:
 
 @dataclass
 class StreamStats:
-    state: str = "starting"  # starting | streaming | reconnecting | rest_fallback | refused
+    # starting | connecting | streaming | rest_fallback | refused | stopped
+    state: str = "starting"
     detail: str = ""
     messages: int = 0
     reconnects: int = 0
@@ -110,7 +111,9 @@ class StreamFeed:
 
     @property
     def streaming(self) -> bool:
-        return self.stats.state == "streaming"
+        """Candles come from the streams (also while a connection is being reopened: the
+        symbols' staleness, not the connection state, decides what is delivered)."""
+        return self.stats.state in ("streaming", "connecting")
 
     async def warmup(self, start_ms: int, bars: int, sink: Any) -> int:
         return await self.rest.warmup(start_ms, bars, sink)
@@ -197,8 +200,9 @@ class StreamFeed:
             self._dirty.add(sym)  # silent for a while: what it missed comes over REST
         self._seen[sym] = mono
         self.stats.messages += 1
-        if self.stats.state == "rest_fallback" and self._client is not None:
-            log.warning("streams: back; candles come from the streams again")
+        if self.stats.state in ("rest_fallback", "connecting") and self._client is not None:
+            if self.stats.state == "rest_fallback":
+                log.warning("streams: back; candles come from the streams again")
             self._set("streaming", f"{len(self._subscribed)} symbols")
         if event_ms:
             self.stats.lag_ms = float(self._now_ms() - event_ms)
@@ -355,7 +359,7 @@ class StreamFeed:
             self._subscribed = syms
             self._dirty |= set(syms)
             if failures < self._fallback_after:
-                self._set("streaming", f"{len(syms)} symbols")
+                self._set("connecting", f"{len(syms)} symbols")
             before = self.stats.messages
             why = await self._session(syms, stop)
             if stop.is_set():

@@ -40,5 +40,15 @@ def start_streams(parts: Any, engine: Engine, clock: Clock, metrics: Any) -> Run
         exits = FastExits(engine=engine, now_ms=clock.now_ms, on_exit=metrics.observe_fast_exit)
         parts.prices.target = exits.on_price
     metrics.watch_streams(stream.stats)
-    task = asyncio.create_task(stream.run(stop), name="streams")
+    task = asyncio.create_task(_after_start(engine, stream, stop), name="streams")
     return RunningStreams(task, stop, exits)
+
+
+async def _after_start(engine: Engine, stream: Any, stop: asyncio.Event) -> None:
+    """Subscribe once the engine has started (markets loaded, warm-up done): until then the
+    exchange may be unreachable, and the start-up retries already say so."""
+    while not engine.health.started and not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=0.2)
+    if not stop.is_set():
+        await stream.run(stop)
