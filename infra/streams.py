@@ -102,6 +102,7 @@ class StreamFeed:
         self._dirty: set[str] = set()  # reconnected since: backfill over REST once fresh
         self._quotes: dict[str, Quote] = {}
         self._subscribed: tuple[str, ...] = ()
+        self._wanted: frozenset[str] = frozenset()  # the same, for lookups per message
         self._client: Any = None
         self._conn_t0 = 0.0
         self._window: list[tuple[float, int]] = []
@@ -145,7 +146,6 @@ class StreamFeed:
         batches = list(streamed)
         if backfill:
             self.stats.backfills += len(backfill)
-            want = set(backfill)
 
             def since(sym: str) -> int:
                 prev = last.get(sym)
@@ -156,7 +156,6 @@ class StreamFeed:
                 extra = list(self._closed.get(sym, {}).values())
                 batches.append((sym, candles + extra))
                 self._dirty.discard(sym)
-                want.discard(sym)
         n = self._deliver(batches, now_ms, sink)
         for sym in self._subscribed:
             keep = self._closed.get(sym)
@@ -220,7 +219,7 @@ class StreamFeed:
         if not isinstance(k, dict):
             return
         sym = self._symbol_of(ex, k.get("s"))
-        if sym is None:
+        if sym is None or sym not in self._wanted:
             return
         self._msg(sym, msg.get("E"))
         if k.get("x") is not True or k.get("i") != self.timeframe:
@@ -244,7 +243,7 @@ class StreamFeed:
         if not isinstance(msg, dict):
             return
         sym = self._symbol_of(ex, msg.get("s"))
-        if sym is None:
+        if sym is None or sym not in self._wanted:
             return
         self._msg(sym, msg.get("E"))
         prev = self._quotes.get(sym)
@@ -356,7 +355,7 @@ class StreamFeed:
             if not syms:
                 await _wait(stop, 1.0)
                 continue
-            self._subscribed = syms
+            self._subscribed, self._wanted = syms, frozenset(syms)
             self._dirty |= set(syms)
             if failures < self._fallback_after:
                 self._set("connecting", f"{len(syms)} symbols")

@@ -74,6 +74,7 @@ async def test_a_universe_over_capacity_is_refused_not_cut() -> None:
 def test_closed_klines_only_deduplicated_and_ordered() -> None:
     f = feed(["A/USDT", "B/USDT"])
     f._subscribed = ("A/USDT", "B/USDT")
+    f._wanted = frozenset(f._subscribed)
     f.stats.state = "streaming"
     f.rest.last.update({"A/USDT": 2 * TF, "B/USDT": 2 * TF})
 

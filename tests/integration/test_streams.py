@@ -173,11 +173,14 @@ async def test_stalled_stream_trips_the_stale_data_breaker_and_recovers(tmp_path
                 return dict(body.get("components", {}).get("market_stream", {}))
 
             await wait_until(lambda: len(ws.records()) > 5, 30, daemon, what="cycles")
-            for _ in range(50):
-                if (await stream_state()).get("detail", "").startswith("streaming"):
+            for _ in range(100):  # streaming, every symbol heard from
+                if (await stream_state()).get("status") == "ok" and (await stream_state()).get(
+                    "detail", ""
+                ).startswith("streaming"):
                     break
                 await asyncio.sleep(0.2)
-            assert (await stream_state())["status"] == "ok"
+            before = await stream_state()
+            assert before["status"] == "ok", before
             await fake.streams.fault({"action": "stall", "seconds": 8})
             await wait_until(
                 lambda: breaker(ws.records(), "breaker_trip", "stale_data"), 20, daemon,
