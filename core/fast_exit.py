@@ -10,7 +10,8 @@ sell while one is live (EXIT_PENDING), so a fast exit and the cycle never sell a
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from decimal import Decimal
 
 from core.breakers import trading_state
 from core.config import PipelineConfig
@@ -52,7 +53,10 @@ def plan_fast_exit(
     config: PipelineConfig,
     now_ms: int,
     kill: bool,
+    high: Decimal | None = None,
 ) -> FastExit:
+    """`high`: the highest streamed price since the position opened; through the same mark
+    guard, it is the trailing stop's peak for this decision when above the stored one."""
     pos = portfolio.positions.get(symbol)
     if pos is None:
         return FastExit(None)
@@ -65,6 +69,11 @@ def plan_fast_exit(
     mark = guarded_marks((symbol,), quotes, features, config.triggers).prices.get(symbol)
     if mark is None:
         return FastExit(None)
+    if high is not None and high > pos.peak_price:
+        top = Quote(symbol, high, high, high, quote.ts)
+        peak = guarded_marks((symbol,), {symbol: top}, features, config.triggers).prices.get(symbol)
+        if peak is not None and peak > pos.peak_price:
+            pos = replace(pos, peak_price=peak)
     prop = exit_proposal(pos, mark, now_ms, config.exits, markets.get(symbol))
     if prop is None:
         return FastExit(None)

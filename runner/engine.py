@@ -340,7 +340,9 @@ class Engine:
         if d.cancels or d.intents:
             self.health.execution_ms = now_ms
 
-    async def fast_exit(self, symbol: str, quote: Quote, now_ms: int) -> FastExit:
+    async def fast_exit(
+        self, symbol: str, quote: Quote, now_ms: int, high: Decimal | None = None
+    ) -> FastExit:
         """A streamed price for a held position, between cycles: the cycle's exit rule, gate
         and risk check (core/fast_exit.py), then the same executor and audit records."""
         async with self.lock:
@@ -355,6 +357,7 @@ class Engine:
                 config=self.config,
                 now_ms=now_ms,
                 kill=self.kill_active(),
+                high=high,
             )
             if plan.proposal is None:
                 return plan

@@ -15,6 +15,8 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
+from decimal import Decimal
 from typing import Any
 
 from core.exits import evaluate_exit
@@ -37,12 +39,26 @@ class FastExits:
         self._on_exit = on_exit  # seconds from the price's arrival to the order's return
         self._busy: dict[str, asyncio.Task[None]] = {}
         self._fired: dict[str, Any] = {}  # symbol -> engine.last_decision when it fired
+        # symbol -> (opened_ms, highest streamed price since): the trailing stop's peak
+        # between cycles (the cycle stores peaks only from its own marks)
+        self._high: dict[str, tuple[int, Decimal]] = {}
         self.fired = 0
 
     def on_price(self, symbol: str, quote: Quote) -> None:
         eng = self._engine
         pos = eng.portfolio.positions.get(symbol)
-        if pos is None or symbol in self._busy or not eng.health.started:
+        if pos is None or not eng.health.started:
+            if pos is None and symbol in self._high:
+                del self._high[symbol]
+            return
+        seen = self._high.get(symbol)
+        if seen is None or seen[0] != pos.opened_ms:
+            seen = (pos.opened_ms, pos.peak_price)
+        if quote.last > seen[1]:
+            seen = (pos.opened_ms, quote.last)
+        self._high[symbol] = seen
+        high = seen[1]
+        if symbol in self._busy:
             return
         if symbol in self._fired:
             if self._fired[symbol] is eng.last_decision:
@@ -51,15 +67,16 @@ class FastExits:
         now = self._now_ms()
         # The pure rule first, on the raw price: most prices trigger nothing, and the engine
         # re-checks under its lock with the guarded mark before anything is sent.
-        if evaluate_exit(pos, quote.last, now, eng.config.exits) is None:
+        peaked = replace(pos, peak_price=high) if high > pos.peak_price else pos
+        if evaluate_exit(peaked, quote.last, now, eng.config.exits) is None:
             return
         self._busy[symbol] = asyncio.get_running_loop().create_task(
-            self._run(symbol, quote, now, time.perf_counter()), name=f"fast-exit-{symbol}"
+            self._run(symbol, quote, now, high, time.perf_counter()), name=f"fast-exit-{symbol}"
         )
 
-    async def _run(self, symbol: str, quote: Quote, now: int, t0: float) -> None:
+    async def _run(self, symbol: str, quote: Quote, now: int, high: Decimal, t0: float) -> None:
         try:
-            plan = await self._engine.fast_exit(symbol, quote, now)
+            plan = await self._engine.fast_exit(symbol, quote, now, high)
             if plan.proposal is not None or plan.blocked:
                 # tried once (sent, refused or halted): the next cycle takes it from here
                 self._fired[symbol] = self._engine.last_decision

@@ -102,3 +102,26 @@ def test_no_position_no_exit() -> None:
         state=EngineState(), open_orders=(), config=CFG, now_ms=NOW, kill=False,
     )  # fmt: skip
     assert p.proposal is None
+
+
+def test_the_streamed_high_is_the_trailing_peak_for_the_decision() -> None:
+    cfg = CFG.model_copy(
+        update={
+            "exits": CFG.exits.model_copy(
+                update={"trailing_stop_pct": D(2), "trailing_activation_pct": D(1)}
+            )
+        }
+    )
+
+    def trail(high: str | None):  # type: ignore[no-untyped-def]
+        return plan_fast_exit(
+            symbol=SYM, quote=q("102.5"), portfolio=BOOK, markets=MARKETS, features={},
+            state=EngineState(), open_orders=(), config=cfg, now_ms=NOW, kill=False,
+            high=None if high is None else D(high),
+        )  # fmt: skip
+
+    # stored peak 100: 102.5 is a gain, nothing fires; a streamed high of 105 makes it 2.4% off
+    assert trail(None).proposal is None
+    p = trail("105")
+    assert p.proposal is not None and p.proposal.reason == "trailing_stop" and p.intents
+    assert BOOK.positions[SYM].peak_price == D(100)  # the stored peak is the cycle's
