@@ -109,6 +109,12 @@ async def bench(n: int, samples: int, seconds: float, interval: float) -> dict[s
         "VIGIL_EXITS__TAKE_PROFIT_PCT": "50",
         "VIGIL_EXITS__TRAILING_STOP_PCT": "50",
         "VIGIL_EXITS__MAX_HOLDING_MINUTES": "600",
+        # room for many positions at once, so the window collects enough exits
+        "VIGIL_RISK__MAX_OPEN_POSITIONS": "30",
+        "VIGIL_RISK__MAX_TOTAL_EXPOSURE_PCT": "90",
+        "VIGIL_RISK__MAX_THEME_EXPOSURE_PCT": "90",
+        "VIGIL_STRATEGIES__RULES__BUDGET__MAX_AT_RISK_PCT": "90",
+        "VIGIL_STRATEGIES__RULES__BUDGET__MAX_TRADES_PER_CYCLE": "10",
     }
     ws = make_workspace(tmp, fake.url, mode="LIVE", **env)
     lat: list[float] = []
