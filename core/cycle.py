@@ -15,7 +15,8 @@ from typing import Any
 from core.breakers import evaluate as evaluate_breakers
 from core.breakers import roll_marks, trading_state
 from core.config import PipelineConfig, RiskConfig
-from core.exits import evaluate_exit
+from core.exits import EXITS as EXITS
+from core.exits import exit_proposal
 from core.features import SymbolFeatures
 from core.marks import guarded_marks
 from core.models import (
@@ -26,9 +27,7 @@ from core.models import (
     Market,
     Order,
     OrderBook,
-    ProposalKind,
     Quote,
-    Side,
     TradeProposal,
     TradingState,
     Trigger,
@@ -39,14 +38,11 @@ from core.portfolio import Portfolio, exposure, value
 from core.reasons import CancelReason, NoTradeReason, TriggerReject, UniverseReason
 from core.regime import classify, multiplier, regime_keys, update_regime
 from core.risk import RiskInputs, assess
-from core.sizing import is_dust
 from core.triggers import scan, trigger_keys
 from core.universe import candidates, select_universe, static_screen, volume_key
 from strategy.aggregate import aggregate
 from strategy.base import CandleHistory, StrategyContext
 from strategy.registry import get as get_strategy
-
-EXITS = "exits"  # the strategy name exit-rule proposals carry
 
 _EMPTY_BOOKS: Mapping[str, OrderBook] = MappingProxyType({})
 _WARMING = frozenset({UniverseReason.WARMING_UP, UniverseReason.NO_DATA, TriggerReject.WARMING_UP})
@@ -279,28 +275,12 @@ def run_cycle(
     # --- exits first: they only lower risk
     exit_props: list[TradeProposal] = []
     for sym in sorted(portfolio.positions):
-        pos = portfolio.positions[sym]
         mark = marks.get(sym)
         if mark is None:
             continue
-        ex = evaluate_exit(pos, mark, now_ms, config.exits)
-        market = markets.get(sym)
-        if ex is not None and market is not None and is_dust(pos.quantity, mark, market):
-            continue  # unsellable until it grows or the price returns; risk lets it top up
-        if ex is not None:
-            exit_props.append(
-                TradeProposal(
-                    strategy=EXITS,
-                    symbol=sym,
-                    side=Side.SELL,
-                    kind=ProposalKind.EXIT,
-                    confidence=1.0,
-                    reason=ex.reason.value,
-                    ref_price=mark,
-                    quantity=pos.quantity,
-                    reduce_only=True,
-                )
-            )
+        prop = exit_proposal(portfolio.positions[sym], mark, now_ms, config.exits, markets.get(sym))
+        if prop is not None:
+            exit_props.append(prop)
     st.mark("exits")
 
     # --- triggers on the eligible symbols

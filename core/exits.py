@@ -6,8 +6,11 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from core.config import ExitConfig
-from core.models import Position
+from core.models import Market, Position, ProposalKind, Side, TradeProposal
 from core.reasons import ExitReason
+from core.sizing import is_dust
+
+EXITS = "exits"  # the strategy name exit-rule proposals carry
 
 _HUNDRED = Decimal(100)
 _ONE = Decimal(1)
@@ -49,3 +52,25 @@ def evaluate_exit(
         if held_ms >= rules.max_holding_minutes * 60_000:
             return ExitDecision(pos.symbol, ExitReason.MAX_HOLD, f"held {held_ms // 60_000} min")
     return None
+
+
+def exit_proposal(
+    pos: Position, mark: Decimal, now_ms: int, rules: ExitConfig, market: Market | None
+) -> TradeProposal | None:
+    """The reduce-only sell an exit rule asks for at `mark`, or None. A dust holding is left
+    alone: unsellable until it grows or the price returns, and risk lets it top up. The cycle
+    and the fast exits between cycles both ask this."""
+    ex = evaluate_exit(pos, mark, now_ms, rules)
+    if ex is None or (market is not None and is_dust(pos.quantity, mark, market)):
+        return None
+    return TradeProposal(
+        strategy=EXITS,
+        symbol=pos.symbol,
+        side=Side.SELL,
+        kind=ProposalKind.EXIT,
+        confidence=1.0,
+        reason=ex.reason.value,
+        ref_price=mark,
+        quantity=pos.quantity,
+        reduce_only=True,
+    )

@@ -47,9 +47,9 @@ __all__ = [
 ]
 
 POLICY_KEYS = (
-    "mode", "read_only", "exchange", "loop", "http", "paths", "alerts", "sim", "clock",
-    "checks", "flatten", "timeframe", "regime", "triggers", "exits", "risk", "breakers",
-    "execution", "reconcile",
+    "mode", "read_only", "exchange", "loop", "stream", "http", "paths", "alerts", "sim",
+    "clock", "checks", "flatten", "timeframe", "regime", "triggers", "exits", "risk",
+    "breakers", "execution", "reconcile",
 )  # fmt: skip
 FILES: dict[str, tuple[str, ...]] = {
     "policy.yaml": POLICY_KEYS,

@@ -189,8 +189,29 @@ def _exchange(last_ms: int, error: str, now_ms: int, stale_after_s: float) -> Co
     return ComponentHealth(status, base.seconds_since_update, f"{error}; {base.detail}")
 
 
+def stream_health(stats: Any) -> ComponentHealth:
+    """The WebSocket streams (infra/streams.py StreamStats): ok while streaming or starting,
+    degraded when candles come over REST instead (fallback, refused) or symbols are silent."""
+    detail = f"{stats.state}: {stats.detail}".rstrip(": ")
+    detail += f"; {stats.rate:.0f} msg/s, {stats.reconnects} reconnects"
+    if stats.stale_count:
+        detail += f"; {stats.stale_count} stale: {', '.join(stats.stale[:5])}"
+    bad = (
+        stats.state in ("rest_fallback", "refused")
+        or (stats.state == "streaming" and stats.stale_count > 0)
+        or (stats.state == "connecting" and stats.reconnects > 0)
+    )
+    return ComponentHealth(Status.DEGRADED if bad else Status.OK, None, detail)
+
+
 def health_report(
-    engine: HealthSource, *, now_ms: int, mode: str, config_hash: str, stale_after_s: float
+    engine: HealthSource,
+    *,
+    now_ms: int,
+    mode: str,
+    config_hash: str,
+    stale_after_s: float,
+    streams: Any = None,
 ) -> HealthReport:
     """Per-component status from the engine's last good updates, and the overall status:
     down if any component is down, degraded if any is degraded, else ok. A deliberate halt
@@ -205,6 +226,8 @@ def health_report(
         "exchange": _exchange(h.exchange_ms, h.exchange_error, now_ms, stale_after_s),
         "store": _freshness(h.store_ms, now_ms, stale_after_s),
     }
+    if streams is not None:
+        components["market_stream"] = stream_health(streams)
     status = Status.OK
     notes: list[str] = []
     if not h.started:

@@ -35,17 +35,21 @@ class ExchangeFeed:
         self._symbols = symbols
         self._sem = asyncio.Semaphore(concurrency)
         self._page = page
-        self._last: dict[str, int] = {}  # open time of the last candle delivered
+        self.last: dict[str, int] = {}  # open time of the last candle delivered
         self.errors = 0
 
     async def _fetch(self, symbol: str, since: int, limit: int) -> list[Candle]:
         async with self._sem:
             return await self._ex.fetch_ohlcv(symbol, self.timeframe, since, limit)
 
-    async def _collect(
-        self, now_ms: int, since_of: Callable[[str], int], limit: int
+    async def collect(
+        self,
+        now_ms: int,
+        since_of: Callable[[str], int],
+        limit: int,
+        symbols: Sequence[str] | None = None,
     ) -> list[tuple[str, list[Candle]]]:
-        syms = sorted(set(self._symbols()))
+        syms = sorted(set(self._symbols() if symbols is None else symbols))
         results = await asyncio.gather(
             *(self._fetch(s, since_of(s), limit) for s in syms), return_exceptions=True
         )
@@ -71,7 +75,7 @@ class ExchangeFeed:
         tf = self.timeframe_ms
         n = 0
         for sym, candles in batches:
-            last = self._last.get(sym, -1)
+            last = self.last.get(sym, -1)
             for c in sorted(candles, key=lambda c: c.ts):
                 if c.ts <= last or c.ts + tf > now_ms:
                     continue  # already delivered, or still forming
@@ -87,21 +91,21 @@ class ExchangeFeed:
                 last = c.ts
                 n += 1
             if last >= 0:
-                self._last[sym] = last
+                self.last[sym] = last
         return n
 
     async def warmup(self, start_ms: int, bars: int, sink: CandleSink) -> int:
         tf = self.timeframe_ms
         since = start_ms - (bars + 1) * tf
-        batches = await self._collect(start_ms, lambda s: since, min(bars + 2, 1000))
+        batches = await self.collect(start_ms, lambda s: since, min(bars + 2, 1000))
         return self._deliver(batches, start_ms, sink)
 
     async def poll(self, now_ms: int, sink: CandleSink) -> int:
         tf = self.timeframe_ms
 
         def since(sym: str) -> int:
-            last = self._last.get(sym)
+            last = self.last.get(sym)
             return now_ms - 3 * tf if last is None else last + tf
 
-        batches = await self._collect(now_ms, since, self._page)
+        batches = await self.collect(now_ms, since, self._page)
         return self._deliver(batches, now_ms, sink)

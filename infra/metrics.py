@@ -424,6 +424,40 @@ class Metrics:
         del digest  # a label per hash would grow without bound; the log line carries it
         self.audit_last_seq.set(seq)
 
+    def watch_streams(self, stats: Any) -> None:
+        """The WebSocket streams' figures (infra/streams.py StreamStats), read at each scrape."""
+        r = self.registry
+        states = ("starting", "connecting", "streaming", "rest_fallback", "refused", "stopped")
+        up = Gauge("vigil_stream_state", "1 for the streams' current state.", ["state"], registry=r)
+        for st in states:
+            up.labels(st).set_function(lambda st=st: float(stats.state == st))
+        for name, doc, fn in (
+            ("vigil_stream_lag_seconds", "Receive time minus the venue's event time, last "
+             "message.", lambda: stats.lag_ms / 1000.0),
+            ("vigil_stream_messages_per_second", "Stream messages per second (last 5 s).",
+             lambda: stats.rate),
+            ("vigil_stream_messages", "Stream messages received since start.",
+             lambda: float(stats.messages)),
+            ("vigil_stream_reconnects", "Stream reconnects since start.",
+             lambda: float(stats.reconnects)),
+            ("vigil_stream_backfills", "Symbols backfilled over REST after a reconnect or gap.",
+             lambda: float(stats.backfills)),
+            ("vigil_stream_stale_symbols", "Subscribed symbols with no message for "
+             "stream.staleness_seconds.", lambda: float(stats.stale_count)),
+        ):  # fmt: skip
+            Gauge(name, doc, registry=r).set_function(fn)
+        self.fast_exit_seconds = Histogram(
+            "vigil_fast_exit_seconds",
+            "From a streamed price that fires an exit rule to the exit order's answer.",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            registry=r,
+        )
+
+    def observe_fast_exit(self, seconds: float) -> None:
+        hist = getattr(self, "fast_exit_seconds", None)
+        if hist is not None:
+            hist.observe(seconds)
+
     def set_info(self, *, version: str, mode: str, exchange: str, config_hash: str) -> None:
         self.info.clear()
         self.info.labels(

@@ -166,6 +166,47 @@ class LoopSettings(Frozen):
     )
 
 
+class StreamSettings(Frozen):
+    """WebSocket market streams beside the cycle (docs/streams.md)."""
+
+    enabled: bool = Field(
+        default=True,
+        description="Stream closed candles, best bid/ask and trades over the venue's "
+        "WebSocket (ccxt.pro) in DRY_RUN, PAPER and LIVE; false polls REST every cycle.",
+    )
+    fast_exits: bool = Field(
+        default=True,
+        description="Run the exit rules on every streamed price of a held position, between "
+        "cycles, through the same risk check, executor and audit path as the cycle.",
+    )
+    staleness_seconds: float = Field(
+        default=30,
+        ge=1,
+        le=3600,
+        description="A symbol with no stream message for this long is stale: its candles "
+        "stop (the stale-data breaker sees the age); all stale reconnects the streams.",
+    )
+    reconnect_min_seconds: float = Field(
+        default=1, ge=0.1, le=60, description="First reconnect delay; doubles per failure."
+    )
+    reconnect_max_seconds: float = Field(
+        default=60, ge=1, le=3600, description="Longest delay between reconnect attempts."
+    )
+    fallback_after_failures: int = Field(
+        default=5,
+        ge=1,
+        le=100,
+        description="Failed connections in a row (no message received) after which candles "
+        "are polled over REST, while the streams keep being retried.",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> StreamSettings:
+        if self.reconnect_max_seconds < self.reconnect_min_seconds:
+            raise ValueError("stream.reconnect_max_seconds must be >= stream.reconnect_min_seconds")
+        return self
+
+
 class HttpSettings(Frozen):
     enabled: bool = Field(default=True, description="Serve /metrics, /health and /ready.")
     host: str = Field(
@@ -355,6 +396,9 @@ class VigilConfig(PipelineConfig):
         default_factory=ExchangeSettings, description="Exchange connection."
     )
     loop: LoopSettings = Field(default_factory=LoopSettings, description="Main loop timing.")
+    stream: StreamSettings = Field(
+        default_factory=StreamSettings, description="WebSocket market streams and fast exits."
+    )
     http: HttpSettings = Field(
         default_factory=HttpSettings, description="Metrics and health HTTP server."
     )

@@ -218,6 +218,7 @@ async def _run_live(
     fresh: list[str] | None,
 ) -> int:
     from runner.live import FeedSymbols, build_live
+    from runner.live_streams import start_streams
 
     cfg = loaded.config
     clock = LiveClock()
@@ -258,6 +259,7 @@ async def _run_live(
         telemetry=metrics,
     )
     symbols.engine = engine
+    streams = start_streams(parts, engine, clock, metrics)
     guards = Guards(
         engine=engine,
         config=cfg,
@@ -285,6 +287,7 @@ async def _run_live(
             loaded, engine, clock, pacer, paths, metrics, audit, opts, notifier, guards, stop
         )
     finally:
+        await streams.stop()
         await parts.exchange.close()
         audit.close()
 
@@ -519,6 +522,7 @@ async def _start_http(
             mode=cfg.mode.value,
             config_hash=loaded.config_hash,
             stale_after_s=max(3 * engine.config.timeframe_ms / 1000, 60),
+            streams=getattr(engine.feed, "stats", None),
         ),
         ready=lambda: readiness(engine),
         status=lambda: daemon_facts(

@@ -7,6 +7,7 @@ clock, the exchange adapter, the feed and where records go.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import deque
@@ -19,6 +20,7 @@ from typing import Any, Protocol
 from core.config import PipelineConfig
 from core.cycle import MarketSnapshot, run_cycle
 from core.errors import ExchangeError, ExchangeUnavailable
+from core.fast_exit import FastExit, plan_fast_exit
 from core.features import BadTick, FeatureBank
 from core.marks import guarded_marks
 from core.models import (
@@ -37,7 +39,7 @@ from core.universe import candidates
 from infra.logfmt import CYCLE
 from runner.execution import Executor, OrderBookkeeper
 from runner.reconcile import Reconciler
-from runner.recorder import Recorder
+from runner.recorder import Recorder, proposal_data, verdict_data
 from runner.store import Store
 from strategy.base import CandleHistory
 
@@ -195,6 +197,8 @@ class Engine:
         self._markets_ms = 0
         self._cands: tuple[Mapping[str, Market] | None, list[str]] = (None, [])
         self._history = CandleHistory(bank)
+        # One owner of the portfolio at a time: a cycle and a fast exit never interleave.
+        self.lock = asyncio.Lock()
         self.reconciler = Reconciler(self)
         self.executor = Executor(
             exchange=exchange,
@@ -304,6 +308,10 @@ class Engine:
             self._exchange_failed(now_ms, exc)
 
     async def step(self, now_ms: int) -> CycleDecision:
+        async with self.lock:
+            return await self._step(now_ms)
+
+    async def _step(self, now_ms: int) -> CycleDecision:
         t0 = time.perf_counter()
         CYCLE.set(now_ms)  # JSON log lines name the cycle they belong to
         missing: list[str] = []
@@ -444,6 +452,39 @@ class Engine:
             await self.executor.submit(intent, now_ms)
         if d.cancels or d.intents:
             self.health.execution_ms = now_ms
+
+    async def fast_exit(
+        self, symbol: str, quote: Quote, now_ms: int, high: Decimal | None = None
+    ) -> FastExit:
+        """A streamed price for a held position, between cycles: the cycle's exit rule, gate
+        and risk check (core/fast_exit.py), then the same executor and audit records."""
+        async with self.lock:
+            plan = plan_fast_exit(
+                symbol=symbol,
+                quote=quote,
+                portfolio=self.portfolio,
+                markets=self.markets,
+                features=self.bank.latest(),
+                state=self.state,
+                open_orders=self.book.live() if self.book.has_live() else (),
+                config=self.config,
+                now_ms=now_ms,
+                kill=self.kill_active(),
+                high=high,
+            )
+            if plan.proposal is None:
+                return plan
+            self.recorder.event(
+                "fast_exit",
+                {"symbol": symbol, "ts": now_ms, "last": str(quote.last), "bid": str(quote.bid)},
+            )
+            self.recorder.event("proposal", proposal_data(plan.proposal, now_ms))
+            for v in plan.verdicts:
+                self.recorder.event("verdict", verdict_data(v, now_ms))
+            for intent in plan.intents:
+                await self.executor.submit(intent, now_ms)
+                self.health.execution_ms = now_ms
+            return plan
 
     # ---- operator actions -------------------------------------------------------------------
 

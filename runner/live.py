@@ -18,6 +18,7 @@ from core.models import Market
 from core.ports import Exchange
 from core.universe import candidates
 from infra.exchange.ccxt_exchange import CcxtExchange
+from infra.exchange.ccxt_factory import make_ccxt
 from infra.exchange.dry_run import DryRunExchange
 from infra.exchange.paper import PaperExchange
 from infra.exchange.shadow import ShadowExchange
@@ -27,6 +28,9 @@ from infra.ratelimit import Budget
 from infra.secrets import Secrets, require_live_credentials
 from infra.settings import Mode, VigilConfig
 from infra.state_store import StateStore
+from infra.streams import StreamFeed, capacity
+from runner.engine import CandleFeed
+from runner.fast_exits import PriceRouter
 from runner.store import paper_wallet
 
 log = logging.getLogger("vigil.live")
@@ -40,8 +44,10 @@ MAX_FEED_SYMBOLS = 60
 class LiveParts:
     exchange: Exchange
     data: CcxtExchange
-    feed: ExchangeFeed
+    feed: CandleFeed
     listeners: list[Any]
+    stream: StreamFeed | None = None
+    prices: PriceRouter | None = None
 
 
 class FeedSymbols:
@@ -51,22 +57,25 @@ class FeedSymbols:
         self._cfg = cfg
         self.engine: Any = None
         self._warned = False
+        # Streams carry every candidate (up to the venue's documented capacity, docs/streams.md);
+        # REST polling keeps to the first MAX_FEED_SYMBOLS, and says so.
+        self.cap = MAX_FEED_SYMBOLS
 
     def __call__(self) -> Sequence[str]:
         eng = self.engine
         if eng is None or not eng.markets:
             return list(self._cfg.universe.symbols)
         cands = [s for s in candidates(self._cfg.universe, eng.markets) if s in eng.markets]
-        if len(cands) > MAX_FEED_SYMBOLS:
+        if len(cands) > self.cap:
             if not self._warned:
                 log.warning(
                     "%d candidate symbols; polling candles for the first %d only. List "
                     "the symbols you trade in universe.symbols.",
                     len(cands),
-                    MAX_FEED_SYMBOLS,
+                    self.cap,
                 )
                 self._warned = True
-            cands = cands[:MAX_FEED_SYMBOLS]
+            cands = cands[: self.cap]
         extra = [self._cfg.regime.index_symbol, *eng.portfolio.positions]
         return cands + [s for s in extra if s not in cands and s in eng.markets]
 
@@ -126,9 +135,16 @@ def build_live(
         if observer is None
         else lambda exc: observer.event("api_error", kind=type(exc).__name__),
     )
-    feed = ExchangeFeed(
+    rest = ExchangeFeed(
         exchange=data, symbols=symbols, timeframe=cfg.timeframe, page=cfg.loop.history_candles
     )
+    feed: CandleFeed = rest
+    stream: StreamFeed | None = None
+    prices: PriceRouter | None = None
+    if cfg.stream.enabled:
+        prices = PriceRouter()
+        stream = build_stream(cfg, clock, rest, symbols, prices)
+        feed = stream
     wallet = cfg.sim if live else paper_wallet(cfg.sim, cfg.universe.quote_currency, db)
 
     def make_sim(markets: Mapping[str, Market]) -> SimExchange:
@@ -145,11 +161,36 @@ def build_live(
         shadow = ShadowExchange(
             live=data, sim_factory=make_sim, clock=clock, record=record, observer=observer
         )
-        return LiveParts(exchange=shadow, data=data, feed=feed, listeners=[shadow.on_candle])
+        return LiveParts(shadow, data, feed, [shadow.on_candle], stream, prices)
     if live:
-        return LiveParts(exchange=data, data=data, feed=feed, listeners=[])
+        return LiveParts(data, data, feed, [], stream, prices)
     paper = PaperExchange(data=data, sim_factory=make_sim)
     exchange: Exchange = paper
     if cfg.mode is Mode.DRY_RUN:
         exchange = DryRunExchange(paper, now_ms=clock.now_ms)
-    return LiveParts(exchange=exchange, data=data, feed=feed, listeners=[paper.on_candle])
+    return LiveParts(exchange, data, feed, [paper.on_candle], stream, prices)
+
+
+def build_stream(
+    cfg: VigilConfig, clock: Clock, rest: ExchangeFeed, symbols: FeedSymbols, prices: PriceRouter
+) -> StreamFeed:
+    """Public streams only: no keys go to the WebSocket client."""
+    sc = cfg.stream
+    ex = cfg.exchange
+    if capacity(ex.id):
+        symbols.cap = capacity(ex.id)
+    return StreamFeed(
+        rest=rest,
+        exchange_id=ex.id,
+        client_factory=lambda: make_ccxt(
+            ex.id, sandbox=ex.sandbox, base_url=ex.base_url, timeout_ms=ex.timeout_ms, pro=True
+        ),
+        symbols=symbols,
+        now_ms=clock.now_ms,
+        staleness_s=sc.staleness_seconds,
+        backoff_min_s=sc.reconnect_min_seconds,
+        backoff_max_s=sc.reconnect_max_seconds,
+        fallback_after=sc.fallback_after_failures,
+        rng=random.Random(),
+        on_price=prices,
+    )

@@ -254,7 +254,7 @@ AUDIT_KINDS = frozenset(
         "reconcile", "bad_tick", "audit_recovered", "shadow_order", "shadow_fill",
         "shadow_evicted", "cycle_error", "exits_only", "exits_only_clear", "clock_refused",
         "symbol_banned", "state_fresh", "state_rebuilt", "flatten_request", "flatten_step",
-        "flatten_result", "integrity_check",
+        "flatten_result", "integrity_check", "fast_exit",
     }
 )  # fmt: skip
 

@@ -24,13 +24,17 @@ def make_ccxt(
     sandbox: bool = False,
     base_url: str | None = None,
     timeout_ms: int = 10_000,
+    pro: bool = False,
 ) -> Any:
     """A ccxt.async_support client for spot trading.
 
     ccxt's own throttle is off: our RateLimiter budgets requests per endpoint weight and
     honours Retry-After, which ccxt's does not.
     """
-    import ccxt.async_support as ccxt_async  # heavy; only the daemon's live modes need it
+    if pro:  # ccxt.pro: the same REST methods plus watch_* over the venue's WebSocket
+        import ccxt.pro as ccxt_async
+    else:
+        import ccxt.async_support as ccxt_async  # heavy; only the daemon's live modes need it
 
     if exchange_id not in ccxt_async.exchanges:
         raise ValueError(
@@ -67,5 +71,10 @@ def make_ccxt(
     if sandbox:
         ex.set_sandbox_mode(True)
     if base_url is not None:
-        ex.urls["api"] = rebase_urls(ex.urls["api"], base_url.rstrip("/"))
+        base = base_url.rstrip("/")
+        ex.urls["api"] = rebase_urls(ex.urls["api"], base)
+        if pro and isinstance(ex.urls["api"].get("ws"), dict):
+            # the streams too: ws:// on the same host (the fake exchange serves both)
+            ws_base = "ws" + base[4:] if base.startswith("http") else base
+            ex.urls["api"]["ws"] = rebase_urls(ex.urls["api"]["ws"], ws_base)
     return ex

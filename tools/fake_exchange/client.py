@@ -201,6 +201,15 @@ class ControlClient:
     async def set_book_scale(self, symbol: str, scale: str) -> None:
         await self._call("POST", "book", {"symbol": symbol, "scale": str(scale)})
 
+    async def streams(self) -> dict[str, Any]:
+        """The WebSocket streams: connections, subscriptions, messages sent, faults."""
+        return dict(await self._call("GET", "stream"))
+
+    async def stream_fault(self, action: str, **fields: Any) -> dict[str, Any]:
+        """disconnect, stall (seconds), duplicate (batches), out_of_order, gap (candles),
+        price (symbol, price) or clear: docs/fake_exchange.md#websocket-streams."""
+        return dict(await self._call("POST", "stream", {"action": action, **fields}))
+
 
 @dataclass
 class FakeProcess:

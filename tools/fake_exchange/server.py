@@ -45,6 +45,7 @@ from tools.fake_exchange.markets import (
     reference_price,
 )
 from tools.fake_exchange.wire import order_json
+from tools.fake_exchange.ws import StreamHub
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +161,7 @@ class FakeExchange:
         self.gate = RequestGate(
             limiter=self.limiter, faults=self.faults, clock=self.clock, stopping=self._stopping
         )
+        self.streams = StreamHub(self)
         self._auto_task: asyncio.Task[None] | None = None
         self._build(saved)
 
@@ -452,6 +454,8 @@ class FakeExchange:
         app = web.Application(middlewares=[self.gate.middleware])
         BinanceApi(self, api_key=self._key, api_secret=self._secret).add_routes(app)
         ControlApi(self).add_routes(app)
+        self.streams = StreamHub(self)  # the WebSocket market streams (tools/fake_exchange/ws.py)
+        self.streams.add_routes(app)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await runner.setup()
         try:
@@ -464,6 +468,7 @@ class FakeExchange:
         self._stopping.clear()
         if self._auto_ms:
             self._auto_task = asyncio.create_task(self._auto_advance())
+        self.streams.start()
         return self._port
 
     async def stop(self) -> None:
@@ -471,6 +476,7 @@ class FakeExchange:
         if self._runner is None:
             return
         self._stopping.set()
+        await self.streams.stop()
         if self._auto_task is not None:
             self._auto_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
