@@ -132,7 +132,7 @@ def test_more_trials_continue_the_same_storage(ws: Workspace) -> None:
 @pytest.mark.parametrize(
     ("change", "says"),
     [
-        (("--strategy", "ema_crss"), "unknown strategy 'ema_crss'"),
+        (("--strategy", "ema_crss"), "--strategy ema_crss: unknown strategy"),
         (("--metric", "profit"), "invalid choice: 'profit'"),
         (("--trials", "0"), "--trials: must be at least 1"),
         (("--test-to", "2024-01-05"), "--test-to needs --test-from"),
