@@ -92,15 +92,16 @@ def _index_problem(config: PipelineConfig, known: Collection[str], where: str) -
     )
 
 
-def replay_markets_check(config: PipelineConfig, data_dir: Path) -> None:
+def replay_markets_check(config: PipelineConfig, data_dir: Path) -> list[str]:
     """The markets a replay or backtest needs, against its candle files (when there are any:
     an empty directory gets its own message from prepare_replay). A missing file is a data
-    error (exit 2) naming the pair, the setting that asks for it and the fix."""
+    error (exit 2) naming the pair, the setting that asks for it and the fix. Returns the
+    pairs with candle files (none: nothing was checked)."""
     if not data_dir.is_dir():
-        return
+        return []
     known = list_pairs(data_dir, config.timeframe)
     if not known:
-        return
+        return known
     tf = config.timeframe
     problems = [p for p in (_index_problem(config, known, f"with {tf} data in {data_dir}"),) if p]
     problems += [
@@ -112,6 +113,7 @@ def replay_markets_check(config: PipelineConfig, data_dir: Path) -> None:
     ]
     if problems:
         raise DataError("\n".join(problems))
+    return known
 
 
 def prepare_replay(

@@ -174,7 +174,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     cfg = sub.add_parser("config", help="validate or show the configuration", epilog=EPILOG)
     csub = cfg.add_subparsers(dest="sub", required=True, metavar="ACTION")
-    _common(csub.add_parser("check", help="validate; exit 0 or 2", epilog=EPILOG))
+    check = csub.add_parser("check", help="validate; exit 0, 2 (refused) or 1", epilog=EPILOG)
+    _common(check)
+    check.add_argument(
+        "--data",
+        type=Path,
+        metavar="DIR",
+        help="also check universe.symbols and regime.index_symbol against the candle files "
+        "in DIR, as a backtest would (exit 2 for a missing one)",
+    )
+    check.add_argument(
+        "--markets",
+        action="store_true",
+        help="also ask the configured exchange for its markets (public data, no keys) and "
+        "refuse unknown ones as `vigil run` would (exit 2); exit 1 when it cannot be reached",
+    )
     _common(
         csub.add_parser("show", help="print the effective config, secrets redacted", epilog=EPILOG)
     )
@@ -337,7 +351,11 @@ def dispatch(args: argparse.Namespace) -> int:
     if args.cmd == "status":
         return ops.cmd_status(loaded, args.json, args.replay)
     if args.cmd == "config":
-        return ops.cmd_config_check(loaded) if args.sub == "check" else ops.cmd_config_show(loaded)
+        if args.sub == "show":
+            return ops.cmd_config_show(loaded)
+        from runner.config_markets import cmd_config_check
+
+        return cmd_config_check(loaded, args.data, args.markets)
     if args.cmd == "shadow":
         from runner.shadow_report import cmd_shadow_report
 

@@ -1,7 +1,8 @@
 """Exit codes of every `vigil` command (documented in docs/cli.md)."""
 
 OK = 0
-FAILURE = 1  # a check failed (audit verify, audit replay mismatch, backtest compare) or a crash
+FAILURE = 1  # a check failed (audit verify, audit replay mismatch, backtest compare), could
+# not be completed (config check --markets: exchange unreachable), or a crash
 CONFIG = 2  # malformed or contradictory configuration, bad arguments, a data error
 ALREADY_RUNNING = 3  # another vigil holds the instance lock
 # state.db failed its integrity check (quarantined), or is missing/empty beside an audit log
