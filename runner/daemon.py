@@ -242,6 +242,7 @@ async def _run_live(
     except BaseException:
         audit.close()
         raise
+    metrics.rate_limits.watch(parts.data.limiter_state)
     metrics.set_info(
         version=__version__,
         mode=cfg.mode.value,
