@@ -31,7 +31,11 @@ class RateLimitMetrics:
         """Read `state()` (the exchange adapter's limiter) at every scrape, one series per
         budget it has."""
         for budget in state().used:
-            self.headroom.labels(budget).set_function(lambda b=budget: headroom(state(), b))
+            self.headroom.labels(budget).set_function(_reader(state, budget))
+
+
+def _reader(state: Callable[[], RateLimiterState], budget: str) -> Callable[[], float]:
+    return lambda: headroom(state(), budget)
 
 
 def headroom(state: RateLimiterState, budget: str) -> float:

@@ -175,10 +175,10 @@ def format_facts(facts: Mapping[str, Any]) -> str:
             elif key in ("cash", "equity"):
                 value = _money(value)
             lines.append(f"{key.replace('_', ' '):18} {value}")
-    key = facts.get("api_key")
-    if key:
-        due = "rotation overdue since" if key["overdue"] else "rotate by"
-        lines.append(f"{'api key age':18} {key['age_days']} days ({due} {key['rotate_by']})")
+    api = facts.get("api_key")
+    if api:
+        due = "rotation overdue since" if api["overdue"] else "rotate by"
+        lines.append(f"{'api key age':18} {api['age_days']} days ({due} {api['rotate_by']})")
     if "regime" not in facts:  # nothing stored yet: no breakers, positions or orders to show
         return "\n".join(lines + _path_lines(facts))
     tripped = facts.get("breakers_tripped") or {}
