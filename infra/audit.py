@@ -40,6 +40,7 @@ from infra.audit_format import (
     file_name_for,
     find_hash,
     head_json,
+    is_compressed,
     last_lines,
     log_files,
     parse_line,
@@ -134,6 +135,14 @@ class AuditLog:
         self._dir.mkdir(parents=True, exist_ok=True)
         self._take_lock()
         try:
+            newest = log_files(self._dir)[-1:]
+            if newest and is_compressed(newest[0]):
+                # the tip is read and a torn tail cut from the newest day: never on gzip bytes
+                raise AuditCorrupted(
+                    f"audit log {self._dir}: the newest day file {newest[0].name} is "
+                    "compressed; the writer continues the newest day, so only older days may "
+                    f"be compressed. Decompress it (gunzip {newest[0]}) and start again"
+                )
             verified = self._verify()
             files = log_files(self._dir)
             tip, torn = self._find_tip(files)

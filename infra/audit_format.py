@@ -5,6 +5,7 @@ optional keyed MACs and the checkpoints verify can be given. docs/audit.md descr
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import hmac
 import json
@@ -13,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import IO, Any, Final, cast
 
 from core.clock import DAY_MS
 
@@ -21,7 +22,10 @@ GENESIS_HASH: Final = "0" * 64
 HEAD_NAME: Final = "HEAD"
 QUARANTINE_DIR: Final = "quarantine"
 RECORD_FIELDS: Final = ("seq", "ts", "kind", "config_hash", "data", "prev_hash", "hash")
-FILE_RE: Final = re.compile(r"audit-(\d{4}-\d{2}-\d{2})\.jsonl")
+# Old days may be gzip-compressed by the operator (audit-YYYY-MM-DD.jsonl.gz); readers open
+# them with open_day(). The writer never compresses and refuses a compressed newest day.
+FILE_RE: Final = re.compile(r"audit-(\d{4}-\d{2}-\d{2})\.jsonl(?:\.gz)?")
+GZ_SUFFIX: Final = ".gz"
 HEX64_RE: Final = re.compile(r"[0-9a-f]{64}")
 
 _EPOCH_ORDINAL: Final = date(1970, 1, 1).toordinal()
@@ -91,6 +95,23 @@ def file_day_ms(name: str) -> int | None:
     except ValueError:
         return None
     return (day.toordinal() - _EPOCH_ORDINAL) * DAY_MS
+
+
+def is_compressed(path: Path) -> bool:
+    return path.name.endswith(GZ_SUFFIX)
+
+
+def plain_name(name: str) -> str:
+    """The day file's name without `.gz`: what HEAD and VERIFIED call it either way."""
+    return name.removesuffix(GZ_SUFFIX)
+
+
+def open_day(path: Path) -> IO[bytes]:
+    """A day file for reading, decompressed when it is `.gz`. A damaged `.gz` raises OSError
+    or EOFError (gzip.BadGzipFile is an OSError) while it is read."""
+    if is_compressed(path):
+        return cast(IO[bytes], gzip.open(path, "rb"))
+    return path.open("rb")
 
 
 def log_files(directory: Path) -> list[Path]:
@@ -250,14 +271,17 @@ def last_lines(path: Path, size: int, count: int = 2) -> list[tuple[int, bytes, 
 
 
 def find_hash(path: Path, seq: int) -> tuple[str, str] | None:
-    """(hash, file name) of record `seq` in `path`, None when it is not there."""
+    """(hash, plain file name) of record `seq` in `path` (or in `path`.gz when only that
+    exists), None when it is not there."""
+    if not path.exists() and path.with_name(path.name + GZ_SUFFIX).exists():
+        path = path.with_name(path.name + GZ_SUFFIX)  # that day was compressed since
     try:
-        with path.open("rb") as f:
+        with open_day(path) as f:
             for raw in f:
                 rec, _ = parse_line(raw)
                 if rec is not None and rec.get("seq") == seq:
-                    return str(rec.get("hash")), path.name
-    except FileNotFoundError:
+                    return str(rec.get("hash")), plain_name(path.name)
+    except (OSError, EOFError):  # missing, or a damaged .gz: the record is not found there
         return None
     return None
 

@@ -7,11 +7,26 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Final
+from typing import IO, Any, Final
 
 from core.errors import AuditCorrupted
-from infra.audit_format import format_ts, log_files, parse_line, record_problem
+from infra.audit_format import format_ts, log_files, open_day, parse_line, record_problem
+
+
+@contextmanager
+def _day(path: Path) -> Iterator[IO[bytes]]:
+    """open_day, with a damaged compressed file said in one line (AuditCorrupted)."""
+    try:
+        with open_day(path) as f:
+            yield f
+    except (OSError, EOFError) as exc:
+        if not path.name.endswith(".gz"):
+            raise
+        raise AuditCorrupted(
+            f"{path.name}: compressed day file unreadable ({exc}); run `vigil audit verify`"
+        ) from None
 
 
 def iter_records(directory: Path) -> Iterator[dict[str, Any]]:
@@ -22,7 +37,7 @@ def iter_records(directory: Path) -> Iterator[dict[str, Any]]:
     """
     files = log_files(Path(directory))
     for index, path in enumerate(files):
-        with path.open("rb") as f:
+        with _day(path) as f:
             for lineno, raw in enumerate(f, 1):
                 if not raw.endswith(b"\n") and index == len(files) - 1:
                     return
@@ -47,7 +62,8 @@ def tail(directory: Path, n: int = 20, kinds: set[str] | None = None) -> list[st
     picked: list[str] = []
     for index in range(len(files) - 1, -1, -1):
         path = files[index]
-        lines = path.read_bytes().split(b"\n")
+        with _day(path) as f:
+            lines = f.read().split(b"\n")
         last = lines.pop()  # b"" after a final newline, else an incomplete line
         entries = [(lineno, raw, "") for lineno, raw in enumerate(lines, 1)]
         if last and index < len(files) - 1:

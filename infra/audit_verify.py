@@ -31,7 +31,9 @@ from infra.audit_format import (
     format_ts,
     log_files,
     macs_equal,
+    open_day,
     parse_line,
+    plain_name,
     read_head,
     record_hash,
     record_mac,
@@ -167,6 +169,10 @@ def verify(
         first = start.file_index
     bad: BadRecord | None = None
     for index in range(first, len(files)):
+        if index and plain_name(files[index].name) == plain_name(files[index - 1].name):
+            reason = f"the day is here twice, as {files[index - 1].name} and compressed: keep one"
+            bad = BadRecord(files[index].name, 0, None, walk.expected, reason)
+            break
         skip = (start.offset, start.lines) if start and index == start.file_index else (0, 0)
         last = index == len(files) - 1
         bad = walk.file(files[index], skip=skip, torn_ok=torn_tail_ok and last)
@@ -231,9 +237,18 @@ class _Walk:
         if self._day > self.future_ms:
             reason = f"day file from the future (the clock here says {format_ts(self.future_ms)})"
             return BadRecord(name, 0, None, self.expected, reason + "; it does not belong here")
+        try:
+            return self._read(path, name, skip=skip, torn_ok=torn_ok)
+        except (OSError, EOFError) as exc:  # e.g. a damaged .gz: said, never a traceback
+            what = "compressed day file" if name.endswith(".gz") else "day file"
+            return BadRecord(name, 0, None, self.expected, f"{what} unreadable: {exc}")
+
+    def _read(
+        self, path: Path, name: str, *, skip: tuple[int, int], torn_ok: bool
+    ) -> BadRecord | None:
         digest = hashlib.sha256()
         size = lineno = 0
-        with path.open("rb") as f:
+        with open_day(path) as f:
             if skip[0]:
                 prefix = f.read(skip[0])
                 digest.update(prefix)
@@ -421,7 +436,7 @@ def _check_head(
     if digest != head.hash:
         reason = f"HEAD hash differs from record seq {head.seq}"
         return BadRecord(name, line, head.seq, head.seq, reason)
-    if head.file != name:
+    if head.file != plain_name(name):  # a day compressed since is still that day
         reason = f"HEAD names {head.file} for seq {head.seq}, but the record is in {name}"
         return BadRecord(name, line, head.seq, head.seq, reason)
     return None

@@ -53,6 +53,7 @@ from infra.metrics_labels import STAGE_BUCKETS as STAGE_BUCKETS
 from infra.metrics_labels import _Family, _one_hot
 from infra.metrics_labels import clean_label as clean_label
 from infra.metrics_labels import reason_code as reason_code
+from infra.metrics_limits import RateLimitMetrics
 
 log = logging.getLogger("vigil.metrics")
 
@@ -343,6 +344,7 @@ class Metrics:
         }
         self._unknown_events: set[str] = set()
         self.alerts = AlertMetrics(r)
+        self.rate_limits = RateLimitMetrics(r)
 
     # ---- Telemetry --------------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from core.errors import ConfigError
+from infra.audit_format import open_day
 from infra.audit_verify import log_files, record_hash
 from infra.secrets import ENV_API_KEY_ISSUED
 from infra.settings import VigilConfig
@@ -83,8 +84,11 @@ def check_audit_tail(directory: Path, n: int = TAIL_RECORDS) -> tuple[bool, str]
         return True, "no records yet"
     lines: deque[bytes] = deque(maxlen=n)
     for path in files[-2:]:  # the last record may be the first of a new day
-        with path.open("rb") as fh:
-            lines.extend(line for line in fh if line.endswith(b"\n"))
+        try:
+            with open_day(path) as fh:  # an older day may have been compressed
+                lines.extend(line for line in fh if line.endswith(b"\n"))
+        except (OSError, EOFError) as exc:
+            return False, f"{path.name} unreadable: {exc}"
     prev: dict[str, Any] | None = None
     for raw in lines:
         try:

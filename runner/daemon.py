@@ -243,6 +243,7 @@ async def _run_live(
     except BaseException:
         audit.close()
         raise
+    metrics.rate_limits.watch(parts.data.limiter_state)
     metrics.set_info(
         version=__version__,
         mode=cfg.mode.value,
@@ -510,6 +511,7 @@ async def _start_http(
 
     cfg = loaded.config
     started_ms = int(time.time() * 1000)
+    key_issued = key_issued_ms(os.environ)
     if not cfg.http.enabled:
         return None
     server = HttpServer(
@@ -533,6 +535,8 @@ async def _start_http(
             paths=paths,
             replay=replay,
             started_ms=started_ms,
+            key_issued_ms=key_issued,
+            key_max_age_days=cfg.checks.api_key_max_age_days,
         ),
         allow_remote=cfg.http.allow_remote,
     )

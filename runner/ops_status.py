@@ -4,6 +4,7 @@ daemon on GET /status) or from state.db when no daemon runs, and one way to prin
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -12,12 +13,18 @@ from typing import Any
 from core.models import EngineState, Order, Position
 from infra.settings import ResolvedPaths
 
+DAY_MS = 86_400_000
+
 
 def utc(ms: int | None) -> str | None:
     """Epoch ms as '2024-01-31 12:00:00 UTC' (None stays None)."""
     if ms is None:
         return None
     return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _day(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d")
 
 
 def path_facts(paths: ResolvedPaths) -> dict[str, str]:
@@ -74,6 +81,20 @@ def state_facts(
     }
 
 
+def key_age_facts(issued_ms: int | None, max_age_days: int, now_ms: int) -> dict[str, Any] | None:
+    """The API key's age against `checks.api_key_max_age_days` (None: VIGIL_API_KEY_ISSUED
+    not set). Whole days on the wall clock: the key ages in real time, even under a replay."""
+    if issued_ms is None:
+        return None
+    return {
+        "issued": _day(issued_ms),
+        "age_days": (now_ms - issued_ms) // DAY_MS,
+        "max_age_days": max_age_days,
+        "rotate_by": _day(issued_ms + max_age_days * DAY_MS),
+        "overdue": now_ms - issued_ms >= max_age_days * DAY_MS,
+    }
+
+
 def daemon_facts(
     engine: Any,
     *,
@@ -83,6 +104,8 @@ def daemon_facts(
     paths: ResolvedPaths,
     replay: bool,
     started_ms: int,
+    key_issued_ms: int | None = None,
+    key_max_age_days: int = 90,
 ) -> dict[str, Any]:
     """The running daemon's own facts, for GET /status."""
     d = engine.last_decision
@@ -112,6 +135,7 @@ def daemon_facts(
         "trading_state": trading,
         "equity": None if d is None else str(d.equity),
         "no_trade_reason": None if d is None else d.no_trade_reason,
+        "api_key": key_age_facts(key_issued_ms, key_max_age_days, int(time.time() * 1000)),
         "paths": path_facts(paths),
         **facts,
     }
@@ -151,6 +175,10 @@ def format_facts(facts: Mapping[str, Any]) -> str:
             elif key in ("cash", "equity"):
                 value = _money(value)
             lines.append(f"{key.replace('_', ' '):18} {value}")
+    api = facts.get("api_key")
+    if api:
+        due = "rotation overdue since" if api["overdue"] else "rotate by"
+        lines.append(f"{'api key age':18} {api['age_days']} days ({due} {api['rotate_by']})")
     if "regime" not in facts:  # nothing stored yet: no breakers, positions or orders to show
         return "\n".join(lines + _path_lines(facts))
     tripped = facts.get("breakers_tripped") or {}

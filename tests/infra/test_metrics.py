@@ -452,6 +452,7 @@ def test_every_documented_family_is_exported_and_all_are_prefixed() -> None:
         "vigil_alert_delivery_failures",
         "vigil_api_key_issued_timestamp_seconds",
         "vigil_api_key_max_age_seconds",
+        "vigil_rate_limit_headroom_ratio",
     }
     assert names == expected
 

@@ -25,7 +25,13 @@ def test_list_names_every_drill_and_unknown_names_are_refused() -> None:
     listed = vigil("drill", "list")
     assert listed.returncode == 0
     names = [line.split()[0] for line in listed.stdout.splitlines()]
-    assert {"kill_switch", "audit_tamper", "state_corruption", "feeder_outage"} <= set(names)
+    assert {
+        "kill_switch",
+        "audit_tamper",
+        "state_corruption",
+        "feeder_outage",
+        "clock_drift",
+    } <= set(names)
     bad = vigil("drill", "run", "no_such_drill")
     assert bad.returncode == 2 and "unknown drill no_such_drill" in bad.stdout
 
@@ -36,5 +42,11 @@ def test_the_fast_drills_pass() -> None:
     lines = done.stdout.splitlines()
     assert done.returncode == 0, done.stdout + done.stderr[-3000:]
     passed = [line.split()[1] for line in lines if line.startswith("PASS ")]
-    assert passed == ["kill_switch", "audit_tamper", "state_corruption", "insufficient_balance"]
-    assert lines[-1] == "4 passed, 0 failed"
+    assert passed == [
+        "kill_switch",
+        "audit_tamper",
+        "state_corruption",
+        "insufficient_balance",
+        "clock_drift",
+    ]
+    assert lines[-1] == "5 passed, 0 failed"

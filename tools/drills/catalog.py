@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -250,6 +251,33 @@ async def flatten(config: Path) -> Measures:
     return {"flatten_s": round(took, 2), "left": {k: str(v) for k, v in left.items()} or "none"}
 
 
+async def clock_drift(config: Path) -> Measures:
+    async with site(config) as s:
+        # the venue's clock 2 s ahead of this host's: far beyond any sane clock.max_offset_ms
+        s.fake.set_clock_skew(2_000)
+        t0 = time.monotonic()
+        d = await s.daemon().start()
+        rc = await d.wait(60)
+        refused_s = time.monotonic() - t0
+        state = await s.fake.state()
+        refused = [r for r in s.records() if r["kind"] == "clock_refused"]
+        err = d.stderr()
+    # no order may reach the venue, and the refusal must come from the check, not a crash
+    if rc != 7:
+        raise DrillFailed(f"LIVE on a clock 2 s off exited {rc}, expected 7:\n{err[-1500:]}")
+    if not refused:
+        raise DrillFailed("no clock_refused record in the audit log")
+    if "Traceback" in err:
+        raise DrillFailed(f"a traceback on the refusal:\n{err[-1500:]}")
+    if state["orders"]:
+        raise DrillFailed(f"{len(state['orders'])} order(s) reached the fake before the refusal")
+    detail = str(refused[0]["data"]["detail"])
+    seen = re.search(r"host clock is (\d+) ms behind", detail)
+    if seen is None or not 1_500 <= int(seen.group(1)) <= 2_500:
+        raise DrillFailed(f"the refusal does not name the 2 s offset: {detail}")
+    return {"exit": rc, "refused_s": round(refused_s, 2), "offset_ms": int(seen.group(1))}
+
+
 DRILLS: dict[str, Drill] = {
     d.name: d
     for d in (
@@ -276,6 +304,12 @@ DRILLS: dict[str, Drill] = {
             True,
             "the venue refuses orders for funds: refused and recorded, daemon keeps cycling",
             insufficient_balance,
+        ),
+        Drill(
+            "clock_drift",
+            True,
+            "the venue's clock 2 s ahead: LIVE refuses to start, exit 7, clock_refused recorded",
+            clock_drift,
         ),
         Drill(
             "flatten",
