@@ -28,6 +28,11 @@ def add_strategy_flags(p: argparse.ArgumentParser) -> None:
         metavar="NAME[,NAME]",
         help="enable exactly these strategies for this run, overriding the config",
     )
+    add_strategy_path_flag(p)
+
+
+def add_strategy_path_flag(p: argparse.ArgumentParser) -> None:
+    """--strategy-path DIR: also `vigil sweep`'s, which has its own --strategy."""
     p.add_argument(
         "--strategy-path",
         dest="strategy_paths",

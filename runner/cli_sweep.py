@@ -39,15 +39,9 @@ def add_sweep_commands(
         metavar="NAME[,NAME]",
         help="strategies to sweep; exactly these are enabled in every trial",
     )
-    sw.add_argument(
-        "--strategy-path",
-        dest="strategy_paths",
-        action="append",
-        type=Path,
-        default=[],
-        metavar="DIR",
-        help="also load user strategies from DIR (besides strategies_path; repeatable)",
-    )
+    from runner.cli_strategies import add_strategy_path_flag
+
+    add_strategy_path_flag(sw)
     sw.add_argument("--space", type=Path, required=True, help="search space YAML")
     sw.add_argument("--trials", type=int, help="trials to run in all (default 20; grid: all)")
     sw.add_argument(
