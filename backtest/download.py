@@ -19,18 +19,11 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from backtest.candle_checks import alignment_offset_ms, iso
-from backtest.candle_formats import (
-    DataError,
-    RawCandles,
-    candle_filename,
-    check_format,
-    check_symbol,
-    rows_to_raw,
-    write_raw,
-)
-from backtest.data import CandleSeries, DataReport, load_candles, validate_raw
+from core.candles import CandleSeries, RawCandles, check_symbol, iso
 from core.clock import DAY_MS, timeframe_ms
+from infra.candle_checks import alignment_offset_ms
+from infra.candle_files import DataReport, load_candles, validate_raw
+from infra.candle_formats import DataError, candle_filename, check_format, rows_to_raw, write_raw
 
 log = logging.getLogger(__name__)
 

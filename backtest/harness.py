@@ -17,9 +17,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from backtest.data import write_candles
 from backtest.runner import BacktestResult, run_backtest
 from backtest.synthetic import generate_candles
+from infra.candle_files import write_candles
 from infra.settings import VigilConfig
 from infra.strategy_loader import load_user_strategies
 from runner.app import prepare_replay

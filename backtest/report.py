@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from backtest import stats
-from backtest.candle_checks import iso
 from backtest.runner import BacktestResult, Trade
+from core.candles import iso
 from core.clock import Clock
 
 ZERO = Decimal(0)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from backtest.data import CandleSeries
+from core.candles import CandleSeries
 from core.clock import timeframe_ms
 
 # Per-bar drift of each phase, in units of `volatility`: a 300-bar up phase gains about 24%

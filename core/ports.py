@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
-from typing import Protocol
+from typing import Any, Protocol, TypeAlias
 
-from core.models import Balance, Candle, Fill, Market, Order, OrderBook, OrderIntent, Quote
+from core.models import (
+    Balance,
+    Candle,
+    EngineState,
+    Fill,
+    Market,
+    Order,
+    OrderBook,
+    OrderIntent,
+    Position,
+    Quote,
+)
+from core.portfolio import Booking, Portfolio
 
 
 class Exchange(Protocol):
@@ -49,3 +61,55 @@ class Exchange(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+# -- candles and the engine's store (feeds: infra/feeds.py, infra/live_feed.py; stores:
+# runner/store.py). Kept together so this block merges as one piece.
+
+# Where a feed delivers each closed candle: `sink(symbol, ts, open, high, low, close, volume)`,
+# ts the candle's open time in epoch ms, prices as floats (indicators are float math).
+CandleSink: TypeAlias = Callable[[str, int, float, float, float, float, float], Any]
+
+
+class CandleFeed(Protocol):
+    """Where closed candles come from: recorded files (ReplayFeed) or an exchange
+    (ExchangeFeed). The engine asks `poll(now)` every cycle; a candle is delivered once, after
+    it has closed (open time + timeframe <= now), oldest first per symbol."""
+
+    timeframe_ms: int
+
+    async def warmup(self, start_ms: int, bars: int, sink: CandleSink) -> int:
+        """Deliver the history closed by `start_ms` (at least `bars` candles per symbol where
+        the source has them); returns how many candles were delivered."""
+        ...
+
+    async def poll(self, now_ms: int, sink: CandleSink) -> int:
+        """Deliver every candle closed by `now_ms` not delivered before; returns the count."""
+        ...
+
+
+class Store(Protocol):
+    """What the engine persists and reads back: SqliteStore (the daemon, state.db) and
+    MemoryStore (backtests) in runner/store.py."""
+
+    def load_engine_state(self) -> EngineState: ...
+
+    def load_positions(self) -> dict[str, Position]: ...
+
+    def load_orders(self, *, live_only: bool = False) -> list[Order]: ...
+
+    def load_fills(self) -> list[Fill]: ...
+
+    def get_order(self, client_order_id: str) -> Order | None: ...
+
+    def save_order(self, o: Order) -> None: ...
+
+    def record_fill(
+        self, f: Fill, order: Order, booking: Booking, portfolio: Portfolio
+    ) -> None: ...
+
+    def save_cycle(self, state: EngineState, portfolio: Portfolio, now_ms: int) -> None: ...
+
+    def set_kill(self, on: bool, reason: str) -> None: ...
+
+    def set_unknown_holdings(self, holdings: dict[str, str]) -> None: ...

@@ -7,9 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from backtest.data import CandleSeries
+from core.candles import CandleSeries
 from core.features import BadTick
-from runner.engine import CandleSink
+from core.ports import CandleSink
 
 try:
     from infra import _replay  # type: ignore[attr-defined]

@@ -9,8 +9,7 @@ from collections.abc import Callable, Sequence
 from core.clock import timeframe_ms
 from core.errors import ExchangeError
 from core.models import Candle
-from core.ports import Exchange
-from runner.engine import CandleSink
+from core.ports import CandleSink, Exchange
 
 log = logging.getLogger("vigil.feed")
 

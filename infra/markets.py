@@ -6,7 +6,7 @@ import math
 from collections.abc import Mapping
 from decimal import Decimal
 
-from backtest.data import CandleSeries
+from core.candles import CandleSeries
 from core.models import Market
 
 # Binance spot's current minimum order value for USDT pairs, and its base fee rate.

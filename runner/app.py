@@ -9,23 +9,23 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from backtest.data import CandleSeries, DataReport, list_pairs, load_required
+from core.candles import CandleSeries
 from core.clock import Clock
 from core.config import PipelineConfig
 from core.cycle import feature_plan, history_needed
 from core.errors import ConfigError, DataError
 from core.features import FeatureBank
 from core.models import Market
-from core.ports import Exchange
+from core.ports import CandleFeed, CandleSink, Exchange, Store
+from infra.candle_files import DataReport, list_pairs, load_required
 from infra.exchange.dry_run import DryRunExchange
 from infra.exchange.sim import SimExchange
 from infra.exchange.sim_config import SimConfig
 from infra.feeds import ReplayFeed
 from infra.markets import markets_from_series
 from infra.settings import Mode
-from runner.engine import CandleFeed, CandleSink, Engine, Telemetry
+from runner.engine import Engine, Telemetry
 from runner.recorder import AuditSink, Recorder
-from runner.store import Store
 
 
 def build_engine(

@@ -86,7 +86,7 @@ def _guard(config: Path | None) -> Any:
 
 def _files(path: Path, timeframe: str | None) -> tuple[list[Path], list[Path]]:
     """(candle files named the freqtrade way, other files that look like candles)."""
-    from backtest.candle_formats import FORMATS, parse_candle_filename
+    from infra.candle_formats import FORMATS, parse_candle_filename
 
     if not path.exists():
         raise _Usage(f"{path} does not exist")
@@ -107,7 +107,7 @@ class _Usage(Exception):
 
 
 def cmd_check(path: Path, timeframe: str | None, guard: Any) -> int:
-    from backtest.data import DataError, load_candles
+    from infra.candle_files import DataError, load_candles
 
     try:
         named, other = _files(path, timeframe)
@@ -139,7 +139,7 @@ def cmd_check(path: Path, timeframe: str | None, guard: Any) -> int:
 
 
 def _describe(path: Path, series: Any, report: Any) -> str:
-    from backtest.candle_checks import iso
+    from core.candles import iso
 
     span = f"{iso(series.first_ts)} .. {iso(series.last_ts)}" if len(series) else "no rows"
     order = "newest first (read reversed)" if report.newest_first else "oldest first"
@@ -168,8 +168,8 @@ def _describe(path: Path, series: Any, report: Any) -> str:
 
 
 def cmd_convert(args: argparse.Namespace, guard: Any) -> int:
-    from backtest.candle_formats import candle_filename, parse_candle_filename, read_candle_file
-    from backtest.data import DataError, load_candles, write_candles
+    from infra.candle_files import DataError, load_candles, write_candles
+    from infra.candle_formats import candle_filename, parse_candle_filename, read_candle_file
 
     try:
         named, other = _files(args.source, None)
@@ -209,8 +209,8 @@ def infer_timeframe(ts: Any, source: str) -> str:
     """The most common step between rows, as a timeframe ('1h'); DataError when unclear."""
     import numpy as np
 
-    from backtest.data import DataError
     from core.clock import timeframe_ms
+    from infra.candle_files import DataError
 
     steps = np.diff(np.unique(ts))
     if not len(steps):

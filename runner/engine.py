@@ -33,14 +33,13 @@ from core.models import (
     Side,
 )
 from core.portfolio import Portfolio, update_peaks
-from core.ports import Exchange
+from core.ports import CandleFeed, CandleSink, Exchange, Store
 from core.reasons import NoTradeReason
 from core.universe import candidates
 from infra.logfmt import CYCLE
 from runner.execution import Executor, OrderBookkeeper
 from runner.reconcile import Reconciler
 from runner.recorder import Recorder, proposal_data, verdict_data
-from runner.store import Store
 from strategy.base import CandleHistory
 
 log = logging.getLogger("vigil.engine")
@@ -51,16 +50,6 @@ MARKETS_CHECK_MS = 60_000
 DEPTH_LEVELS = 10
 # Exits-only causes that stay until an operator resumes (others clear by themselves).
 LATCHED_BY_RESUME = frozenset({"cycle_errors"})
-
-CandleSink = Callable[[str, int, float, float, float, float, float], Any]
-
-
-class CandleFeed(Protocol):
-    timeframe_ms: int
-
-    async def warmup(self, start_ms: int, bars: int, sink: CandleSink) -> int: ...
-
-    async def poll(self, now_ms: int, sink: CandleSink) -> int: ...
 
 
 class EngineSink:

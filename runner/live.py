@@ -15,7 +15,7 @@ from typing import Any
 
 from core.clock import Clock
 from core.models import Market
-from core.ports import Exchange
+from core.ports import CandleFeed, Exchange
 from core.universe import candidates
 from infra.exchange.ccxt_exchange import CcxtExchange
 from infra.exchange.ccxt_factory import make_ccxt
@@ -29,7 +29,6 @@ from infra.secrets import Secrets, require_live_credentials
 from infra.settings import Mode, VigilConfig
 from infra.state_store import StateStore
 from infra.streams import StreamFeed, capacity
-from runner.engine import CandleFeed
 from runner.fast_exits import PriceRouter
 from runner.store import paper_wallet
 

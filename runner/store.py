@@ -1,4 +1,4 @@
-"""What the engine persists, behind one small interface with two adapters.
+"""What the engine persists: two adapters of the Store port (core/ports.py).
 
 `SqliteStore` (the daemon) writes a NEW order at once, so an order can never exist on the
 exchange without a row here, and a fill at once with the position and cash it moved, so a
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from decimal import Decimal
-from typing import Protocol
 
 from core.clock import day_start_ms
 from core.models import EngineState, Fill, Order, OrderStatus, Position
@@ -21,30 +20,6 @@ from infra.state_store import StateStore
 KV_CASH = "cash"
 KV_LAST_CYCLE = "last_cycle_ms"
 KV_UNKNOWN_HOLDINGS = "unknown_holdings"
-
-
-class Store(Protocol):
-    def load_engine_state(self) -> EngineState: ...
-
-    def load_positions(self) -> dict[str, Position]: ...
-
-    def load_orders(self, *, live_only: bool = False) -> list[Order]: ...
-
-    def load_fills(self) -> list[Fill]: ...
-
-    def get_order(self, client_order_id: str) -> Order | None: ...
-
-    def save_order(self, o: Order) -> None: ...
-
-    def record_fill(
-        self, f: Fill, order: Order, booking: Booking, portfolio: Portfolio
-    ) -> None: ...
-
-    def save_cycle(self, state: EngineState, portfolio: Portfolio, now_ms: int) -> None: ...
-
-    def set_kill(self, on: bool, reason: str) -> None: ...
-
-    def set_unknown_holdings(self, holdings: dict[str, str]) -> None: ...
 
 
 def paper_wallet(sim: SimConfig, quote: str, db: StateStore) -> SimConfig:

@@ -20,8 +20,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from backtest.data import CandleSeries, list_pairs, load_candles  # noqa: E402
 from backtest.synthetic import generate_candles  # noqa: E402
+from core.candles import CandleSeries  # noqa: E402
 from core.config import PipelineConfig, UniverseConfig  # noqa: E402
 from core.cycle import MarketSnapshot, required_features, run_cycle  # noqa: E402
 from core.features import FeatureBank  # noqa: E402
@@ -35,6 +35,7 @@ from core.models import (  # noqa: E402
     Side,
 )
 from core.portfolio import Portfolio  # noqa: E402
+from infra.candle_files import list_pairs, load_candles  # noqa: E402
 from infra.markets import market_for  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "binance_spot_2024"

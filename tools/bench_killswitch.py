@@ -41,7 +41,7 @@ SYMBOLS = ("BTC/USDT", "ETH/USDT", "SOL/USDT")
 
 
 async def run(trials: int, orders: int) -> tuple[list[float], list[float]]:
-    from backtest.data import write_candles
+    from infra.candle_files import write_candles
 
     tmp = Path(tempfile.mkdtemp(prefix="vigil-kill-"))
     for i, sym in enumerate(SYMBOLS):

@@ -1,9 +1,9 @@
 """Write tests/resources/csv/: small CSV candle files in the layouts free sources export.
 
 Every file holds the same 48 hourly BTC/USDT candles (a seeded synthetic walk, no downloaded
-data), each written the way one source or habit writes them. tests/backtest/test_csv_corpus.py
-loads each and checks that it gives those candles back, and that the files are what this
-script writes.
+data), each written the way one source or habit writes them.
+tests/infra/test_candle_csv_corpus.py loads each and checks that it gives those candles back, and
+that the files are what this script writes.
 
 .venv/bin/python tools/gen_csv_corpus.py [--check]
 """
@@ -19,8 +19,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from backtest.data import CandleSeries  # noqa: E402
 from backtest.synthetic import generate_candles  # noqa: E402
+from core.candles import CandleSeries  # noqa: E402
 
 OUT = ROOT / "tests" / "resources" / "csv"
 SYMBOL, TIMEFRAME = "BTC/USDT", "1h"

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 from aiohttp import web
 
-from backtest.data import FORMATS, CandleSeries, DataError, load_candles, write_candles
 from backtest.download import (
     DownloadProgress,
     download_candles,
@@ -18,7 +17,9 @@ from backtest.download import (
     make_ccxt_exchange,
 )
 from backtest.synthetic import generate_candles
+from core.candles import CandleSeries
 from core.clock import DAY_MS
+from infra.candle_files import FORMATS, DataError, load_candles, write_candles
 
 T0 = 1_704_067_200_000  # 2024-01-01T00:00:00Z
 M5 = 300_000

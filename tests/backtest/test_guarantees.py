@@ -10,10 +10,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from backtest.data import write_candles
 from backtest.report import build_report
 from backtest.runner import BacktestResult, run_backtest
 from backtest.synthetic import generate_candles
+from infra.candle_files import write_candles
 from infra.settings import VigilConfig
 from runner.app import ReplayInputs, prepare_replay
 from runner.recorder import MemorySink
@@ -141,7 +141,7 @@ def test_universe_is_point_in_time(tmp_path: Path) -> None:
         else getattr(quiet, name)
         for name in ("ts", "open", "high", "low", "close", "volume")
     ]
-    from backtest.data import CandleSeries
+    from core.candles import CandleSeries
 
     write_candles(tmp_path / "DOGE_USDT-5m.feather", CandleSeries("DOGE/USDT", "5m", *cols))
     write_candles(

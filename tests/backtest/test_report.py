@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from backtest import stats
-from backtest.data import DataReport
 from backtest.report import (
     REGRESSION_KEYS,
     build_report,
@@ -27,6 +26,7 @@ from backtest.synthetic import generate_candles
 from core.clock import SimClock
 from core.config import UniverseConfig
 from core.reasons import RiskReason
+from infra.candle_files import DataReport
 from infra.exchange.sim_config import SimConfig
 from infra.markets import markets_from_series
 from infra.settings import VigilConfig, config_hash

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 
 from backtest import sweep
-from backtest.data import write_candles
 from backtest.sweep_pool import SerialPool, Task
 from backtest.sweep_space import parse_space
 from backtest.synthetic import generate_candles
 from core.errors import AlreadyRunning, ConfigError
+from infra.candle_files import write_candles
 from infra.settings import VigilConfig
 from runner.app import ReplayInputs, prepare_replay
 

@@ -134,7 +134,7 @@ def test_any_config_matches(kinds: list[str], period: int, seed: int, flat: bool
 def test_the_real_pipeline_keys_on_real_candles() -> None:
     from pathlib import Path
 
-    from backtest.data import load_candles
+    from infra.candle_files import load_candles
 
     data = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "binance_spot_2024"
     if not data.is_dir():

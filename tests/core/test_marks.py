@@ -8,11 +8,11 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from backtest.candle_checks import spikes
 from core.config import OutlierGuard, TriggerConfig
 from core.features import FeatureBank
 from core.marks import guarded_marks
 from core.triggers import is_outlier
+from infra.candle_checks import spikes
 from tests.core.helpers import make_features, quote
 
 CFG = TriggerConfig()
@@ -116,7 +116,7 @@ def _spikes_by_definition(close: np.ndarray, volume: np.ndarray, g: OutlierGuard
 def test_the_spike_shortcuts_find_exactly_the_definition(
     seed: int, n: int, vol: float, lookback: int, shocks: list[tuple[int, float]]
 ) -> None:
-    """The vectorised prefilter in backtest.candle_checks.spikes only skips bars that cannot
+    """The vectorised prefilter in infra.candle_checks.spikes only skips bars that cannot
     be spikes: on volatile walks with shocks it finds exactly what the definition finds."""
     rng = np.random.default_rng(seed)
     close = 50.0 * np.exp(np.cumsum(rng.normal(0, vol, n)))

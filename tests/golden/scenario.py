@@ -8,9 +8,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from backtest.data import write_candles
 from backtest.runner import run_backtest
 from backtest.synthetic import generate_candles
+from infra.candle_files import write_candles
 from infra.settings import VigilConfig
 from runner.app import prepare_replay
 from runner.recorder import DECISION_KINDS, MemorySink

@@ -17,6 +17,7 @@ from core.config import PipelineConfig
 from core.cycle import required_features
 from core.features import FeatureBank
 from core.models import BreakerState, TradingState
+from core.ports import CandleSink
 from core.reasons import Breaker
 from infra.exchange.sim import SimExchange
 from infra.exchange.sim_config import SimConfig
@@ -31,7 +32,7 @@ from infra.http import (
     readiness,
 )
 from infra.metrics import Metrics
-from runner.engine import CandleSink, Engine
+from runner.engine import Engine
 from runner.recorder import MemorySink, Recorder
 from runner.store import MemoryStore
 from tests.core.helpers import T0, market

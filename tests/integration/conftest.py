@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from backtest.data import write_candles
 from backtest.synthetic import generate_candles
+from infra.candle_files import write_candles
 
 ROOT = Path(__file__).resolve().parents[2]
 START_MS = 1_704_067_200_000  # 2024-01-01 00:00 UTC

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from backtest.data import CandleSeries, load_candles, write_candles
+from core.candles import CandleSeries
+from infra.candle_files import load_candles, write_candles
 from runner import exit_codes
 from tests.integration.conftest import Workspace
 

@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backtest.data import CandleSeries, load_candles, write_candles
+from core.candles import CandleSeries
+from infra.candle_files import load_candles, write_candles
 from infra.state_schema import loads
 from tests.integration.conftest import Workspace
 

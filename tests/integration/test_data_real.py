@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from backtest.data import load_candles
+from infra.candle_files import load_candles
 
 pytestmark = [pytest.mark.integration, pytest.mark.shared_data]
 

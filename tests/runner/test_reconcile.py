@@ -6,10 +6,10 @@ import asyncio
 from decimal import Decimal
 from pathlib import Path
 
-from backtest.data import write_candles
 from backtest.synthetic import generate_candles
 from core.clock import SimClock
 from core.models import OrderIntent, OrderStatus, OrderType, Side
+from infra.candle_files import write_candles
 from infra.settings import VigilConfig
 from runner.app import build_engine, prepare_replay, replay_feed, sim_exchange
 from runner.recorder import MemorySink

@@ -21,7 +21,8 @@ import sys
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
-from backtest.data import CandleSeries, load_candles
+from core.candles import CandleSeries
+from infra.candle_files import load_candles
 from tools.fake_exchange.server import FakeExchange
 
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from backtest.data import CandleSeries
 from backtest.synthetic import generate_candles
+from core.candles import CandleSeries
 from core.clock import DAY_MS, WEEK_MS
 
 Row = tuple[int, float, float, float, float, float]  # open ms, o, h, l, c, v

@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 from aiohttp import web
 
-from backtest.data import CandleSeries
+from core.candles import CandleSeries
 from core.clock import Clock, SimClock, timeframe_ms
 from core.models import Market, MarketStatus, Order
 from infra.clock import LiveClock

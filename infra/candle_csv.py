@@ -6,7 +6,7 @@ epoch seconds, milliseconds, microseconds or nanoseconds (judged per row: some e
 switch midway), ISO-8601 and 12-hour times with AM/PM, extra columns, and volume in the
 base asset (`volume`, `Volume BTC`) or, failing that, in the quote asset (`Volume USDT`,
 `quote_volume`), which is divided by the close. Rows stay in file order; newest-first files
-are turned around by validation (backtest.data), which reports it.
+are turned around by validation (infra.candle_files), which reports it.
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from backtest.candle_formats import PRICE_COLUMNS, Int64Array, RawCandles
+from core.candles import Int64Array, RawCandles
 from core.errors import DataError
+from infra.candle_formats import PRICE_COLUMNS
 
 HEADER_SEARCH_LINES = 10  # a header further down than this is not a banner's doing
 

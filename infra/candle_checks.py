@@ -1,7 +1,7 @@
 """Row checks for candle data: bad ticks, duplicates, out-of-order rows and gaps.
 
 Pure numpy over `RawCandles`; the clean-data path is fully vectorised and only data that is
-out of order or duplicated takes the slower per-run path. backtest.data turns `Findings`
+out of order or duplicated takes the slower per-run path. infra.candle_files turns `Findings`
 into a `CandleSeries` and a `DataReport`.
 """
 
@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left
-from datetime import UTC, datetime
 from enum import StrEnum
 from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
-from backtest.candle_formats import FloatArray, Int64Array, RawCandles
+from core.candles import FloatArray, Int64Array, RawCandles, iso
 from core.clock import DAY_MS, WEEK_MS, timeframe_ms
 from core.config import OutlierGuard
 from core.triggers import is_outlier
@@ -56,13 +55,6 @@ class Findings(NamedTuple):
     bad_ticks: tuple[tuple[int, str], ...]
     problems: tuple[Problem, ...]  # sorted by row
     spikes: tuple[tuple[int, str], ...]  # kept rows that look like bad prints
-
-
-def iso(ts: int) -> str:
-    try:
-        return datetime.fromtimestamp(ts / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    except (ValueError, OverflowError, OSError):
-        return f"{ts} ms (out of range)"  # a garbage timestamp must not hide the report
 
 
 def alignment_offset_ms(timeframe: str) -> int:

@@ -11,10 +11,11 @@ import pyarrow as pa
 import pyarrow.feather as feather
 import pytest
 
-from backtest.candle_formats import parse_candle_filename
-from backtest.data import (
+from backtest.synthetic import generate_candles
+from core.candles import CandleSeries
+from core.clock import DAY_MS
+from infra.candle_files import (
     FORMATS,
-    CandleSeries,
     DataError,
     DataReport,
     TickProblem,
@@ -25,8 +26,7 @@ from backtest.data import (
     load_many,
     write_candles,
 )
-from backtest.synthetic import generate_candles
-from core.clock import DAY_MS
+from infra.candle_formats import parse_candle_filename
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 T0 = 1_704_067_200_000  # 2024-01-01T00:00:00Z

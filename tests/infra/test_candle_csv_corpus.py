@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backtest.data import DataError, load_candles, write_candles
+from infra.candle_files import DataError, load_candles, write_candles
 from tools.gen_csv_corpus import OUT, candles, corpus
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,7 +1,7 @@
 """Candle file formats: freqtrade-style names, raw column readers and atomic writers.
 
 Readers return `RawCandles` exactly as stored (no sorting, no dropping); judging the rows is
-backtest.data's job. A file that cannot be read as candles at all raises `DataError`.
+infra.candle_files' job. A file that cannot be read as candles at all raises `DataError`.
 """
 
 from __future__ import annotations
@@ -12,19 +12,19 @@ import io
 import json
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 import pyarrow as pa
 
 # pyarrow.compute, .csv and .parquet are imported where they are used: together they cost a
 # tenth of a second at start-up, and a backtest of feather files (the common case) needs none.
 import pyarrow.feather as feather
 
+from core.candles import Int64Array, RawCandles, check_symbol
 from core.errors import DataError
 
 # Lookup order of find_candle_file: the fastest formats first.
@@ -45,60 +45,9 @@ _FILENAME = re.compile(
     r"^(?P<base>[A-Za-z0-9]+)_(?P<quote>[A-Za-z0-9]+)-(?P<tf>\d+[mhdw])"
     r"\.(?P<ext>feather|parquet|json\.gz|json|csv)$"
 )
-_SYMBOL = re.compile(r"^[A-Za-z0-9]+/[A-Za-z0-9]+$")
 _INT_TEXT = re.compile(r"^-?\d+$")
 
-Int64Array = npt.NDArray[np.int64]
-FloatArray = npt.NDArray[np.float64]
-
-
-class RawCandles(NamedTuple):
-    """Candle columns as stored: any order, duplicates and bad values included."""
-
-    ts: Int64Array
-    open: FloatArray
-    high: FloatArray
-    low: FloatArray
-    close: FloatArray
-    volume: FloatArray
-
-    def take(self, index: npt.NDArray[np.intp] | npt.NDArray[np.bool_]) -> RawCandles:
-        """The rows an index array or boolean mask selects."""
-        return RawCandles(
-            self.ts[index],
-            self.open[index],
-            self.high[index],
-            self.low[index],
-            self.close[index],
-            self.volume[index],
-        )
-
-    @staticmethod
-    def empty() -> RawCandles:
-        f = np.empty(0, dtype=np.float64)
-        return RawCandles(np.empty(0, dtype=np.int64), f, f, f, f, f)
-
-    @staticmethod
-    def concat(parts: Sequence[RawCandles]) -> RawCandles:
-        if not parts:
-            return RawCandles.empty()
-        return RawCandles(
-            np.concatenate([p.ts for p in parts]),
-            np.concatenate([p.open for p in parts]),
-            np.concatenate([p.high for p in parts]),
-            np.concatenate([p.low for p in parts]),
-            np.concatenate([p.close for p in parts]),
-            np.concatenate([p.volume for p in parts]),
-        )
-
-
 # -- naming -------------------------------------------------------------------------------------
-
-
-def check_symbol(symbol: str) -> str:
-    if not _SYMBOL.match(symbol):
-        raise ValueError(f"bad symbol {symbol!r}: use ccxt spot form BASE/QUOTE, e.g. 'BTC/USDT'")
-    return symbol
 
 
 def candle_filename(symbol: str, timeframe: str, fmt: str = "feather") -> str:
@@ -158,7 +107,7 @@ def read_candle_file(path: Path, symbol: str | None = None) -> tuple[RawCandles,
 
             raw = _table_to_raw(pq.read_table(path), path)
         elif fmt == "csv":
-            from backtest.candle_csv import read_csv_candles
+            from infra.candle_csv import read_csv_candles
 
             raw, notes = read_csv_candles(path, symbol)
         else:
