@@ -7,9 +7,10 @@ import logging
 import math
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from core.errors import AlreadyRunning, AuditCorrupted, ConfigError, DataError, StateCorrupted
 from infra.clock_sync import ClockSkewed
@@ -25,6 +26,7 @@ from infra.secrets import (
 )
 from infra.state_schema import StateUnavailable
 from runner import __version__, exit_codes
+from runner.cli_plugins import CommandGroup, expand_aliases, installed_groups, ordered
 
 EPILOG = (
     "Exit codes: 0 ok, 1 check failed, 2 bad config/arguments, 3 already running, "
@@ -97,7 +99,8 @@ def _replay_flag(p: argparse.ArgumentParser) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(groups: Mapping[str, CommandGroup] | None = None) -> argparse.ArgumentParser:
+    """The whole command line; `groups` defaults to the installed `vigil.commands`."""
     ap = argparse.ArgumentParser(
         prog="vigil", description="A careful crypto trading daemon.", epilog=EPILOG
     )
@@ -231,24 +234,34 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rep.add_argument("--json", action="store_true", help="machine-readable output")
 
-    from runner.cli_backtest import add_backtest_commands
+    _add_groups(sub, installed_groups() if groups is None else groups)
+    return ap
+
+
+# The order `vigil --help` lists command groups in after the ones above. strategies, state and
+# ops are runner's own; backtest, data and sweep come from the backtest package through the
+# `vigil.commands` entry points (runner/cli_plugins.py). Other installed groups follow by name.
+GROUP_ORDER = ("backtest", "strategies", "data", "state", "ops", "sweep")
+
+
+def _add_groups(sub: Any, groups: Mapping[str, CommandGroup]) -> None:
+    from runner.cli_ops import add_ops_commands
+    from runner.cli_state import add_state_commands
     from runner.cli_strategies import add_strategies_commands
 
-    add_backtest_commands(sub, _common, EPILOG)
-    add_strategies_commands(sub, _common, EPILOG)
-    from runner.cli_data import add_data_commands
-
-    add_data_commands(sub, _common, EPILOG)
-    from runner.cli_state import add_state_commands
-
-    add_state_commands(sub, _common, EPILOG)
-    from runner.cli_ops import add_ops_commands
-
-    add_ops_commands(sub, _common, EPILOG)
-    from runner.cli_sweep import add_sweep_commands
-
-    add_sweep_commands(sub, _common, EPILOG)
-    return ap
+    own = {
+        "strategies": add_strategies_commands,
+        "state": add_state_commands,
+        "ops": add_ops_commands,
+    }
+    for name in ordered([*own, *groups], GROUP_ORDER):
+        if name in own:
+            own[name](sub, _common, EPILOG)
+            continue
+        before = set(sub.choices)
+        groups[name].add(sub, _common, EPILOG)
+        for command in set(sub.choices) - before:
+            sub.choices[command].set_defaults(_dispatch=groups[name].dispatch)
 
 
 def setup_logging(level: str, fmt: str = "text") -> None:
@@ -290,18 +303,10 @@ def dispatch(args: argparse.Namespace) -> int:
     from runner import ops
     from runner.cli_ops import OPS_COMMANDS, dispatch_ops
 
-    if args.cmd in ("backtest", "backtest-compare", "download-data"):
-        from runner.cli_backtest import dispatch_backtest
-
-        return dispatch_backtest(args)
-    if args.cmd == "sweep":
-        from runner.cli_sweep import cmd_sweep
-
-        return cmd_sweep(args)
-    if args.cmd == "data":
-        from runner.cli_data import dispatch_data
-
-        return dispatch_data(args)
+    plugged = getattr(args, "_dispatch", None)
+    if plugged is not None:  # a command from a `vigil.commands` group
+        code: int = plugged(args)
+        return code
     if args.cmd == "strategies":
         from runner.cli_strategies import dispatch_strategies
 
@@ -390,9 +395,8 @@ def _plain(exc: BaseException) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:2] == ["backtest", "compare"]:
-        argv = ["backtest-compare", *argv[2:]]
-    args = build_parser().parse_args(argv)
+    groups = installed_groups()
+    args = build_parser(groups).parse_args(expand_aliases(argv, groups))
     setup_logging(args.log_level, getattr(args, "log_format", "text"))
     try:
         code = dispatch(args)

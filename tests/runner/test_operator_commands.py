@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from backtest.cli_backtest import _pairs
 from core.errors import ConfigError
 from core.models import BreakerState, EngineState
 from infra.settings import HttpSettings, PathSettings
 from runner import daemon_link, ops
 from runner.cli import build_parser, check_range, parse_date_ms
-from runner.cli_backtest import _pairs
 from runner.ops_status import format_facts, path_facts, state_facts
 
 ROOT = Path(__file__).resolve().parents[2]

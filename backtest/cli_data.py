@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from runner import exit_codes
+from runner.cli_plugins import CommandGroup
 
 
 def add_data_commands(
@@ -223,3 +224,7 @@ def infer_timeframe(ts: Any, source: str) -> str:
             timeframe_ms(tf)
             return tf
     raise DataError(f"{source}: rows are {step} ms apart, not a timeframe; pass --timeframe")
+
+
+# Plugged into `vigil` through the `vigil.commands` entry points (runner/cli_plugins.py).
+COMMANDS = CommandGroup(add=add_data_commands, dispatch=dispatch_data)

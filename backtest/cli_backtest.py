@@ -14,6 +14,7 @@ from typing import Any
 
 from core.errors import ConfigError
 from runner import __version__, exit_codes
+from runner.cli_plugins import CommandGroup
 
 
 def add_backtest_commands(
@@ -313,3 +314,11 @@ def dispatch_backtest(args: argparse.Namespace) -> int:
     if args.cmd == "backtest-compare":
         return cmd_compare(args)
     return cmd_download(args)
+
+
+# Plugged into `vigil` through the `vigil.commands` entry points (runner/cli_plugins.py).
+COMMANDS = CommandGroup(
+    add=add_backtest_commands,
+    dispatch=dispatch_backtest,
+    aliases={("backtest", "compare"): "backtest-compare"},
+)

@@ -16,6 +16,7 @@ from typing import Any
 
 from core.errors import ConfigError
 from runner import exit_codes
+from runner.cli_plugins import CommandGroup
 
 
 def add_sweep_commands(
@@ -115,10 +116,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     except ImportError:
         raise ConfigError("vigil sweep needs optuna: reinstall vigil (pip install -e .)") from None
     from backtest import sweep
+    from backtest.cli_backtest import _pairs
     from backtest.sweep_pool import make_pool
     from backtest.sweep_space import load_space
     from infra.config_loader import load_config
-    from runner.cli_backtest import _pairs
     from strategy.registry import get as get_strategy
 
     _check_args(args)
@@ -254,3 +255,7 @@ def _write_outputs(
         print("no trial completed: see the errors in trials.json", file=sys.stderr)
         return exit_codes.FAILURE
     return exit_codes.OK
+
+
+# Plugged into `vigil` through the `vigil.commands` entry points (runner/cli_plugins.py).
+COMMANDS = CommandGroup(add=add_sweep_commands, dispatch=cmd_sweep)
