@@ -176,8 +176,11 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     if args.timeframe:
         flags.append(("timeframe", "--timeframe", args.timeframe))
     from runner.cli_strategies import require_enabled, strategy_options
+    from runner.strategy_loader import STRATEGIES
 
-    loaded = load_config(args.config, os.environ, flags, **strategy_options(args))
+    loaded = load_config(
+        args.config, os.environ, flags, strategies=STRATEGIES, **strategy_options(args)
+    )
     cfg = loaded.config
     require_enabled(cfg)
     feed_pairs = list(cfg.universe.symbols) if cfg.universe.symbols else None
@@ -221,7 +224,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
             )
         )
     except Exception as exc:
-        from infra.strategy_loader import user_frame
+        from runner.strategy_loader import user_frame
 
         where = user_frame(exc.__traceback__)
         if where is None:

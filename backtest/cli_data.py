@@ -81,8 +81,9 @@ def _guard(config: Path | None) -> Any:
     import os
 
     from infra.config_loader import load_config
+    from runner.strategy_loader import STRATEGIES
 
-    return load_config(config, dict(os.environ)).config.triggers.outlier
+    return load_config(config, dict(os.environ), strategies=STRATEGIES).config.triggers.outlier
 
 
 def _files(path: Path, timeframe: str | None) -> tuple[list[Path], list[Path]]:

@@ -120,6 +120,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from backtest.sweep_pool import make_pool
     from backtest.sweep_space import load_space
     from infra.config_loader import load_config
+    from runner.strategy_loader import STRATEGIES
     from strategy.registry import get as get_strategy
 
     _check_args(args)
@@ -138,6 +139,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         args.config,
         os.environ,
         flags,
+        strategies=STRATEGIES,
         strategy_paths=args.strategy_paths,
         only_strategies=list(names),
     )

@@ -21,8 +21,8 @@ from backtest.runner import BacktestResult, run_backtest
 from backtest.synthetic import generate_candles
 from infra.candle_files import write_candles
 from infra.settings import VigilConfig
-from infra.strategy_loader import load_user_strategies
 from runner.app import prepare_replay
+from runner.strategy_loader import load_user_strategies
 
 START_MS = 1_704_067_200_000  # 2024-01-01 00:00 UTC
 PRICES = {"BTC/USDT": 42_000.0, "ETH/USDT": 2_300.0, "SOL/USDT": 100.0}

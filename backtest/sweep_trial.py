@@ -19,9 +19,9 @@ from backtest.runner import run_backtest
 from core.errors import ConfigError
 from infra.config_loader import config_hash
 from infra.settings import VigilConfig
-from infra.strategy_loader import load_user_strategies
 from runner import __version__
 from runner.app import ReplayInputs
+from runner.strategy_loader import load_user_strategies
 
 EQUITY_POINTS = 400  # per trial, kept in the storage for the report's equity chart
 

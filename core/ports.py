@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, Protocol, TypeAlias
+
+from pydantic import BaseModel
 
 from core.models import (
     Balance,
@@ -113,3 +116,29 @@ class Store(Protocol):
     def set_kill(self, on: bool, reason: str) -> None: ...
 
     def set_unknown_holdings(self, holdings: dict[str, str]) -> None: ...
+
+
+class StrategyCatalog(Protocol):
+    """The strategies a config may name, as the config loader (infra/config_loader.py) asks
+    about them: infra may not import strategy, so runner hands it this (runner/strategy_loader.py
+    adapts strategy.registry and the user-strategy loader). Problems are ConfigError lines."""
+
+    def load(self, dirs: Sequence[Path]) -> None:
+        """Import the user strategies in `dirs`, then installed packages' entry points."""
+        ...
+
+    def known(self) -> list[str]:
+        """Every registered strategy name, sorted."""
+        ...
+
+    def params_model(self, name: str) -> type[BaseModel]:
+        """The parameter model of a known strategy."""
+        ...
+
+    def required_features(self, name: str, params: BaseModel) -> frozenset[str]:
+        """The feature keys the strategy reads with these parameters (its own code runs)."""
+        ...
+
+    def origin(self, name: str) -> str | None:
+        """The file a user strategy was loaded from; None for a built-in."""
+        ...

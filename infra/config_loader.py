@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any, get_args
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from core.errors import ConfigError
+from core.ports import StrategyCatalog
 from infra.config_errors import Loc as Loc
 from infra.config_errors import _Context, _get, _show, _suggest
 from infra.secrets import ENV_API_KEY_ISSUED, SECRET_ENV_NAMES, looks_secret, secret_env_for
@@ -77,7 +78,7 @@ class LoadedConfig:
     origins: Mapping[str, str] = field(default_factory=dict)  # dotted key -> file, env, flag
     # Absolute directories the user strategies were loaded from (strategies_path, then
     # --strategy-path): another process (a sweep worker) loads the same with
-    # infra.strategy_loader.load_user_strategies(strategy_dirs) before validating a config.
+    # runner.strategy_loader.load_user_strategies(strategy_dirs) before validating a config.
     strategy_dirs: tuple[Path, ...] = ()
     config_dir: Path = Path("config")  # absolute when built by load_config
 
@@ -132,12 +133,14 @@ def load_config(
     env: Mapping[str, str],
     flags: Sequence[Flag] = (),
     *,
+    strategies: StrategyCatalog,
     strategy_paths: Sequence[Path] = (),
     only_strategies: Sequence[str] | None = None,
 ) -> LoadedConfig:
     """Read config_dir/{policy,universe,strategies}.yaml, apply VIGIL_* overrides, then the
     command-line `flags` (each names its flag in errors), import the user strategies
-    (strategies_path, then `strategy_paths`, then installed entry points) and validate.
+    (strategies_path, then `strategy_paths`, then installed entry points) through `strategies`
+    and validate, each strategy's params against its own model.
     `only_strategies` (the --strategy flag) enables exactly those, for this run.
 
     Precedence: flags > environment > YAML > defaults."""
@@ -187,12 +190,14 @@ def load_config(
     if problems:
         raise ConfigError("\n".join(problems))
 
-    strategy_dirs = _load_user_strategies(merged, origins, strategy_paths, config_dir.parent)
+    strategy_dirs = _load_user_strategies(
+        merged, origins, strategy_paths, config_dir.parent, strategies
+    )
     if only_strategies is not None:
-        _enable_only(merged, origins, only_strategies)
+        _enable_only(merged, origins, only_strategies, strategies)
         sources.append("--strategy " + ",".join(only_strategies))
     ctx = _Context(merged, origins, env_raw)
-    problems += _strategy_problems(ctx)
+    problems += _strategy_problems(ctx, strategies)
     try:
         config = VigilConfig.model_validate(merged)
     except ValidationError as exc:
@@ -460,19 +465,18 @@ def _env_loc(name: str, merged: dict[str, Any], warnings: list[str]) -> Loc:
     return loc
 
 
-def _strategy_problems(ctx: _Context) -> list[str]:
+def _strategy_problems(ctx: _Context, strategies: StrategyCatalog) -> list[str]:
     """Check each strategy's params against its own model, so errors name the file and every
     problem (the registry raises only the first)."""
-    from strategy import registry
-
+    known = strategies.known()
     specs = ctx.merged.get("strategies")
     if not isinstance(specs, dict):
         return []
     out = []
     for name, spec in specs.items():
         loc: Loc = ("strategies", str(name))
-        if str(name) not in registry.known():
-            hint = _suggest(str(name), registry.known()) or "known: " + ", ".join(registry.known())
+        if str(name) not in known:
+            hint = _suggest(str(name), known) or "known: " + ", ".join(known)
             out.append(
                 f"{ctx.source(loc)}: {'.'.join(loc)}: unknown strategy; {hint} (your own "
                 f"strategies load from strategies_path or --strategy-path DIR)"
@@ -481,27 +485,26 @@ def _strategy_problems(ctx: _Context) -> list[str]:
         params = spec.get("params", {}) if isinstance(spec, dict) else {}
         if not isinstance(params, dict):
             continue  # the wrong type: VigilConfig's own validation reports it
-        cls = registry.get(str(name))
+        model = strategies.params_model(str(name))
         try:
-            resolved = cls.Params.model_validate(params)
+            resolved = model.model_validate(params)
         except ValidationError as exc:
             base = (*loc, "params")
-            out += [ctx.describe(e, base, cls.Params) for e in exc.errors()]
+            out += [ctx.describe(e, base, model) for e in exc.errors()]
             continue
-        out += _feature_problems(str(name), cls, resolved)
+        out += _feature_problems(str(name), strategies, resolved)
     return out
 
 
-def _feature_problems(name: str, cls: Any, params: Any) -> list[str]:
+def _feature_problems(name: str, strategies: StrategyCatalog, params: BaseModel) -> list[str]:
     """A strategy asking for an indicator the pipeline does not have fails here, naming its
     file, not later inside the engine."""
     from core.features import parse_key
-    from infra.strategy_loader import source_of
 
-    src = source_of(name)
-    where = f"{src.file}: strategy {name!r}" if src else f"strategy {name!r}"
+    file = strategies.origin(name)
+    where = f"{file}: strategy {name!r}" if file else f"strategy {name!r}"
     try:
-        keys = sorted(cls.required_features(params))
+        keys = sorted(strategies.required_features(name, params))
         for key in keys:
             parse_key(key)
     except Exception as exc:  # the user's code: any failure is one line, not a traceback
@@ -510,13 +513,15 @@ def _feature_problems(name: str, cls: Any, params: Any) -> list[str]:
 
 
 def _load_user_strategies(
-    merged: dict[str, Any], origins: dict[Loc, str], extra: Sequence[Path], base: Path
+    merged: dict[str, Any],
+    origins: dict[Loc, str],
+    extra: Sequence[Path],
+    base: Path,
+    strategies: StrategyCatalog,
 ) -> tuple[Path, ...]:
     """Import user strategies before validation: the config names them. A relative
     strategies_path is taken from `base` (the config directory's parent), like every path in
     the config; --strategy-path is relative to the working directory, like any flag."""
-    from infra.strategy_loader import load_user_strategies
-
     dirs = list(extra)
     configured = merged.get("strategies_path")
     if isinstance(configured, str | Path) and str(configured):
@@ -529,15 +534,18 @@ def _load_user_strategies(
                 f"taken from {base}, the config directory's parent)"
             )
         dirs.insert(0, path)
-    load_user_strategies(dirs)
+    strategies.load(dirs)
     return tuple(dict.fromkeys(d.resolve() for d in dirs))
 
 
-def _enable_only(merged: dict[str, Any], origins: dict[Loc, str], names: Sequence[str]) -> None:
+def _enable_only(
+    merged: dict[str, Any],
+    origins: dict[Loc, str],
+    names: Sequence[str],
+    strategies: StrategyCatalog,
+) -> None:
     """--strategy a,b: exactly these enabled, every other configured strategy disabled."""
-    from strategy import registry
-
-    known = registry.known()
+    known = strategies.known()
     for name in names:
         if name not in known:
             hint = _suggest(name, known) or ""

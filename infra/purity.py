@@ -1,7 +1,7 @@
 """The purity rule for decision code: no I/O, no wall clock, no global randomness.
 
 One rule set, used twice: tests/core/test_purity.py holds core/ and strategy/ to it, and the
-user-strategy loader (infra/strategy_loader.py) refuses a user module that breaks it. The
+user-strategy loader (runner/strategy_loader.py) refuses a user module that breaks it. The
 checker reads the syntax tree rather than grepping, so aliases (`import time as t`,
 `from datetime import datetime as dt`), submodules (`ccxt.async_support`) and bare references
 (`now=time.time` as a default) are caught as well as plain calls.

@@ -281,8 +281,11 @@ def _load(args: argparse.Namespace) -> LoadedConfig:
     if getattr(args, "mode", None):
         flags.append(("mode", "--mode", args.mode))
     from runner.cli_strategies import strategy_options
+    from runner.strategy_loader import STRATEGIES
 
-    return load_config(args.config, os.environ, flags, **strategy_options(args))
+    return load_config(
+        args.config, os.environ, flags, strategies=STRATEGIES, **strategy_options(args)
+    )
 
 
 def _check_run(args: argparse.Namespace) -> None:

@@ -123,7 +123,7 @@ def dispatch_strategies(args: argparse.Namespace) -> int:
 
 
 def describe(name: str, enabled: bool) -> dict[str, Any]:
-    from infra.strategy_loader import source_of
+    from runner.strategy_loader import source_of
     from strategy import registry
 
     cls = registry.get(name)
@@ -188,9 +188,12 @@ def _relative(file: str) -> str:
 
 def cmd_list(args: argparse.Namespace) -> int:
     from infra.config_loader import load_config
+    from runner.strategy_loader import STRATEGIES
     from strategy import registry
 
-    loaded = load_config(args.config, dict(os.environ), strategy_paths=args.strategy_paths)
+    loaded = load_config(
+        args.config, dict(os.environ), strategies=STRATEGIES, strategy_paths=args.strategy_paths
+    )
     enabled = {n for n, _ in loaded.config.enabled_strategies()}
     rows = [describe(n, n in enabled) for n in registry.known()]
     if args.json:

@@ -193,7 +193,7 @@ def _config_record(loaded: LoadedConfig, paths: ResolvedPaths, **extra: Any) -> 
     if not json_logging():  # in JSON mode the log lines below are the banner
         print(f"{text}\n{where}", file=sys.stderr, flush=True)
     log.info("%s", text)
-    from infra.strategy_loader import user_sources
+    from runner.strategy_loader import user_sources
 
     enabled = [n for n, _ in loaded.config.enabled_strategies()]
     log.info("%s", where)

@@ -148,7 +148,7 @@ import pytest
 from pydantic import ValidationError
 
 from backtest.harness import backtest_strategy
-from infra.strategy_loader import load_user_strategies
+from runner.strategy_loader import load_user_strategies
 from strategy import registry
 
 HERE = Path(__file__).resolve().parent

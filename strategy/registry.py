@@ -1,7 +1,7 @@
 """Resolves strategies by name from config. Each plugin declares its parameter model.
 
 Built-ins register on first use. User strategies (a directory, or packages exposing the
-`vigil.strategies` entry-point group) are imported by infra/strategy_loader.py, and register
+`vigil.strategies` entry-point group) are imported by runner/strategy_loader.py, and register
 themselves here the same way, through `@register`.
 """
 

@@ -55,6 +55,7 @@ from runner.app import build_engine  # noqa: E402
 from runner.live import FeedSymbols  # noqa: E402
 from runner.recorder import MemorySink  # noqa: E402
 from runner.store import MemoryStore  # noqa: E402
+from runner.strategy_loader import STRATEGIES  # noqa: E402
 from tools.fake_exchange import spawn_fake  # noqa: E402
 
 # The 15 pairs of config/universe.yaml; larger sizes add synthetic S1/USDT, S2/USDT, ...
@@ -104,7 +105,7 @@ def config_for(symbols: list[str], url: str, mode: str) -> VigilConfig:
                     env[f"VIGIL_{section}__{key}__{sub}".upper()] = str(v)
             else:
                 env[f"VIGIL_{section}__{key}".upper()] = str(value)
-    return load_config(ROOT / "config", env).config
+    return load_config(ROOT / "config", env, strategies=STRATEGIES).config
 
 
 class WaitLog:

@@ -41,6 +41,7 @@ from backtest.sweep_space import parse_space  # noqa: E402
 from infra.config_loader import load_config  # noqa: E402
 from runner.app import ReplayInputs, prepare_replay  # noqa: E402
 from runner.cli import parse_date_ms  # noqa: E402
+from runner.strategy_loader import STRATEGIES  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "binance_spot_2024"
 SPACE = {
@@ -53,7 +54,7 @@ SPACE = {
 def make_spec(data: Path, frm: str, to: str, trials: int) -> tuple[sweep.SweepSpec, ReplayInputs]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
     env["VIGIL_TIMEFRAME"] = "5m"
-    loaded = load_config(ROOT / "config", env)
+    loaded = load_config(ROOT / "config", env, strategies=STRATEGIES)
     cfg = loaded.config
     inputs = prepare_replay(
         cfg,

@@ -33,6 +33,7 @@ from infra.secrets import (
     url_credentials,
 )
 from infra.settings import Mode, VigilConfig, model_of, unwrap
+from runner.strategy_loader import STRATEGIES
 from tools.export_schema import BEGIN, END, render_reference
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -72,7 +73,7 @@ def write(
 
 def error_of(tmp_path: Path, env: dict[str, str] | None = None, **files: str) -> str:
     with pytest.raises(ConfigError) as info:
-        load_config(write(tmp_path, **files), env or {})
+        load_config(write(tmp_path, **files), env or {}, strategies=STRATEGIES)
     return str(info.value)
 
 
@@ -80,7 +81,7 @@ def error_of(tmp_path: Path, env: dict[str, str] | None = None, **files: str) ->
 
 
 def test_shipped_config_loads_with_empty_env() -> None:
-    loaded = load_config(SHIPPED, {})
+    loaded = load_config(SHIPPED, {}, strategies=STRATEGIES)
     cfg = loaded.config
     assert isinstance(cfg, PipelineConfig)  # run_cycle takes it as is
     assert cfg.mode is Mode.DRY_RUN and cfg.read_only is True
@@ -103,7 +104,7 @@ def test_shipped_config_loads_with_empty_env() -> None:
 
 
 def test_shipped_values_equal_model_defaults() -> None:
-    shipped = load_config(SHIPPED, {}).config.model_dump(mode="json")
+    shipped = load_config(SHIPPED, {}, strategies=STRATEGIES).config.model_dump(mode="json")
     defaults = VigilConfig().model_dump(mode="json")
     for key in ("symbols", "themes"):  # only the YAML sets these
         shipped["universe"].pop(key)
@@ -141,7 +142,7 @@ def test_every_field_is_described_and_every_model_forbids_extras() -> None:
 
 def test_empty_files_mean_defaults(tmp_path: Path) -> None:
     d = write(tmp_path, policy="", universe="# nothing\n", strategies="strategies:\n")
-    loaded = load_config(d, {})
+    loaded = load_config(d, {}, strategies=STRATEGIES)
     assert loaded.config == VigilConfig()
     assert len(loaded.sources) == 3
 
@@ -155,7 +156,7 @@ def test_a_config_dir_that_is_not_one_is_refused(tmp_path: Path, what: str) -> N
     elif what == "empty":
         target.mkdir()
     with pytest.raises(ConfigError) as info:
-        load_config(target, {})
+        load_config(target, {}, strategies=STRATEGIES)
     text = str(info.value)
     assert text.startswith(f"--config {target}:")
     assert {"missing": "no such directory", "file": "is a file", "empty": "holds none"}[
@@ -165,7 +166,7 @@ def test_a_config_dir_that_is_not_one_is_refused(tmp_path: Path, what: str) -> N
 
 def test_relative_paths_are_taken_from_the_config_dirs_parent(tmp_path: Path) -> None:
     d = write(tmp_path, policy="paths:\n  data_dir: var\n")
-    loaded = load_config(d, {})
+    loaded = load_config(d, {}, strategies=STRATEGIES)
     assert loaded.config_dir == d
     assert loaded.paths().data_dir == tmp_path / "var"
     assert loaded.paths().kill_switch == tmp_path / "var" / "KILL_SWITCH"
@@ -175,12 +176,17 @@ def test_relative_paths_are_taken_from_the_config_dirs_parent(tmp_path: Path) ->
 def test_flags_override_env_and_are_named_in_errors(tmp_path: Path) -> None:
     d = write(tmp_path)
     env = {"VIGIL_TIMEFRAME": "1h", "VIGIL_MODE": "LIVE"}
-    loaded = load_config(d, env, [("timeframe", "--timeframe", "15m"), ("mode", "--mode", "paper")])
+    loaded = load_config(
+        d,
+        env,
+        [("timeframe", "--timeframe", "15m"), ("mode", "--mode", "paper")],
+        strategies=STRATEGIES,
+    )
     assert loaded.config.timeframe == "15m"
     assert loaded.config.mode is Mode.PAPER  # any case, as in YAML
     assert loaded.origins["timeframe"] == "--timeframe"
     with pytest.raises(ConfigError) as info:
-        load_config(d, env, [("timeframe", "--timeframe", "5min")])
+        load_config(d, env, [("timeframe", "--timeframe", "5min")], strategies=STRATEGIES)
     assert str(info.value).startswith("--timeframe: timeframe = '5min'")
     assert "VIGIL_TIMEFRAME" not in str(info.value)
 
@@ -189,12 +195,16 @@ def test_flags_override_env_and_are_named_in_errors(tmp_path: Path) -> None:
 
 
 def test_hash_is_stable_across_runs_and_processes() -> None:
-    first, second = load_config(SHIPPED, {}), load_config(SHIPPED, {})
+    first, second = (
+        load_config(SHIPPED, {}, strategies=STRATEGIES),
+        load_config(SHIPPED, {}, strategies=STRATEGIES),
+    )
     assert first.config_hash == second.config_hash == config_hash(first.config)
     assert len(first.config_hash) == 16 and int(first.config_hash, 16) >= 0
     code = (
         "from pathlib import Path; from infra.config_loader import load_config; "
-        f"print(load_config(Path({str(SHIPPED)!r}), {{}}).config_hash)"
+        "from runner.strategy_loader import STRATEGIES; "
+        f"print(load_config(Path({str(SHIPPED)!r}), {{}}, strategies=STRATEGIES).config_hash)"
     )
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
     out = subprocess.run(
@@ -220,25 +230,27 @@ def test_hash_is_stable_across_runs_and_processes() -> None:
     ],
 )
 def test_hash_changes_when_any_value_changes(name: str, value: str) -> None:
-    base = load_config(SHIPPED, {}).config_hash
-    assert load_config(SHIPPED, {name: value}).config_hash != base
+    base = load_config(SHIPPED, {}, strategies=STRATEGIES).config_hash
+    assert load_config(SHIPPED, {name: value}, strategies=STRATEGIES).config_hash != base
 
 
 # --------------------------------------------------------------------------- precedence
 
 
 def test_environment_beats_yaml_beats_defaults(tmp_path: Path) -> None:
-    assert load_config(write(tmp_path), {}).config.risk.max_open_positions == 5
+    assert (
+        load_config(write(tmp_path), {}, strategies=STRATEGIES).config.risk.max_open_positions == 5
+    )
     d = write(tmp_path, policy="risk:\n  max_open_positions: 4\n  max_drawdown_pct: -12\n")
-    from_yaml = load_config(d, {})
+    from_yaml = load_config(d, {}, strategies=STRATEGIES)
     assert from_yaml.config.risk.max_open_positions == 4
     assert from_yaml.origins["risk.max_open_positions"] == str(d / "policy.yaml")
-    both = load_config(d, {"VIGIL_RISK__MAX_OPEN_POSITIONS": "3"})
+    both = load_config(d, {"VIGIL_RISK__MAX_OPEN_POSITIONS": "3"}, strategies=STRATEGIES)
     assert both.config.risk.max_open_positions == 3
     assert both.config.risk.max_drawdown_pct == Decimal(-12)  # the sibling keeps its YAML value
     assert both.origins["risk.max_open_positions"] == "env VIGIL_RISK__MAX_OPEN_POSITIONS"
     assert "env VIGIL_RISK__MAX_OPEN_POSITIONS" in both.sources
-    assert load_config(d, {"VIGIL_MODE": "PAPER"}).config.mode is Mode.PAPER
+    assert load_config(d, {"VIGIL_MODE": "PAPER"}, strategies=STRATEGIES).config.mode is Mode.PAPER
 
 
 def test_nested_and_case_insensitive_env_overrides(tmp_path: Path) -> None:
@@ -259,7 +271,7 @@ def test_nested_and_case_insensitive_env_overrides(tmp_path: Path) -> None:
         "VIGIL_API_KEY": "k",
         "VIGIL_CONFIG": "elsewhere",  # not config keys
     }
-    cfg = load_config(d, env).config
+    cfg = load_config(d, env, strategies=STRATEGIES).config
     assert cfg.regime.multipliers.chop == Decimal("0.3")
     assert cfg.loop.jitter_pct == 5
     assert cfg.strategies["ema_cross"].enabled
@@ -410,17 +422,17 @@ def test_live_with_read_only_is_refused(tmp_path: Path) -> None:
 def test_live_needs_the_confirmation_and_then_loads(tmp_path: Path) -> None:
     d = write(tmp_path, policy="mode: LIVE\nread_only: false\n")
     with pytest.raises(ConfigError, match="VIGIL_EXCHANGE__LIVE_CONFIRM=binance"):
-        load_config(d, {})
+        load_config(d, {}, strategies=STRATEGIES)
     with pytest.raises(ConfigError, match="live_confirm"):
-        load_config(d, {"VIGIL_EXCHANGE__LIVE_CONFIRM": "coinbase"})
-    cfg = load_config(d, {"VIGIL_EXCHANGE__LIVE_CONFIRM": "binance"}).config
+        load_config(d, {"VIGIL_EXCHANGE__LIVE_CONFIRM": "coinbase"}, strategies=STRATEGIES)
+    cfg = load_config(d, {"VIGIL_EXCHANGE__LIVE_CONFIRM": "binance"}, strategies=STRATEGIES).config
     assert cfg.mode is Mode.LIVE and not cfg.read_only
-    assert load_config(d, {"VIGIL_MODE": "paper"}).config.mode is Mode.PAPER
+    assert load_config(d, {"VIGIL_MODE": "paper"}, strategies=STRATEGIES).config.mode is Mode.PAPER
 
 
 def test_live_needs_credentials_from_the_environment(tmp_path: Path) -> None:
     d = write(tmp_path, policy="mode: LIVE\nread_only: false\n")
-    cfg = load_config(d, {"VIGIL_EXCHANGE__LIVE_CONFIRM": "binance"}).config
+    cfg = load_config(d, {"VIGIL_EXCHANGE__LIVE_CONFIRM": "binance"}, strategies=STRATEGIES).config
     with pytest.raises(ConfigError, match="VIGIL_API_KEY and VIGIL_API_SECRET"):
         require_live_credentials(cfg, load_secrets({}))
     with pytest.raises(ConfigError, match="env VIGIL_API_SECRET: mode LIVE needs"):
@@ -459,7 +471,7 @@ def test_a_secret_looking_env_override_is_refused_without_echoing_it(tmp_path: P
 
 def test_asset_named_like_a_secret_is_not_a_secret(tmp_path: Path) -> None:
     d = write(tmp_path, universe="universe:\n  themes: {TOKEN: memes}\n")
-    assert load_config(d, {}).config.universe.theme_of("TOKEN") == "memes"
+    assert load_config(d, {}, strategies=STRATEGIES).config.universe.theme_of("TOKEN") == "memes"
 
 
 def test_secrets_come_from_env_and_repr_never_shows_values() -> None:
@@ -521,7 +533,7 @@ def test_redacting_filter_scrubs_messages_args_and_tracebacks() -> None:
 def test_deprecated_key_warns_and_maps(tmp_path: Path) -> None:
     assert DEPRECATED["risk.max_positions"] == "risk.max_open_positions"
     d = write(tmp_path, policy="risk:\n  max_positions: 3\nloop:\n  interval: 30\n")
-    loaded = load_config(d, {})
+    loaded = load_config(d, {}, strategies=STRATEGIES)
     assert loaded.config.risk.max_open_positions == 3
     assert loaded.config.loop.interval_seconds == 30
     assert len(loaded.warnings) == 2
@@ -529,7 +541,9 @@ def test_deprecated_key_warns_and_maps(tmp_path: Path) -> None:
         "risk.max_positions is deprecated; renamed to risk.max_open_positions"
         in (loaded.warnings[0])
     )
-    from_env = load_config(write(tmp_path / "e"), {"VIGIL_RISK__MAX_POSITIONS": "2"})
+    from_env = load_config(
+        write(tmp_path / "e"), {"VIGIL_RISK__MAX_POSITIONS": "2"}, strategies=STRATEGIES
+    )
     assert from_env.config.risk.max_open_positions == 2
     assert "deprecated" in from_env.warnings[0]
 
@@ -603,7 +617,7 @@ def test_audit_key_comes_from_the_environment_and_must_be_long() -> None:
 def test_yaml_aliases_are_refused_with_file_line_and_fix(tmp_path: Path) -> None:
     (tmp_path / "policy.yaml").write_text("risk: &r\n  max_open_positions: 3\nexits: *r\n")
     with pytest.raises(ConfigError) as caught:
-        load_config(tmp_path, {})
+        load_config(tmp_path, {}, strategies=STRATEGIES)
     assert str(caught.value) == (
         f"{tmp_path / 'policy.yaml'}: line 3, column 8: YAML alias *r is not accepted in vigil "
         "config; fix: write the value out where the alias stands, and drop the &anchor"

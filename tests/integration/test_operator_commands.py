@@ -23,6 +23,7 @@ import pytest
 
 from infra.config_loader import load_config
 from runner import exit_codes
+from runner.strategy_loader import STRATEGIES
 from tests.integration.conftest import ROOT, Workspace, wait_for
 
 pytestmark = pytest.mark.integration
@@ -100,7 +101,7 @@ def test_kill_resume_and_status_reach_the_daemon_from_another_directory(
     status = ws.vigil("status", "--replay", "--json", cwd=elsewhere)
     assert status.returncode == 0, status.stderr
     facts = json.loads(status.stdout)
-    default_hash = load_config(ROOT / "config", {}).config_hash
+    default_hash = load_config(ROOT / "config", {}, strategies=STRATEGIES).config_hash
     banner = next(r for r in ws.records() if r["kind"] == "config_loaded")
     assert facts["running"] is True and facts["pid"] == daemon.pid
     assert facts["mode"] == "PAPER" and facts["replay"] is True

@@ -1,6 +1,8 @@
 """Imports user strategies: the .py files of a directory, and installed packages' entry points
 in the `vigil.strategies` group. Each module is checked by the purity rule (infra/purity.py)
-before it runs, then imported; its `@register` calls add it to strategy.registry.
+before it runs, then imported; its `@register` calls add it to strategy.registry. This lives
+in runner because it composes strategy (the registry) with infra (the purity rule);
+`STRATEGIES` is the StrategyCatalog (core/ports.py) runner hands the config loader.
 
 Every problem is one ConfigError line naming the file (and line where there is one): a name
 clash, an import error, a module that registers nothing, a purity violation. Loading is
@@ -19,6 +21,8 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from types import ModuleType, TracebackType
+
+from pydantic import BaseModel
 
 from core.errors import ConfigError
 from infra.purity import check_file
@@ -275,3 +279,26 @@ def user_sources(names: Iterable[str]) -> dict[str, dict[str, str]]:
 
 def _slug(stem: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in stem)
+
+
+class RegistryCatalog:
+    """The StrategyCatalog port (core/ports.py) over strategy.registry and this loader."""
+
+    def load(self, dirs: Sequence[Path]) -> None:
+        load_user_strategies(dirs)
+
+    def known(self) -> list[str]:
+        return registry.known()
+
+    def params_model(self, name: str) -> type[BaseModel]:
+        return registry.get(name).Params
+
+    def required_features(self, name: str, params: BaseModel) -> frozenset[str]:
+        return frozenset(registry.get(name).required_features(params))
+
+    def origin(self, name: str) -> str | None:
+        src = source_of(name)
+        return src.file if src is not None else None
+
+
+STRATEGIES = RegistryCatalog()

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from core.errors import ConfigError
-from infra import strategy_loader
 from infra.config_loader import load_config
-from infra.strategy_loader import load_strategy_dir, load_user_strategies, source_of
+from runner import strategy_loader
+from runner.strategy_loader import STRATEGIES, load_strategy_dir, load_user_strategies, source_of
 from runner.strategy_template import strategy_source
 from strategy import registry
 
@@ -257,19 +257,19 @@ def test_strategies_path_in_the_config_loads_the_directory(tmp_path: Path) -> No
         tmp_path,
         f"strategies_path: {tmp_path / 'mine'}\nstrategies:\n  mine:\n    enabled: true\n",
     )
-    loaded = load_config(cfg, {})
+    loaded = load_config(cfg, {}, strategies=STRATEGIES)
     assert [n for n, _ in loaded.config.enabled_strategies()] == ["mine"]
     assert loaded.config.strategies_path == tmp_path / "mine"
     extra = tmp_path / "more"
     extra.mkdir()
-    both = load_config(cfg, {}, strategy_paths=[extra])
+    both = load_config(cfg, {}, strategy_paths=[extra], strategies=STRATEGIES)
     assert both.strategy_dirs == ((tmp_path / "mine").resolve(), extra.resolve())
 
 
 def test_a_missing_strategies_path_names_the_file(tmp_path: Path) -> None:
     cfg = config_dir(tmp_path, "strategies_path: nowhere/at/all\n")
     with pytest.raises(ConfigError, match=r"strategies\.yaml: strategies_path = 'nowhere/at/all'"):
-        load_config(cfg, {})
+        load_config(cfg, {}, strategies=STRATEGIES)
 
 
 def test_only_strategies_enables_exactly_those(tmp_path: Path) -> None:
@@ -278,21 +278,32 @@ def test_only_strategies_enables_exactly_those(tmp_path: Path) -> None:
         tmp_path,
         "strategies:\n  rules:\n    enabled: true\n  ema_cross:\n    enabled: true\n",
     )
-    base = load_config(cfg, {})
+    base = load_config(cfg, {}, strategies=STRATEGIES)
     loaded = load_config(
-        cfg, {}, strategy_paths=[tmp_path / "mine"], only_strategies=["mine", "ema_cross"]
+        cfg,
+        {},
+        strategy_paths=[tmp_path / "mine"],
+        only_strategies=["mine", "ema_cross"],
+        strategies=STRATEGIES,
     )
     assert [n for n, _ in loaded.config.enabled_strategies()] == ["ema_cross", "mine"]
     assert loaded.config_hash != base.config_hash  # the run's config is the one hashed
     assert "--strategy mine,ema_cross" in loaded.sources
     # Without a strategies section the built-in default (rules) is replaced, not added to.
-    bare = load_config(config_dir(tmp_path / "bare", "{}\n"), {}, only_strategies=["ema_cross"])
+    bare = load_config(
+        config_dir(tmp_path / "bare", "{}\n"),
+        {},
+        only_strategies=["ema_cross"],
+        strategies=STRATEGIES,
+    )
     assert [n for n, _ in bare.config.enabled_strategies()] == ["ema_cross"]
 
 
 def test_only_strategies_refuses_an_unknown_name_with_a_hint(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="--strategy ema_cros: unknown strategy; did you mean"):
-        load_config(config_dir(tmp_path, "{}\n"), {}, only_strategies=["ema_cros"])
+        load_config(
+            config_dir(tmp_path, "{}\n"), {}, only_strategies=["ema_cros"], strategies=STRATEGIES
+        )
 
 
 def test_an_unknown_feature_key_names_the_strategy_file(tmp_path: Path) -> None:
@@ -312,6 +323,7 @@ def test_an_unknown_feature_key_names_the_strategy_file(tmp_path: Path) -> None:
             {},
             strategy_paths=[path.parent],
             only_strategies=["wants_sma"],
+            strategies=STRATEGIES,
         )
     assert str(info.value).startswith(
         f"{path}: strategy 'wants_sma': required_features: ValueError: bad feature key 'sma:20'"
