@@ -34,6 +34,8 @@ def test_real_tree_keeps_the_layers() -> None:
     assert {"backtest/runner.py", "infra/exchange/sim.py"} <= names
     found = [str(v) for v in violations if _short(v) not in PENDING]
     assert found == [], "imports against the layer rule:\n" + "\n".join(found)
+    gone = sorted(PENDING - {_short(v) for v in violations})
+    assert gone == [], "no longer found, remove from PENDING:\n" + "\n".join(gone)
 
 
 # --------------------------------------------------------------------------- the checker itself
@@ -41,7 +43,7 @@ def test_real_tree_keeps_the_layers() -> None:
 
 def _tree(root: Path, files: dict[str, str]) -> Path:
     for pkg in ("core", "strategy", "infra", "runner", "backtest"):
-        (root / pkg).mkdir()
+        (root / pkg).mkdir(parents=True)
         (root / pkg / "__init__.py").write_text("")
     for rel, text in files.items():
         path = root / rel
@@ -112,3 +114,20 @@ def test_violation_names_file_line_and_rule(tmp_path: Path) -> None:
     assert [str(v) for v in violations] == [
         "infra/x.py:2: infra imports runner.engine (infra may import core)"
     ]
+
+
+def test_the_script_exits_1_with_one_line_per_violation(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tools.check_layers import main
+
+    clean = _tree(tmp_path / "clean", {"runner/r.py": "import infra\n"})
+    assert main([str(clean)]) == 0
+    bad = _tree(tmp_path / "bad", {"core/x.py": "import runner.engine\nfrom infra import feeds\n"})
+    capsys.readouterr()
+    assert main([str(bad)]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        "core/x.py:1: core imports runner.engine (core may import nothing of ours)",
+        "core/x.py:2: core imports infra (core may import nothing of ours)",
+    ]
+    assert main([str(tmp_path / "empty")]) == 1

@@ -8,7 +8,7 @@ function, under `if TYPE_CHECKING:` or `try:`; relative imports are resolved fir
 string cannot hide a dependency.
 
 .venv/bin/python tools/check_layers.py [ROOT]   (exit 1 and one line per violation)
-tests/test_layers.py runs the same check in `make test`; `make lint` runs this script.
+tests/test_layers.py runs the same check in `make test` and `make lint` (docs/architecture.md).
 """
 
 from __future__ import annotations
