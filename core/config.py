@@ -12,7 +12,7 @@ from decimal import Decimal
 from functools import cached_property
 from typing import Any, Final, NamedTuple
 
-from pydantic import Field, PrivateAttr, model_validator
+from pydantic import Field, model_validator
 
 from core.clock import timeframe_ms
 from core.config_base import Frozen, FrozenMap
@@ -336,14 +336,10 @@ class StrategyConfig(Frozen):
     budget: StrategyBudget = Field(
         default_factory=StrategyBudget, description="Risk budget checked before global caps."
     )
+    # Validated against the strategy's own model outside core (strategy.registry.resolve).
     params: FrozenMap[Any] = Field(
         default_factory=dict, description="Strategy parameters, validated by its own model."
     )
-    _resolved: Any = PrivateAttr(default=None)
-
-    @property
-    def resolved_params(self) -> Any:
-        return self._resolved
 
 
 class PipelineConfig(Frozen):
@@ -382,12 +378,6 @@ class PipelineConfig(Frozen):
                     f"strategies.{name}.budget.max_at_risk_pct ({spec.budget.max_at_risk_pct}) "
                     f"is above risk.max_total_exposure_pct ({cap}): lower it to at most {cap}"
                 )
-        # Imported here: strategies import core, so core may only reach them lazily.
-        from strategy.registry import resolve_params
-
-        for name, spec in self.strategies.items():
-            spec._resolved = resolve_params(name, spec.params)
-            # Strategy models are the strategies' own: their numbers are bounded here.
         return self
 
     @cached_property
@@ -395,11 +385,6 @@ class PipelineConfig(Frozen):
         return timeframe_ms(self.timeframe)
 
     def enabled_strategies(self) -> list[tuple[str, StrategyConfig]]:
+        """(name, settings) of each enabled strategy, by name. Which class a name means and
+        whether its params fit are decided outside core (strategy.registry.resolve)."""
         return [(n, s) for n, s in sorted(self.strategies.items()) if s.enabled]
-
-    @cached_property
-    def strategy_plan(self) -> tuple[tuple[str, StrategyConfig, Any], ...]:
-        """(name, settings, instance) of each enabled strategy, built once per config."""
-        from strategy.registry import get
-
-        return tuple((n, s, get(n)(s.resolved_params)) for n, s in self.enabled_strategies())

@@ -4,9 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
-from typing import Protocol
+from typing import Any, Protocol
 
-from core.models import Balance, Candle, Fill, Market, Order, OrderBook, OrderIntent, Quote
+from core.context import StrategyContext
+from core.models import (
+    Balance,
+    Candle,
+    Fill,
+    Market,
+    Order,
+    OrderBook,
+    OrderIntent,
+    Quote,
+    TradeProposal,
+)
 
 
 class Exchange(Protocol):
@@ -49,3 +60,35 @@ class Exchange(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+# --------------------------------------------------------------------------- strategies
+
+
+class Strategy(Protocol):
+    """A strategy as the cycle runs it. `strategy.base.BaseStrategy` implements it; the runner
+    resolves the configured ones (strategy.registry.resolve) and hands the instances to the
+    cycle, so core never looks a strategy up by name."""
+
+    @property
+    def name(self) -> str:
+        """The registered name, as in strategies.yaml."""
+        ...
+
+    @property
+    def params(self) -> Any:
+        """Its validated parameters (its own pydantic model), handed to it in every context."""
+        ...
+
+    @property
+    def history_bars(self) -> int:
+        """Raw candles it reads through StrategyContext.history (0: none)."""
+        ...
+
+    def required_features(self, params: Any) -> frozenset[str]:
+        """Feature keys it reads from ctx.features[symbol].values with these params."""
+        ...
+
+    def propose(self, ctx: StrategyContext) -> Sequence[TradeProposal]:
+        """Its proposals for this cycle; pure."""
+        ...

@@ -36,6 +36,7 @@ from core.models import (  # noqa: E402
 )
 from core.portfolio import Portfolio  # noqa: E402
 from infra.markets import market_for  # noqa: E402
+from strategy.registry import resolve  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "binance_spot_2024"
 START = 1_704_067_200_000
@@ -72,7 +73,8 @@ def bench(n: int, cycles: int, warm: int) -> float:
         ),
         strategies={"rules": {"enabled": True}, "ema_cross": {"enabled": True}},
     )
-    bank = FeatureBank(required_features(cfg))
+    strategies = resolve(cfg)
+    bank = FeatureBank(required_features(cfg, strategies))
     markets = {s.symbol: market_for(s) for s in series}
     cols = [
         (
@@ -138,7 +140,7 @@ def bench(n: int, cycles: int, warm: int) -> float:
             state=state,
         )
         t0 = time.perf_counter()
-        d = run_cycle(snap, portfolio, cfg, now)
+        d = run_cycle(snap, portfolio, cfg, now, strategies=strategies)
         times.append(time.perf_counter() - t0)
         state = d.state
     return statistics.median(times) * 1000.0
