@@ -415,9 +415,9 @@ def no_trade_reason(
 
 
 class StateUpdate(NamedTuple):
-    """The EngineState fields a cycle computes, each named like its EngineState field.
-    `settle` compares every one of them with the prior state by value: a field added here
-    takes part without any other edit."""
+    """The EngineState fields a cycle computes, each named like its EngineState field, all
+    required (the cycle cannot leave one out). `settle` compares every one of them with the
+    prior state by value: a field added here takes part without any other edit."""
 
     regime: RegimeState
     breakers: Mapping[str, BreakerState]
@@ -428,17 +428,15 @@ class StateUpdate(NamedTuple):
     marks: EquityMarks
 
 
-_computed = attrgetter(*StateUpdate._fields)  # the prior's values of those fields, in order
-
-
 def settle(prior: EngineState, update: StateUpdate) -> EngineState:
     """The prior state itself when the update equals it field by field (the usual quiet
     cycle), else the prior state with the fields that differ replaced. Fields the cycle does
     not compute (written between cycles by the runner) carry over untouched."""
-    before = _computed(prior)
+    names = update._fields
+    before = attrgetter(*names)(prior)  # the prior's values of the update's fields, in order
     if before == update:
         return prior
     changed: dict[str, Any] = {
-        k: v for k, old, v in zip(StateUpdate._fields, before, update, strict=True) if old != v
+        k: v for k, old, v in zip(names, before, update, strict=True) if old != v
     }
     return replace(prior, **changed)
