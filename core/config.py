@@ -301,6 +301,24 @@ class TriggerConfig(Frozen):
             f"rsi:{self.rsi_reversion.period}",
         )
 
+    @cached_property
+    def scan_keys(self) -> tuple[str, str, str, str, str, str, str]:
+        """`feature_keys` with each disabled trigger's keys replaced by the median key (read
+        anyway; the scan ignores the value of a disabled trigger), so the scan fetches all
+        seven in one pass and reads only keys the feature bank computes."""
+        k_med, k_ovol, k_hh, k_bvol, k_roc, k_svol, k_rsi = self.feature_keys
+        bo, mo = self.breakout.enabled, self.momentum.enabled
+        vs, rs = self.volume_spike.enabled, self.rsi_reversion.enabled
+        return (
+            k_med,
+            k_ovol,
+            k_hh if bo else k_med,
+            k_bvol if bo else k_med,
+            k_roc if mo else k_med,
+            k_svol if vs else k_med,
+            k_rsi if rs else k_med,
+        )
+
     breakout: BreakoutTrigger = Field(default_factory=BreakoutTrigger, description="Breakout.")
     momentum: MomentumTrigger = Field(default_factory=MomentumTrigger, description="Momentum.")
     volume_spike: VolumeSpikeTrigger = Field(

@@ -96,7 +96,11 @@ def gate(
     now_ms: int,
 ) -> Gate:
     equity = value(portfolio, marks.prices).equity
-    notes = tuple(f"mark guard: {g}; valued at the median" for g in marks.guarded)
+    notes = (
+        tuple(f"mark guard: {g}; valued at the median" for g in marks.guarded)
+        if marks.guarded
+        else ()
+    )
     return Gate(
         marks=marks.prices,
         equity=equity,
@@ -155,12 +159,7 @@ def data_age(
     features: Mapping[str, SymbolFeatures], symbols: Sequence[str], tf_ms: int, now_ms: int
 ) -> int | None:
     """How old the newest closed candle among `symbols` is; None when there is none."""
-    get = features.get
-    newest = -1
-    for s in symbols:
-        f = get(s)
-        if f is not None and f.ts > newest:
-            newest = f.ts
+    newest = max((f.ts for f in map(features.get, symbols) if f is not None), default=-1)
     return None if newest < 0 else now_ms - (newest + tf_ms)
 
 
@@ -194,14 +193,15 @@ def breaker_stage(
         equity=gate.equity,
     )
     trading, causes = trading_state(states, config.breakers, kill_switch=gate.kill)
-    notes: list[str] = []
+    notes: tuple[str, ...] = ()
     if exits_only and trading is TradingState.ACTIVE:
         trading, causes = TradingState.REDUCING, (exits_only,)
     if entries_blocked and trading is TradingState.ACTIVE:
         trading, causes = TradingState.REDUCING, entries_blocked
-        notes.append(f"entries blocked: {', '.join(causes)}")
-    notes.extend(f"breaker {e.name} {e.event}: {e.reason}" for e in events)
-    return BreakerView(states, trading, causes, tuple(notes))
+        notes = (f"entries blocked: {', '.join(causes)}",)
+    if events:
+        notes += tuple(f"breaker {e.name} {e.event}: {e.reason}" for e in events)
+    return BreakerView(states, trading, causes, notes)
 
 
 def blocked_reason(
