@@ -113,6 +113,9 @@ def gate(
     )
 
 
+_NO_MARKS = Marks(MappingProxyType({}), ())
+
+
 def cycle_marks(
     portfolio: Portfolio,
     quotes: Mapping[str, Quote],
@@ -121,6 +124,8 @@ def cycle_marks(
 ) -> Marks:
     """The guarded marks of the held positions (core.marks), computed once per cycle: the
     runner raises trailing peaks with them and hands them to the cycle in the snapshot."""
+    if not portfolio.positions:
+        return _NO_MARKS
     return guarded_marks(portfolio.positions, quotes, features, config.triggers)
 
 
