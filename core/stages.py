@@ -164,7 +164,10 @@ def data_age(
     features: Mapping[str, SymbolFeatures], symbols: Sequence[str], tf_ms: int, now_ms: int
 ) -> int | None:
     """How old the newest closed candle among `symbols` is; None when there is none."""
-    newest = max((f.ts for f in map(features.get, symbols) if f is not None), default=-1)
+    newest = -1
+    for f in map(features.get, symbols):
+        if f is not None and f.ts > newest:
+            newest = f.ts
     return None if newest < 0 else now_ms - (newest + tf_ms)
 
 
