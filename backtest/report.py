@@ -22,6 +22,7 @@ from backtest import stats
 from backtest.runner import BacktestResult, Trade
 from core.candles import iso
 from core.clock import Clock
+from strategy.registry import resolve_params
 
 ZERO = Decimal(0)
 
@@ -131,7 +132,7 @@ def _metadata(r: BacktestResult, version: str) -> dict[str, Any]:
     fill_model["seed"] = r.seed  # the run may override the configured seed
     strategies = {}
     for name, spec in cfg.enabled_strategies():
-        params = spec.resolved_params
+        params = resolve_params(name, spec.params)
         strategies[name] = (
             params.model_dump(mode="json") if hasattr(params, "model_dump") else dict(spec.params)
         )

@@ -22,6 +22,7 @@ from infra.settings import VigilConfig
 from runner import __version__
 from runner.app import ReplayInputs
 from runner.strategy_loader import load_user_strategies
+from strategy.registry import check_params
 
 EQUITY_POINTS = 400  # per trial, kept in the storage for the report's equity chart
 
@@ -29,11 +30,13 @@ EQUITY_POINTS = 400  # per trial, kept in the storage for the report's equity ch
 def build_config(data: dict[str, Any]) -> VigilConfig:
     """Validate trial config data; a ConfigError names the first bad field."""
     try:
-        return VigilConfig.model_validate(data)
+        cfg = VigilConfig.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = ".".join(str(p) for p in err["loc"])
         raise ConfigError(f"{loc}: {err['msg']}") from None
+    check_params(cfg)  # each strategy's own model (e.g. fast < slow)
+    return cfg
 
 
 def evaluate(

@@ -171,13 +171,22 @@ def evaluate(
     flags = _data_flags(
         cfg, now_ms, data_age_ms, api_errors, rejections, degraded_share_pct, regime
     )
-    day, week, dd = _loss_pcts(marks, equity)
-    actives = (
-        *flags[2:],
-        day <= risk.daily_loss_stop_pct,
-        week <= risk.weekly_loss_stop_pct,
-        dd <= risk.max_drawdown_pct,
-    )
+    if (
+        equity >= marks.hwm
+        and equity >= marks.day_start_equity
+        and equity >= marks.week_start_equity
+    ):
+        # No loss from any reference: every loss % is >= 0 and the stops are negative
+        # (validated), so none is active; the usual flat cycle skips three divisions.
+        losses: tuple[bool, bool, bool] = (False, False, False)
+    else:
+        day, week, dd = _loss_pcts(marks, equity)
+        losses = (
+            day <= risk.daily_loss_stop_pct,
+            week <= risk.weekly_loss_stop_pct,
+            dd <= risk.max_drawdown_pct,
+        )
+    actives = (*flags[2:], *losses)
     if not any(actives) and not any(b.tripped for b in current.values()):
         return current, []
     if steady(current, cfg, actives, now_ms):

@@ -12,7 +12,7 @@ from decimal import Decimal
 from functools import cached_property
 from typing import Any, Final, NamedTuple
 
-from pydantic import Field, PrivateAttr, model_validator
+from pydantic import Field, model_validator
 
 from core.clock import timeframe_ms
 from core.config_base import Frozen, FrozenMap
@@ -301,6 +301,24 @@ class TriggerConfig(Frozen):
             f"rsi:{self.rsi_reversion.period}",
         )
 
+    @cached_property
+    def scan_keys(self) -> tuple[str, str, str, str, str, str, str]:
+        """`feature_keys` with each disabled trigger's keys replaced by the median key (read
+        anyway; the scan ignores the value of a disabled trigger), so the scan fetches all
+        seven in one pass and reads only keys the feature bank computes."""
+        k_med, k_ovol, k_hh, k_bvol, k_roc, k_svol, k_rsi = self.feature_keys
+        bo, mo = self.breakout.enabled, self.momentum.enabled
+        vs, rs = self.volume_spike.enabled, self.rsi_reversion.enabled
+        return (
+            k_med,
+            k_ovol,
+            k_hh if bo else k_med,
+            k_bvol if bo else k_med,
+            k_roc if mo else k_med,
+            k_svol if vs else k_med,
+            k_rsi if rs else k_med,
+        )
+
     breakout: BreakoutTrigger = Field(default_factory=BreakoutTrigger, description="Breakout.")
     momentum: MomentumTrigger = Field(default_factory=MomentumTrigger, description="Momentum.")
     volume_spike: VolumeSpikeTrigger = Field(
@@ -336,14 +354,10 @@ class StrategyConfig(Frozen):
     budget: StrategyBudget = Field(
         default_factory=StrategyBudget, description="Risk budget checked before global caps."
     )
+    # Validated against the strategy's own model outside core (strategy.registry.resolve).
     params: FrozenMap[Any] = Field(
         default_factory=dict, description="Strategy parameters, validated by its own model."
     )
-    _resolved: Any = PrivateAttr(default=None)
-
-    @property
-    def resolved_params(self) -> Any:
-        return self._resolved
 
 
 class PipelineConfig(Frozen):
@@ -382,12 +396,6 @@ class PipelineConfig(Frozen):
                     f"strategies.{name}.budget.max_at_risk_pct ({spec.budget.max_at_risk_pct}) "
                     f"is above risk.max_total_exposure_pct ({cap}): lower it to at most {cap}"
                 )
-        # Imported here: strategies import core, so core may only reach them lazily.
-        from strategy.registry import resolve_params
-
-        for name, spec in self.strategies.items():
-            spec._resolved = resolve_params(name, spec.params)
-            # Strategy models are the strategies' own: their numbers are bounded here.
         return self
 
     @cached_property
@@ -395,11 +403,6 @@ class PipelineConfig(Frozen):
         return timeframe_ms(self.timeframe)
 
     def enabled_strategies(self) -> list[tuple[str, StrategyConfig]]:
+        """(name, settings) of each enabled strategy, by name. Which class a name means and
+        whether its params fit are decided outside core (strategy.registry.resolve)."""
         return [(n, s) for n, s in sorted(self.strategies.items()) if s.enabled]
-
-    @cached_property
-    def strategy_plan(self) -> tuple[tuple[str, StrategyConfig, Any], ...]:
-        """(name, settings, instance) of each enabled strategy, built once per config."""
-        from strategy.registry import get
-
-        return tuple((n, s, get(n)(s.resolved_params)) for n, s in self.enabled_strategies())

@@ -1,27 +1,23 @@
 """The cycle: universe -> regime -> triggers -> strategies -> risk -> execution plan.
 
 `run_cycle` is the only decision entry point; the daemon and the backtest both call it. It is
-pure: the same snapshot, portfolio, config and time always give the same decision.
+pure: the same snapshot, portfolio, config, strategies and time always give the same
+decision. Each stage is one function in core/stages.py with typed inputs and outputs;
+`run_cycle` only composes them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from decimal import Decimal
 from types import MappingProxyType
-from typing import Any
 
-from core.breakers import evaluate as evaluate_breakers
-from core.breakers import roll_marks, trading_state
 from core.config import PipelineConfig, RiskConfig
+from core.context import CandleHistory
 from core.exits import EXITS as EXITS
-from core.exits import exit_proposal
 from core.features import SymbolFeatures
-from core.marks import guarded_marks
+from core.marks import Marks
 from core.models import (
-    ZERO,
-    CancelRequest,
     CycleDecision,
     EngineState,
     Market,
@@ -29,23 +25,34 @@ from core.models import (
     OrderBook,
     Quote,
     TradeProposal,
-    TradingState,
     Trigger,
-    UniverseResult,
 )
-from core.orders import is_stale
-from core.portfolio import Portfolio, exposure, value
-from core.reasons import CancelReason, NoTradeReason, TriggerReject, UniverseReason
-from core.regime import classify, multiplier, regime_keys, update_regime
-from core.risk import RiskInputs, assess
-from core.triggers import scan, trigger_keys
-from core.universe import candidates, select_universe, static_screen, volume_key
-from strategy.aggregate import aggregate
-from strategy.base import CandleHistory, StrategyContext
-from strategy.registry import get as get_strategy
+from core.portfolio import Portfolio
+from core.regime import regime_keys
+from core.stages import (
+    NO_RISK,
+    StateUpdate,
+    StrategySlot,
+    blocked_reason,
+    breaker_stage,
+    cancels,
+    cycle_marks,
+    data_age,
+    exit_stage,
+    gate,
+    no_trade_reason,
+    regime_stage,
+    risk_stage,
+    settle,
+    strategy_stage,
+    trigger_stage,
+)
+from core.triggers import trigger_keys
+from core.universe import StaticScreen, screen_for, select_universe, volume_key
+
+__all__ = ["MarketSnapshot", "StrategySlot", "note_fill", "run_cycle"]
 
 _EMPTY_BOOKS: Mapping[str, OrderBook] = MappingProxyType({})
-_WARMING = frozenset({UniverseReason.WARMING_UP, UniverseReason.NO_DATA, TriggerReject.WARMING_UP})
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,63 +78,68 @@ class MarketSnapshot:
     exits_only: str = ""
     # why the runner blocks new entries (exits go on), e.g. coins on the venue it cannot place
     entries_blocked: tuple[str, ...] = ()
+    # The guarded marks of the held positions (core.stages.cycle_marks), when the runner
+    # already computed them this cycle for the trailing peaks; None: the cycle computes them.
+    marks: Marks | None = None
+    # The universe's static screen of the markets (core.universe.static_screen), kept by the
+    # runner, which owns the markets, from one markets load to the next. Used when it fits
+    # these markets by value; otherwise (or None) the cycle screens them itself.
+    screen: StaticScreen | None = None
 
 
-def required_features(config: PipelineConfig) -> frozenset[str]:
+def required_features(config: PipelineConfig, strategies: Sequence[StrategySlot]) -> frozenset[str]:
     """Every feature key any stage or enabled strategy reads."""
-    common, extra = feature_plan(config)
+    common, extra = feature_plan(config, strategies)
     return common.union(*extra.values())
 
 
-def feature_plan(config: PipelineConfig) -> tuple[frozenset[str], dict[str, frozenset[str]]]:
+def feature_plan(
+    config: PipelineConfig, strategies: Sequence[StrategySlot]
+) -> tuple[frozenset[str], dict[str, frozenset[str]]]:
     """Keys every symbol needs, and keys only some symbols need: the regime's long trend
     indicators are read for the index symbol alone, so other symbols do not pay for them."""
     keys = set(trigger_keys(config.triggers))
     keys.add(volume_key(config.timeframe_ms))
-    for name, spec in config.enabled_strategies():
-        keys |= get_strategy(name).required_features(spec.resolved_params)
+    for slot in strategies:
+        keys |= slot.strategy.required_features(slot.strategy.params)
     return frozenset(keys), {config.regime.index_symbol: frozenset(regime_keys(config.regime))}
 
 
-def history_needed(config: PipelineConfig) -> int:
+def history_needed(strategies: Sequence[StrategySlot]) -> int:
     """Raw candles the enabled strategies read through StrategyContext.history."""
-    return max((strat.history_bars for _, _, strat in config.strategy_plan), default=0)
+    return max((slot.strategy.history_bars for slot in strategies), default=0)
 
 
 Timer = Callable[[], float]
 
 
 class _Stages:
-    """Collects per-stage durations when the runner hands in a timer; free otherwise."""
+    """Collects per-stage durations when the runner hands in a timer."""
 
     __slots__ = ("_last", "_timer", "spans")
 
-    def __init__(self, timer: Timer | None) -> None:
+    def __init__(self, timer: Timer) -> None:
         self._timer = timer
-        self._last = timer() if timer is not None else 0.0
+        self._last = timer()
         self.spans: list[tuple[str, float]] = []
 
     def mark(self, name: str) -> None:
-        if self._timer is not None:
-            now = self._timer()
-            self.spans.append((name, round((now - self._last) * 1000.0, 4)))
-            self._last = now
+        now = self._timer()
+        self.spans.append((name, round((now - self._last) * 1000.0, 4)))
+        self._last = now
 
 
-def _data_age(snapshot: MarketSnapshot, symbols: list[str], tf_ms: int, now_ms: int) -> int | None:
-    get = snapshot.features.get
-    newest = -1
-    for s in symbols:
-        f = get(s)
-        if f is not None and f.ts > newest:
-            newest = f.ts
-    return None if newest < 0 else now_ms - (newest + tf_ms)
+class _NoTimer:
+    """The stage timer of a cycle nobody times (a backtest): free."""
+
+    __slots__ = ()
+    spans: tuple[tuple[str, float], ...] = ()
+
+    def mark(self, name: str) -> None:
+        return None
 
 
-def _expire(m: Mapping[str, int], now_ms: int) -> Mapping[str, int]:
-    if all(v > now_ms for v in m.values()):
-        return m
-    return MappingProxyType({k: v for k, v in m.items() if v > now_ms})
+_NO_TIMER = _NoTimer()
 
 
 def run_cycle(
@@ -136,266 +148,133 @@ def run_cycle(
     config: PipelineConfig,
     now_ms: int,
     *,
+    strategies: Sequence[StrategySlot],
     timer: Timer | None = None,
 ) -> CycleDecision:
-    st = _Stages(timer)
-    tf = config.timeframe_ms
+    st = _Stages(timer) if timer is not None else _NO_TIMER
     prior = snapshot.state
     feats, quotes, markets = snapshot.features, snapshot.quotes, snapshot.markets
-    notes: list[str] = []
+    tf = config.timeframe_ms
 
-    # --- gate: marks, equity, kill switch, expired cooldowns and bans
-    marks, guarded = guarded_marks(portfolio.positions, quotes, feats, config.triggers)
-    for g in guarded:
-        notes.append(f"mark guard: {g}; valued at the median")
-    val = value(portfolio, marks)
-    equity = val.equity
-    kill = prior.kill_switch or snapshot.kill_switch
-    kill_reason = prior.kill_reason or snapshot.kill_reason
-    cooldowns = _expire(prior.cooldowns, now_ms)
-    bans = _expire(prior.bans, now_ms)
-    eq_marks = roll_marks(prior.marks, equity, now_ms)
+    marks = snapshot.marks
+    if marks is None:
+        marks = cycle_marks(portfolio, quotes, feats, config)
+    g = gate(
+        prior,
+        portfolio,
+        marks,
+        kill_file=snapshot.kill_switch,
+        kill_reason=snapshot.kill_reason,
+        now_ms=now_ms,
+    )
     st.mark("gate")
 
-    # --- universe
-    cands = candidates(config.universe, markets)
+    screen = screen_for(config.universe, markets, snapshot.screen)
     universe = select_universe(
         cfg=config.universe,
-        markets=markets,
         features=feats,
         quotes=quotes,
-        bans=bans,
+        bans=g.bans,
         now_ms=now_ms,
         timeframe_ms=tf,
-        symbols=cands,
+        screen=screen,
     )
     st.mark("universe")
 
-    # --- regime
-    idx = feats.get(config.regime.index_symbol)
-    regime_state = update_regime(
-        prior.regime,
-        classify(idx, config.regime),
-        config.regime,
-        now_ms,
-        idx.ts if idx is not None else -1,
-    )
-    regime = regime_state.regime
-    mult = multiplier(config.regime, regime)
+    regime = regime_stage(prior.regime, feats, config, now_ms)
     st.mark("regime")
 
-    # --- breakers and the trading state
-    screen = static_screen(config.universe, markets, cands)
-    known, degraded = screen.known, screen.degraded
-    degraded_pct = Decimal(degraded * 100) / Decimal(known) if degraded else ZERO
-    breakers, events = evaluate_breakers(
+    brk = breaker_stage(
         prior.breakers,
-        config.breakers,
-        config.risk,
-        now_ms=now_ms,
-        data_age_ms=_data_age(snapshot, cands, tf, now_ms),
+        config,
+        screen=screen,
+        age_ms=data_age(feats, screen.symbols, tf, now_ms),
         api_errors=snapshot.api_errors,
         rejections=snapshot.rejections,
-        degraded_share_pct=degraded_pct,
-        regime=regime,
-        marks=eq_marks,
-        equity=equity,
+        regime=regime.regime,
+        gate=g,
+        exits_only=snapshot.exits_only,
+        entries_blocked=snapshot.entries_blocked,
+        now_ms=now_ms,
     )
-    state_now, causes = trading_state(breakers, config.breakers, kill_switch=kill)
-    if snapshot.exits_only and state_now is TradingState.ACTIVE:
-        state_now, causes = TradingState.REDUCING, (snapshot.exits_only,)
-    if snapshot.entries_blocked and state_now is TradingState.ACTIVE:
-        state_now, causes = TradingState.REDUCING, snapshot.entries_blocked
-        notes.append(f"entries blocked: {', '.join(causes)}")
-    for e in events:
-        notes.append(f"breaker {e.name} {e.event}: {e.reason}")
     st.mark("breakers")
+    cancel = cancels(snapshot.open_orders, brk.trading, g.kill, now_ms, config.execution.ttl_ms)
 
-    # --- cancels: halted withdraws everything, reducing withdraws entries, stale orders go
-    cancels = _cancels(snapshot.open_orders, state_now, kill, now_ms, config)
-
-    def decide(
-        *,
-        triggers: tuple[Trigger, ...] = (),
-        proposals: tuple[TradeProposal, ...] = (),
-        verdicts: tuple[Any, ...] = (),
-        intents: tuple[Any, ...] = (),
-        no_trade: str | None,
-        new_bans: Mapping[str, int] = bans,
-        universe_: UniverseResult = universe,
-    ) -> CycleDecision:
-        if (
-            regime_state is prior.regime
-            and breakers is prior.breakers
-            and cooldowns is prior.cooldowns
-            and new_bans is prior.bans
-            and kill is prior.kill_switch
-            and kill_reason == prior.kill_reason
-            and eq_marks is prior.marks
-        ):
-            state = prior  # the usual quiet cycle changes nothing worth a new object
-        else:
-            state = EngineState(
-                regime=regime_state,
-                breakers=breakers,
-                cooldowns=cooldowns,
-                bans=new_bans,
-                kill_switch=kill,
-                kill_reason=kill_reason,
-                marks=eq_marks,
-            )
-        st.mark("plan")
-        return CycleDecision(
-            ts=now_ms,
-            trading_state=state_now,
+    blocked = blocked_reason(g.kill, snapshot.exchange_down, snapshot.missing, brk)
+    triggers: tuple[Trigger, ...] = ()
+    proposals: tuple[TradeProposal, ...] = ()
+    notes: tuple[str, ...] = ()
+    risk, bans = NO_RISK, g.bans
+    if blocked is not None:
+        reason = blocked
+    else:
+        exits = exit_stage(portfolio, g.marks, markets, config, now_ms)
+        st.mark("exits")
+        tv = trigger_stage(universe, feats, config, g.bans, now_ms)
+        universe, triggers, bans, notes = tv.universe, tv.triggers, tv.bans, tv.notes
+        st.mark("triggers")
+        proposals = strategy_stage(
+            strategies,
+            exits,
+            now_ms=now_ms,
+            config=config,
             regime=regime,
-            risk_multiplier=mult,
-            universe=universe_,
-            triggers=triggers,
-            proposals=proposals,
-            verdicts=verdicts,
-            intents=intents,
-            cancels=cancels,
-            no_trade_reason=None if intents else no_trade,
-            state=state,
-            equity=equity,
-            timings_ms=tuple(st.spans),
-            notes=tuple(notes),
-        )
-
-    if kill:
-        return decide(no_trade=NoTradeReason.KILL_SWITCH)
-    if snapshot.exchange_down:
-        return decide(no_trade=f"{NoTradeReason.EXCHANGE_DOWN}:{','.join(snapshot.missing)}")
-    if snapshot.missing:
-        return decide(no_trade=f"{NoTradeReason.MISSING_DATA}:{','.join(snapshot.missing)}")
-    if state_now is TradingState.HALTED:
-        return decide(no_trade=f"{NoTradeReason.BREAKER_HALT}:{','.join(causes)}")
-
-    # --- exits first: they only lower risk
-    exit_props: list[TradeProposal] = []
-    for sym in sorted(portfolio.positions):
-        mark = marks.get(sym)
-        if mark is None:
-            continue
-        prop = exit_proposal(portfolio.positions[sym], mark, now_ms, config.exits, markets.get(sym))
-        if prop is not None:
-            exit_props.append(prop)
-    st.mark("exits")
-
-    # --- triggers on the eligible symbols
-    tscan = scan(universe.eligible, feats, config.triggers, now_ms=now_ms, timeframe_ms=tf)
-    new_bans = bans
-    if tscan.red_flags:
-        until = now_ms + config.universe.ban_minutes * 60_000
-        merged = dict(bans)
-        for sym in tscan.red_flags:
-            merged[sym] = max(merged.get(sym, 0), until)
-            notes.append(f"red flag {sym}: banned until {until}")
-        new_bans = MappingProxyType(merged)
-    if tscan.rejected:
-        dropped = {e.symbol for e in tscan.rejected}
-        universe = UniverseResult(
-            eligible=tuple(s for s in universe.eligible if s not in dropped),
-            excluded=universe.excluded + tscan.rejected,
-        )
-    st.mark("triggers")
-
-    # --- strategies
-    positions = portfolio.positions
-    raw: list[TradeProposal] = list(exit_props)
-    for _name, spec, strat in config.strategy_plan:
-        ctx = StrategyContext(
-            ts=now_ms,
-            timeframe_ms=tf,
-            regime=regime,
-            risk_multiplier=mult,
             eligible=universe.eligible,
-            triggers=tscan.triggers,
+            triggers=triggers,
             features=feats,
             quotes=quotes,
-            positions=positions,
-            equity=equity,
-            budget=spec.budget,
-            params=strat.params,
+            portfolio=portfolio,
+            equity=g.equity,
             history=snapshot.history,
         )
-        raw.extend(strat.propose(ctx))
-    proposals = tuple(aggregate(raw))
-    st.mark("strategies")
-
-    # --- risk and sizing
-    if proposals:
-        ex_all = exposure(
-            portfolio,
-            marks,
-            snapshot.open_orders,
-            base_of=lambda s: markets[s].base if s in markets else s.split("/")[0],
-            theme_of=config.universe.theme_of,
-            price_of=lambda s: quotes[s].ask if s in quotes else None,
-        )
-        inputs = RiskInputs(
-            now_ms=now_ms,
-            state=state_now,
-            multiplier=mult,
-            eligible=frozenset(universe.eligible),
+        st.mark("strategies")
+        risk = risk_stage(
+            proposals,
+            config=config,
+            portfolio=portfolio,
+            gate=g,
+            trading=brk.trading,
+            multiplier=regime.multiplier,
+            eligible=universe.eligible,
             markets=markets,
             quotes=quotes,
             books=snapshot.books,
-            portfolio=portfolio,
-            equity=equity,
-            exposure=ex_all,
             open_orders=snapshot.open_orders,
-            cooldowns=cooldowns,
+            now_ms=now_ms,
         )
-        verdicts, intents = assess(proposals, inputs, config)
-    else:
-        verdicts, intents = [], []
-    st.mark("risk")
+        st.mark("risk")
+        reason = no_trade_reason(proposals, universe, brk.trading)
 
-    if not proposals:
-        if not universe.eligible:
-            warming = all(e.reason in _WARMING for e in universe.excluded)
-            reason: str = NoTradeReason.WARMING_UP if warming else NoTradeReason.NO_ELIGIBLE_SYMBOLS
-        elif state_now is TradingState.REDUCING:
-            reason = NoTradeReason.EXITS_ONLY_NOTHING_TO_EXIT
-        else:
-            reason = NoTradeReason.NO_SIGNAL
-    else:
-        reason = NoTradeReason.ALL_REJECTED
-    return decide(
-        triggers=tscan.triggers,
-        proposals=proposals,
-        verdicts=tuple(verdicts),
-        intents=tuple(intents),
-        no_trade=reason,
-        new_bans=new_bans,
-        universe_=universe,
+    state = settle(
+        prior,
+        StateUpdate(
+            regime=regime.state,
+            breakers=brk.states,
+            cooldowns=g.cooldowns,
+            bans=bans,
+            kill_switch=g.kill,
+            kill_reason=g.kill_reason,
+            marks=g.equity_marks,
+        ),
     )
-
-
-def _cancels(
-    orders: tuple[Order, ...],
-    state: TradingState,
-    kill: bool,
-    now_ms: int,
-    config: PipelineConfig,
-) -> tuple[CancelRequest, ...]:
-    out: list[CancelRequest] = []
-    ttl = config.execution.ttl_ms
-    for o in orders:
-        if not o.status.is_live:
-            continue
-        if state is TradingState.HALTED:
-            why = CancelReason.KILL_SWITCH if kill else CancelReason.HALTED
-        elif state is TradingState.REDUCING and not o.reduce_only:
-            why = CancelReason.REDUCING
-        elif is_stale(o, now_ms, ttl):
-            why = CancelReason.STALE_ORDER
-        else:
-            continue
-        out.append(CancelRequest(o.client_order_id, o.symbol, why))
-    return tuple(out)
+    st.mark("plan")
+    return CycleDecision(
+        ts=now_ms,
+        trading_state=brk.trading,
+        regime=regime.regime,
+        risk_multiplier=regime.multiplier,
+        universe=universe,
+        triggers=triggers,
+        proposals=proposals,
+        verdicts=risk.verdicts,
+        intents=risk.intents,
+        cancels=cancel,
+        no_trade_reason=None if risk.intents else reason,
+        state=state,
+        equity=g.equity,
+        timings_ms=tuple(st.spans),
+        notes=g.notes + brk.notes + notes,
+    )
 
 
 def note_fill(

@@ -21,7 +21,7 @@ from core.triggers import is_outlier
 
 
 class Marks(NamedTuple):
-    prices: dict[str, Decimal]  # symbol -> the price it is valued at
+    prices: Mapping[str, Decimal]  # symbol -> the price it is valued at
     guarded: tuple[str, ...]  # "SYM price P vs median M": prices the guard replaced
 
 
@@ -44,14 +44,12 @@ def guarded_marks(
             if f is None:
                 continue
             price = Decimal(repr(f.close))
-        med = f.values.get(k_med) if f is not None else None
-        if (
-            f is not None
-            and med is not None
-            and 0.0 < med < float(price)
-            and is_outlier(float(price), f.volume, med, f.values.get(k_vavg), cfg.outlier)
-        ):
-            guarded.append(f"{sym} price {price} vs median {med:g}")
-            price = Decimal(repr(med))
+        if f is not None:
+            med = f.values.get(k_med)
+            if med is not None and med > 0.0:
+                fp = float(price)  # through a string: once per position, not twice
+                if med < fp and is_outlier(fp, f.volume, med, f.values.get(k_vavg), cfg.outlier):
+                    guarded.append(f"{sym} price {price} vs median {med:g}")
+                    price = Decimal(repr(med))
         out[sym] = price
     return Marks(out, tuple(guarded))

@@ -9,6 +9,7 @@ from typing import Any, Protocol, TypeAlias
 
 from pydantic import BaseModel
 
+from core.context import StrategyContext
 from core.models import (
     Balance,
     Candle,
@@ -20,6 +21,7 @@ from core.models import (
     OrderIntent,
     Position,
     Quote,
+    TradeProposal,
 )
 from core.portfolio import Booking, Portfolio
 
@@ -141,4 +143,33 @@ class StrategyCatalog(Protocol):
 
     def origin(self, name: str) -> str | None:
         """The file a user strategy was loaded from; None for a built-in."""
+# --------------------------------------------------------------------------- strategies
+
+
+class Strategy(Protocol):
+    """A strategy as the cycle runs it. `strategy.base.BaseStrategy` implements it; the runner
+    resolves the configured ones (strategy.registry.resolve) and hands the instances to the
+    cycle, so core never looks a strategy up by name."""
+
+    @property
+    def name(self) -> str:
+        """The registered name, as in strategies.yaml."""
+        ...
+
+    @property
+    def params(self) -> Any:
+        """Its validated parameters (its own pydantic model), handed to it in every context."""
+        ...
+
+    @property
+    def history_bars(self) -> int:
+        """Raw candles it reads through StrategyContext.history (0: none)."""
+        ...
+
+    def required_features(self, params: Any) -> frozenset[str]:
+        """Feature keys it reads from ctx.features[symbol].values with these params."""
+        ...
+
+    def propose(self, ctx: StrategyContext) -> Sequence[TradeProposal]:
+        """Its proposals for this cycle; pure."""
         ...

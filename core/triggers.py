@@ -73,7 +73,7 @@ def scan(
         cfg.rsi_reversion,
         cfg.outlier,
     )
-    k_med, k_ovol, k_hh, k_bvol, k_roc, k_svol, k_rsi = cfg.feature_keys
+    keys = cfg.scan_keys  # (med, outlier vavg, hh, breakout vavg, roc, spike vavg, rsi)
     max_age = cfg.stale_after_candles * timeframe_ms
     oldest = now_ms - timeframe_ms - max_age  # a candle opened before this is stale
     # Config read once, not per symbol: this loop runs for every eligible symbol every cycle.
@@ -96,13 +96,13 @@ def scan(
             age = now_ms - (ts + timeframe_ms)
             rejected.append(Exclusion(sym, TriggerReject.STALE_CANDLE, f"{age // 1000}s old"))
             continue
-        v = f.values
+        # Every key in one pass (a C loop), rather than one method call per key and symbol.
+        med, ovol, hh, bvol, roc, svol, rsi = map(f.values.get, keys)
         close, volume = f.close, f.volume
-        med = v.get(k_med)
         if med is None:
-            rejected.append(Exclusion(sym, TriggerReject.WARMING_UP, k_med))
+            rejected.append(Exclusion(sym, TriggerReject.WARMING_UP, keys[0]))
             continue
-        if is_outlier(close, volume, med, v.get(k_ovol), og):
+        if is_outlier(close, volume, med, ovol, og):
             rejected.append(
                 Exclusion(
                     sym,
@@ -113,25 +113,24 @@ def scan(
             flags.append(sym)
             continue
 
-        if bo_on:
-            hh, avg = v.get(k_hh), v.get(k_bvol)
-            if hh is not None and avg and avg > 0.0 and close > hh and volume >= bo_mult * avg:
-                ratio = volume / (bo_mult * avg)
-                out.append(
-                    Trigger(sym, BREAKOUT, _strength(ratio), ts, f"close>{hh:g} vol x{ratio:.2f}")
-                )
-        if mo_on:
-            roc = v.get(k_roc)
-            if roc is not None and roc >= mom_floor:
-                out.append(Trigger(sym, MOMENTUM, _strength(roc / mom_min), ts, f"roc {roc:.4f}"))
-        if vs_on and close > f.open:
-            avg = v.get(k_svol)
-            if avg and avg > 0.0 and volume >= vs_mult * avg:
-                ratio = volume / (vs_mult * avg)
-                out.append(Trigger(sym, VOLUME_SPIKE, _strength(ratio), ts, f"vol x{ratio:.2f}"))
-        if rs_on:
-            rsi = v.get(k_rsi)
-            if rsi is not None and rsi <= oversold:
-                depth = (oversold - rsi) / oversold
-                out.append(Trigger(sym, RSI_REVERSION, min(1.0, 0.5 + depth), ts, f"rsi {rsi:.1f}"))
+        if (
+            bo_on
+            and hh is not None
+            and bvol
+            and bvol > 0.0
+            and close > hh
+            and volume >= bo_mult * bvol
+        ):
+            ratio = volume / (bo_mult * bvol)
+            out.append(
+                Trigger(sym, BREAKOUT, _strength(ratio), ts, f"close>{hh:g} vol x{ratio:.2f}")
+            )
+        if mo_on and roc is not None and roc >= mom_floor:
+            out.append(Trigger(sym, MOMENTUM, _strength(roc / mom_min), ts, f"roc {roc:.4f}"))
+        if vs_on and close > f.open and svol and svol > 0.0 and volume >= vs_mult * svol:
+            ratio = volume / (vs_mult * svol)
+            out.append(Trigger(sym, VOLUME_SPIKE, _strength(ratio), ts, f"vol x{ratio:.2f}"))
+        if rs_on and rsi is not None and rsi <= oversold:
+            depth = (oversold - rsi) / oversold
+            out.append(Trigger(sym, RSI_REVERSION, min(1.0, 0.5 + depth), ts, f"rsi {rsi:.1f}"))
     return TriggerScan(tuple(out), tuple(rejected), tuple(flags))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from functools import lru_cache
 
 from core.clock import DAY_MS
 from core.config import UniverseConfig
@@ -12,7 +11,6 @@ from core.models import Exclusion, Market, Quote, QuoteBoard, UniverseResult
 from core.reasons import UniverseReason as R
 
 
-@lru_cache(maxsize=16)
 def volume_key(timeframe_ms: int) -> str:
     """The feature key holding 24h quote volume for this timeframe."""
     return f"qvol:{max(1, DAY_MS // timeframe_ms)}"
@@ -27,20 +25,21 @@ def candidates(cfg: UniverseConfig, markets: Mapping[str, Market]) -> list[str]:
 
 class StaticScreen:
     """The universe checks that depend only on the markets and the config (market known, quote
-    currency, red flags, product status), done once per markets object rather than for every
-    symbol every cycle: a backtest's markets never change, the daemon's at most once a minute
-    (the engine replaces the mapping, never edits it)."""
+    currency, red flags, product status), done once per markets rather than for every symbol
+    every cycle. Pure data: whoever owns the markets keeps it (the engine, from one markets
+    load to the next) and hands it to the cycle, which checks it with `fits`."""
 
     __slots__ = ("cfg", "degraded", "known", "markets", "rows", "symbols")
 
     def __init__(
-        self, cfg: UniverseConfig, markets: Mapping[str, Market], symbols: tuple[str, ...]
+        self, cfg: UniverseConfig, markets: Mapping[str, Market], symbols: Iterable[str]
     ) -> None:
-        self.cfg, self.markets, self.symbols = cfg, markets, symbols
+        # A copy: `fits` compares it with the markets of a later cycle by value.
+        self.cfg, self.markets, self.symbols = cfg, dict(markets), tuple(symbols)
         red, _core, tradable, _spread, _vol = cfg.screen
         rows: list[tuple[str, Exclusion | None, Exclusion | None]] = []
         known = degraded = 0
-        for sym in symbols:
+        for sym in self.symbols:
             m = markets.get(sym)
             early: Exclusion | None = None  # decided before the ban check
             late: Exclusion | None = None  # decided after it
@@ -60,42 +59,49 @@ class StaticScreen:
         self.rows = tuple(rows)
         self.known, self.degraded = known, degraded
 
+    def fits(self, cfg: UniverseConfig, markets: Mapping[str, Market]) -> bool:
+        """Made for this config (a frozen object: the same one) and markets equal to these
+        (by value, so markets edited in place are noticed)."""
+        return cfg is self.cfg and markets == self.markets
 
-_last_screen: list[StaticScreen] = []  # the one most recently asked for
+
+def static_screen(cfg: UniverseConfig, markets: Mapping[str, Market]) -> StaticScreen:
+    """The static screen of the candidate symbols (see `candidates`)."""
+    return StaticScreen(cfg, markets, candidates(cfg, markets))
 
 
-def static_screen(
-    cfg: UniverseConfig, markets: Mapping[str, Market], symbols: Iterable[str]
+def screen_for(
+    cfg: UniverseConfig, markets: Mapping[str, Market], kept: StaticScreen | None
 ) -> StaticScreen:
-    """StaticScreen for these arguments, reused while they stay the same objects."""
-    syms = tuple(symbols)
-    if _last_screen:
-        last = _last_screen[0]
-        if last.markets is markets and last.cfg is cfg and last.symbols == syms:
-            return last
-    screen = StaticScreen(cfg, markets, syms)
-    _last_screen[:] = [screen]
-    return screen
+    """`kept` when it fits these markets and config, else a new screen."""
+    if kept is not None and kept.fits(cfg, markets):
+        return kept
+    return static_screen(cfg, markets)
 
 
 def select_universe(
     *,
     cfg: UniverseConfig,
-    markets: Mapping[str, Market],
     features: Mapping[str, SymbolFeatures],
     quotes: Mapping[str, Quote],
     bans: Mapping[str, int],
     now_ms: int,
     timeframe_ms: int,
+    markets: Mapping[str, Market] | None = None,
     symbols: Iterable[str] | None = None,
+    screen: StaticScreen | None = None,
 ) -> UniverseResult:
     """Point in time: only `features` and `quotes` as of now are consulted."""
     vkey = volume_key(timeframe_ms)
     spread_of = QuoteBoard.of(quotes).spread_bps
     _red, core_set, _tradable, max_spread, min_vol = cfg.screen
-    rows = static_screen(
-        cfg, markets, symbols if symbols is not None else candidates(cfg, markets)
-    ).rows
+    if screen is None:
+        if markets is None:
+            raise TypeError("select_universe needs markets or their screen")
+        screen = StaticScreen(
+            cfg, markets, symbols if symbols is not None else candidates(cfg, markets)
+        )
+    rows = screen.rows
     excluded: list[Exclusion] = []
     core_ok: list[str] = []
     rotational: list[tuple[float, str]] = []  # (-volume, symbol)

@@ -26,6 +26,7 @@ from infra.markets import markets_from_series
 from infra.settings import Mode
 from runner.engine import Engine, Telemetry
 from runner.recorder import AuditSink, Recorder
+from strategy.registry import resolve
 
 
 def build_engine(
@@ -40,12 +41,14 @@ def build_engine(
     cycle_summaries: bool = True,
     stage_timing: bool = True,
 ) -> Engine:
-    common, extra = feature_plan(config)
+    strategies = resolve(config)  # looked up, validated and built once, outside core
+    common, extra = feature_plan(config, strategies)
     return Engine(
         config=config,
+        strategies=strategies,
         exchange=exchange,
         feed=feed,
-        bank=FeatureBank(common, extra=extra, history=history_needed(config)),
+        bank=FeatureBank(common, extra=extra, history=history_needed(strategies)),
         store=store,
         recorder=Recorder(sink, cycle_summaries=cycle_summaries),
         candle_listeners=listeners,

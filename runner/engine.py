@@ -18,11 +18,11 @@ from types import MappingProxyType
 from typing import Any, Protocol
 
 from core.config import PipelineConfig
-from core.cycle import MarketSnapshot, run_cycle
+from core.context import CandleHistory
+from core.cycle import MarketSnapshot, StrategySlot, run_cycle
 from core.errors import ExchangeError, ExchangeUnavailable
 from core.fast_exit import FastExit, plan_fast_exit
 from core.features import BadTick, FeatureBank
-from core.marks import guarded_marks
 from core.models import (
     CancelRequest,
     CycleDecision,
@@ -35,12 +35,12 @@ from core.models import (
 from core.portfolio import Portfolio, update_peaks
 from core.ports import CandleFeed, CandleSink, Exchange, Store
 from core.reasons import NoTradeReason
-from core.universe import candidates
+from core.stages import cycle_marks
+from core.universe import StaticScreen, static_screen
 from infra.logfmt import CYCLE
 from runner.execution import Executor, OrderBookkeeper
 from runner.reconcile import Reconciler
 from runner.recorder import Recorder, proposal_data, verdict_data
-from strategy.base import CandleHistory
 
 log = logging.getLogger("vigil.engine")
 
@@ -143,6 +143,7 @@ class Engine:
         self,
         *,
         config: PipelineConfig,
+        strategies: Sequence[StrategySlot],
         exchange: Exchange,
         feed: CandleFeed,
         bank: FeatureBank,
@@ -155,6 +156,7 @@ class Engine:
         stage_timing: bool = True,
     ) -> None:
         self.config = config
+        self.strategies = tuple(strategies)
         self.exchange = exchange
         self.feed = feed
         self.bank = bank
@@ -184,7 +186,7 @@ class Engine:
         self._down = False  # an ExchangeUnavailable happened during this cycle
         self._down_cycles = 0  # cycles in a row that ended with the exchange unreachable
         self._markets_ms = 0
-        self._cands: tuple[Mapping[str, Market] | None, list[str]] = (None, [])
+        self._screen: StaticScreen | None = None  # of self.markets; see _quote_symbols
         self._history = CandleHistory(bank)
         # One owner of the portfolio at a time: a cycle and a fast exit never interleave.
         self.lock = asyncio.Lock()
@@ -323,14 +325,11 @@ class Engine:
             quotes = {}
             missing.append("quotes")
         features = self.bank.latest()
-        if self.portfolio.positions:
-            # The same guarded marks the cycle values positions at: a bad print must not
-            # lift a trailing stop's peak either.
-            marks = guarded_marks(
-                self.portfolio.positions, quotes, features, self.config.triggers
-            ).prices
-            if marks:
-                self.portfolio = update_peaks(self.portfolio, marks)
+        # The guarded marks the cycle values positions at, computed once: a bad print must
+        # not lift a trailing stop's peak either.
+        marks = cycle_marks(self.portfolio, quotes, features, self.config)
+        if marks.prices:
+            self.portfolio = update_peaks(self.portfolio, marks.prices)
         prior = self.state
         snapshot = MarketSnapshot(
             ts=now_ms,
@@ -348,8 +347,17 @@ class Engine:
             history=self._history,
             exits_only=",".join(sorted(self.exits_only)) if self.exits_only else "",
             entries_blocked=self.reconciler.unknown.entry_blocks(),
+            marks=marks,
+            screen=self._screen,
         )
-        decision = run_cycle(snapshot, self.portfolio, self.config, now_ms, timer=self._timer)
+        decision = run_cycle(
+            snapshot,
+            self.portfolio,
+            self.config,
+            now_ms,
+            strategies=self.strategies,
+            timer=self._timer,
+        )
         if decision.intents and self._depth_check:
             decision = await self._with_books(snapshot, decision, now_ms)
         if self._down:
@@ -399,7 +407,14 @@ class Engine:
             for sym in want:
                 books[sym] = await self._book(sym, now_ms)
             snapshot = replace(snapshot, books=MappingProxyType(dict(books)))
-            decision = run_cycle(snapshot, self.portfolio, self.config, now_ms, timer=self._timer)
+            decision = run_cycle(
+                snapshot,
+                self.portfolio,
+                self.config,
+                now_ms,
+                strategies=self.strategies,
+                timer=self._timer,
+            )
 
     async def _book(self, symbol: str, now_ms: int) -> OrderBook:
         try:
@@ -427,12 +442,13 @@ class Engine:
             dq.popleft()
         return tuple(dq)
 
-    def _quote_symbols(self) -> list[str]:
-        if self._cands[0] is not self.markets:  # markets are replaced, never edited in place
-            self._cands = (self.markets, candidates(self.config.universe, self.markets))
-        syms = self._cands[1]
+    def _quote_symbols(self) -> Sequence[str]:
+        screen = self._screen
+        if screen is None or not screen.fits(self.config.universe, self.markets):
+            screen = self._screen = static_screen(self.config.universe, self.markets)
+        syms = screen.symbols
         extra = [s for s in self.portfolio.positions if s not in syms]
-        return syms + extra if extra else syms
+        return [*syms, *extra] if extra else syms
 
     async def _execute(self, d: CycleDecision, now_ms: int) -> None:
         for c in d.cancels:

@@ -10,14 +10,14 @@ docs/strategies.md walks through writing, testing and running one.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
 from core.config import StrategyBudget
+from core.context import CandleHistory, StrategyContext
 from core.features import SymbolFeatures
 from core.models import Candle, Position, ProposalKind, Quote, Regime, Side, TradeProposal, Trigger
 
@@ -44,42 +44,6 @@ class NoParams(BaseModel):
     """The parameter model of a strategy that takes none."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class CandleHistory:
-    """Read-only access to recent closed candles, materialised only when a strategy asks."""
-
-    __slots__ = ("_source",)
-
-    def __init__(self, source: Any) -> None:
-        self._source = source
-
-    def recent(self, symbol: str, n: int) -> tuple[Candle, ...]:
-        result: tuple[Candle, ...] = self._source.recent_candles(symbol, n)
-        return result
-
-
-@dataclass(frozen=True, slots=True)
-class StrategyContext:
-    """What one strategy sees in one cycle; built by the pipeline, read-only.
-
-    Every value is as of the latest *closed* candle (`ts` is the cycle time): the candle still
-    forming is never in it, so a strategy cannot look ahead.
-    """
-
-    ts: int
-    timeframe_ms: int
-    regime: Regime
-    risk_multiplier: Decimal
-    eligible: tuple[str, ...]
-    triggers: tuple[Trigger, ...]
-    features: Mapping[str, SymbolFeatures]
-    quotes: Mapping[str, Quote]
-    positions: Mapping[str, Position]
-    equity: Decimal
-    budget: StrategyBudget
-    params: Any
-    history: CandleHistory | None = None
 
 
 class BaseStrategy:

@@ -13,6 +13,8 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from core.config import PipelineConfig
+from core.cycle import StrategySlot
 from core.errors import ConfigError
 from strategy.base import BaseStrategy
 
@@ -101,3 +103,20 @@ def resolve_params(name: str, params: Mapping[str, Any]) -> Any:
         raise ConfigError(
             f"strategies.{name}.{loc}: {first['msg']} (got {first.get('input')!r})"
         ) from None
+
+
+def resolve(config: PipelineConfig) -> tuple[StrategySlot, ...]:
+    """The enabled strategies of `config`, ready for the cycle: each looked up by name, its
+    params validated against its own model, and built once, with its budget. The runner
+    calls this when it composes the engine; errors are ConfigErrors naming the field."""
+    return tuple(
+        StrategySlot(name, get(name)(resolve_params(name, spec.params)), spec.budget)
+        for name, spec in config.enabled_strategies()
+    )
+
+
+def check_params(config: PipelineConfig) -> None:
+    """Validate every configured strategy's params, enabled or not (a disabled one may be
+    enabled by an environment variable or --strategy later): ConfigError on the first bad one."""
+    for name, spec in sorted(config.strategies.items()):
+        resolve_params(name, spec.params)

@@ -11,31 +11,14 @@ from tools.check_layers import check_tree
 
 REPO = Path(__file__).resolve().parents[1]
 
-# Imports of strategy from core that the "cycle" work of issue 13 removes on its own branch.
-# The lead empties this list at the merge; nothing else may be added to it.
-PENDING = {
-    "core/config.py:386: core imports strategy.registry",
-    "core/config.py:403: core imports strategy.registry",
-    "core/cycle.py:43: core imports strategy.aggregate",
-    "core/cycle.py:44: core imports strategy.base",
-    "core/cycle.py:45: core imports strategy.registry",
-}
-
-
-def _short(v: object) -> str:
-    return str(v).split(" (", 1)[0]
-
-
 def test_real_tree_keeps_the_layers() -> None:
     violations, files = check_tree(REPO)
     names = {f.relative_to(REPO).as_posix() for f in files}
     # A wrong root or renamed packages must not pass vacuously.
     assert {"core/ports.py", "strategy/base.py", "infra/feeds.py", "runner/cli.py"} <= names
     assert {"backtest/runner.py", "infra/exchange/sim.py"} <= names
-    found = [str(v) for v in violations if _short(v) not in PENDING]
+    found = [str(v) for v in violations]
     assert found == [], "imports against the layer rule:\n" + "\n".join(found)
-    gone = sorted(PENDING - {_short(v) for v in violations})
-    assert gone == [], "no longer found, remove from PENDING:\n" + "\n".join(gone)
 
 
 # --------------------------------------------------------------------------- the checker itself

@@ -5,7 +5,11 @@ candles (../shared/data; synthetic ones when absent), Decimal quotes, a portfoli
 positions and resting orders. Between timed cycles one new candle per symbol arrives, so every
 cycle sees fresh data. Prints one line per size: `symbols=50 cycle_median_ms=1.23`.
 
-    .venv/bin/python tools/bench_cycle.py [--cycles 400] [--sizes 15,50,200]
+    .venv/bin/python tools/bench_cycle.py [--cycles 400] [--sizes 15,50,200] [--stages]
+
+A cycle is timed as the engine runs it: the guarded marks computed once, the markets' static
+screen kept from one cycle to the next. --stages adds `symbols=15 stage=gate median_ms=..`
+lines (run_cycle's own stage timer, which costs a little itself).
 """
 
 from __future__ import annotations
@@ -35,8 +39,11 @@ from core.models import (  # noqa: E402
     Side,
 )
 from core.portfolio import Portfolio  # noqa: E402
+from core.stages import cycle_marks  # noqa: E402
+from core.universe import static_screen  # noqa: E402
 from infra.candle_files import list_pairs, load_candles  # noqa: E402
 from infra.markets import market_for  # noqa: E402
+from strategy.registry import resolve  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "binance_spot_2024"
 START = 1_704_067_200_000
@@ -61,7 +68,7 @@ def source_series(n: int) -> list[CandleSeries]:
     return out
 
 
-def bench(n: int, cycles: int, warm: int) -> float:
+def bench(n: int, cycles: int, warm: int, *, stage_times: bool = False) -> float:
     series = source_series(n)
     symbols = [s.symbol for s in series]
     cfg = PipelineConfig(
@@ -73,7 +80,8 @@ def bench(n: int, cycles: int, warm: int) -> float:
         ),
         strategies={"rules": {"enabled": True}, "ema_cross": {"enabled": True}},
     )
-    bank = FeatureBank(required_features(cfg))
+    strategies = resolve(cfg)
+    bank = FeatureBank(required_features(cfg, strategies))
     markets = {s.symbol: market_for(s) for s in series}
     cols = [
         (
@@ -121,6 +129,9 @@ def bench(n: int, cycles: int, warm: int) -> float:
         for i, sym in enumerate(symbols[3:5])
     )
     state = EngineState()
+    screen = static_screen(cfg.universe, markets)
+    timer = time.perf_counter if stage_times else None
+    stages: dict[str, list[float]] = {}
     times: list[float] = []
     for i in range(warm, warm + cycles):
         now = push(i)
@@ -130,18 +141,26 @@ def bench(n: int, cycles: int, warm: int) -> float:
             m = markets[sym]
             bid = Decimal(repr(c)).quantize(m.price_increment)
             quotes[sym] = Quote(sym, bid, bid + m.price_increment, bid, now)
+        t0 = time.perf_counter()
+        # As the engine does: the guarded marks once per cycle, the markets' screen kept.
+        features = bank.latest()
         snap = MarketSnapshot(
             ts=now,
             markets=markets,
-            features=bank.latest(),
+            features=features,
             quotes=quotes,
             open_orders=resting,
             state=state,
+            marks=cycle_marks(portfolio, quotes, features, cfg),
+            screen=screen,
         )
-        t0 = time.perf_counter()
-        d = run_cycle(snap, portfolio, cfg, now)
+        d = run_cycle(snap, portfolio, cfg, now, strategies=strategies, timer=timer)
         times.append(time.perf_counter() - t0)
+        for name, ms in d.timings_ms:
+            stages.setdefault(name, []).append(ms)
         state = d.state
+    for name, spans in stages.items():
+        print(f"symbols={n} stage={name} median_ms={statistics.median(spans):.4f}")
     return statistics.median(times) * 1000.0
 
 
@@ -150,11 +169,15 @@ def main() -> None:
     ap.add_argument("--cycles", type=int, default=400)
     ap.add_argument("--warmup", type=int, default=400)
     ap.add_argument("--sizes", default="15,50,200")
+    ap.add_argument(
+        "--stages", action="store_true", help="also print each stage's median (timed cycles)"
+    )
     args = ap.parse_args()
     if not DATA.is_dir():
         print(f"note: {DATA} not found; using synthetic candles", file=sys.stderr)
     for n in (int(x) for x in args.sizes.split(",")):
-        print(f"symbols={n} cycle_median_ms={bench(n, args.cycles, args.warmup):.3f}", flush=True)
+        ms = bench(n, args.cycles, args.warmup, stage_times=args.stages)
+        print(f"symbols={n} cycle_median_ms={ms:.3f}", flush=True)
 
 
 if __name__ == "__main__":

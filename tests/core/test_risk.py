@@ -48,6 +48,7 @@ from core.portfolio import Portfolio, apply_fill, exposure, value
 from core.reasons import NoTradeReason
 from core.reasons import RiskReason as R
 from core.risk import RiskInputs, assess
+from strategy.registry import resolve
 
 D = Decimal
 NOW = 1_704_067_200_000  # 2024-01-01 00:00 UTC
@@ -560,7 +561,10 @@ def snapshot(*, state: EngineState | None = None, **kw: Any) -> MarketSnapshot:
 
 
 def cycle(portfolio: Portfolio | None = None, **kw: Any) -> Any:
-    return run_cycle(snapshot(**kw), portfolio or Portfolio(cash=EQUITY), PipelineConfig(), T)
+    cfg = PipelineConfig()
+    return run_cycle(
+        snapshot(**kw), portfolio or Portfolio(cash=EQUITY), cfg, T, strategies=resolve(cfg)
+    )
 
 
 def test_cycle_approves_a_sized_post_only_entry() -> None:

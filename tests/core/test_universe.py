@@ -14,7 +14,7 @@ from core.config import UniverseConfig
 from core.features import SymbolFeatures
 from core.models import Market, MarketStatus, Quote, UniverseResult
 from core.reasons import UniverseReason as R
-from core.universe import candidates, select_universe, static_screen, volume_key
+from core.universe import candidates, screen_for, select_universe, static_screen, volume_key
 from tests.core.helpers import T0, TF, make_features, market, quote, volume_features
 
 VKEY = "qvol:288"
@@ -430,7 +430,18 @@ def test_static_screen_counts_known_and_degraded() -> None:
         "AAA/USDT": market("AAA/USDT"),
         "BBB/USDT": market("BBB/USDT", status=MarketStatus.POST_ONLY),
     }
-    screen = static_screen(cfg, mkts, cfg.symbol_list)
+    screen = static_screen(cfg, mkts)
     assert (screen.known, screen.degraded) == (2, 1)
-    assert static_screen(cfg, mkts, list(cfg.symbol_list)) is screen  # equal symbols: reused
-    assert static_screen(cfg, dict(mkts), cfg.symbol_list) is not screen
+    assert screen.symbols == cfg.symbol_list
+
+
+def test_a_kept_screen_is_reused_only_for_equal_markets_and_the_same_config() -> None:
+    cfg = cfg_of(symbols=("AAA/USDT", "BBB/USDT"))
+    mkts = {"AAA/USDT": market("AAA/USDT"), "BBB/USDT": market("BBB/USDT")}
+    screen = static_screen(cfg, mkts)
+    assert screen_for(cfg, dict(mkts), screen) is screen  # equal by value: reused
+    mkts["BBB/USDT"] = market("BBB/USDT", status=MarketStatus.POST_ONLY)  # edited in place
+    fresh = screen_for(cfg, mkts, screen)
+    assert fresh is not screen and fresh.degraded == 1
+    assert screen_for(cfg_of(symbols=("AAA/USDT",)), mkts, fresh) is not fresh
+    assert screen_for(cfg, mkts, None).degraded == 1

@@ -34,6 +34,7 @@ from infra.secrets import (
 )
 from infra.settings import Mode, VigilConfig, model_of, unwrap
 from runner.strategy_loader import STRATEGIES
+from strategy.registry import resolve_params
 from tools.export_schema import BEGIN, END, render_reference
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -94,7 +95,8 @@ def test_shipped_config_loads_with_empty_env() -> None:
     )
     assert [n for n, _ in cfg.enabled_strategies()] == ["rules"]
     ema = cfg.strategies["ema_cross"]
-    assert not ema.enabled and (ema.resolved_params.fast, ema.resolved_params.slow) == (12, 26)
+    params = resolve_params("ema_cross", ema.params)
+    assert not ema.enabled and (params.fast, params.slow) == (12, 26)
     assert loaded.warnings == ()
     assert {Path(s).name for s in loaded.sources} == {
         "policy.yaml",
@@ -275,7 +277,7 @@ def test_nested_and_case_insensitive_env_overrides(tmp_path: Path) -> None:
     assert cfg.regime.multipliers.chop == Decimal("0.3")
     assert cfg.loop.jitter_pct == 5
     assert cfg.strategies["ema_cross"].enabled
-    assert cfg.strategies["ema_cross"].resolved_params.slow == 40
+    assert resolve_params("ema_cross", cfg.strategies["ema_cross"].params).slow == 40
     assert dict(cfg.universe.themes) == {"BTC": "gold", "SOL": "layer1"}
     assert cfg.risk.max_open_positions == 2 and cfg.risk.cooldown_after_fill_minutes == 5
     assert cfg.exchange.base_url == "http://127.0.0.1:8080"

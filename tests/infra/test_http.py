@@ -35,6 +35,7 @@ from infra.metrics import Metrics
 from runner.engine import Engine
 from runner.recorder import MemorySink, Recorder
 from runner.store import MemoryStore
+from strategy.registry import resolve
 from tests.core.helpers import T0, market
 from tests.infra.test_metrics import BTC, NOW, StubEngine, decide, make_engine, parse, val
 
@@ -346,11 +347,13 @@ async def test_a_real_engine_reports_to_metrics_and_health() -> None:
         timeframe_ms=tf,
     )
     metrics = Metrics()
+    strategies = resolve(config)
     engine = Engine(
         config=config,
+        strategies=strategies,
         exchange=exchange,
         feed=ListFeed(BTC, start, tf),
-        bank=FeatureBank(required_features(config)),
+        bank=FeatureBank(required_features(config, strategies)),
         store=MemoryStore(),
         recorder=Recorder(MemorySink()),
         candle_listeners=(exchange.on_candle,),

@@ -35,6 +35,7 @@ from core.reasons import Breaker, NoTradeReason, RiskReason
 from infra.metrics import OTHER, Metrics, clean_label, reason_code
 from runner.engine import Health
 from runner.execution import OrderBookkeeper
+from strategy.registry import resolve
 from tests.core.helpers import T0, TF, market, position, quote, series
 
 CONFIG = PipelineConfig()
@@ -107,7 +108,14 @@ def decide(engine: StubEngine, now_ms: int = NOW, *, kill: bool = False) -> Cycl
         state=engine.state,
         kill_switch=kill,
     )
-    d = run_cycle(snapshot, engine.portfolio, engine.config, now_ms, timer=_ticks())
+    d = run_cycle(
+        snapshot,
+        engine.portfolio,
+        engine.config,
+        now_ms,
+        strategies=resolve(engine.config),
+        timer=_ticks(),
+    )
     engine.state = d.state
     engine.last_decision = d
     return d

@@ -13,8 +13,8 @@ from core.config import PipelineConfig, StrategyConfig
 from core.errors import ConfigError
 from core.features import FeatureBank, SymbolFeatures
 from core.models import ProposalKind, Regime, Side, TradeProposal
+from core.proposals import aggregate
 from strategy import registry
-from strategy.aggregate import aggregate
 from strategy.base import BaseStrategy, NoParams
 from strategy.ema_cross import EmaCrossParams, EmaCrossStrategy
 from strategy.rules import RulesParams, RulesStrategy
@@ -281,7 +281,7 @@ def test_bad_params_raise_config_error_naming_the_field(
     name: str, params: dict[str, Any], field: str
 ) -> None:
     with pytest.raises(ConfigError) as exc:
-        PipelineConfig(strategies={name: {"enabled": True, "params": params}})
+        registry.resolve(PipelineConfig(strategies={name: {"enabled": True, "params": params}}))
     msg = str(exc.value)
     assert msg.startswith(f"strategies.{name}.params")
     assert field in msg
@@ -291,16 +291,34 @@ def test_params_are_resolved_to_the_strategy_model() -> None:
     cfg = PipelineConfig(
         strategies={"ema_cross": {"enabled": True, "params": {"fast": 5, "slow": 9}}}
     )
-    resolved = cfg.strategies["ema_cross"].resolved_params
-    assert isinstance(resolved, EmaCrossParams) and (resolved.fast, resolved.slow) == (5, 9)
-    ((name, _, instance),) = cfg.strategy_plan
+    ((name, instance, budget),) = ((s.name, s.strategy, s.budget) for s in registry.resolve(cfg))
     assert name == "ema_cross" and isinstance(instance, EmaCrossStrategy)
-    assert instance.params is resolved
+    resolved = instance.params
+    assert isinstance(resolved, EmaCrossParams) and (resolved.fast, resolved.slow) == (5, 9)
+    assert budget is cfg.strategies["ema_cross"].budget
+
+
+def test_only_enabled_strategies_are_resolved_and_every_configured_one_is_checked() -> None:
+    cfg = PipelineConfig(
+        strategies={
+            "rules": {"enabled": True},
+            "ema_cross": {"enabled": False, "params": {"fast": 30, "slow": 10}},
+        }
+    )
+    assert [s.name for s in registry.resolve(cfg)] == ["rules"]
+    with pytest.raises(ConfigError, match=r"strategies\.ema_cross\.params"):
+        registry.check_params(cfg)
+
+
+def test_unknown_strategy_is_refused_naming_known_ones() -> None:
+    cfg = PipelineConfig(strategies={"nope": StrategyConfig(enabled=True)})
+    with pytest.raises(ConfigError, match=r"unknown strategy 'nope'.*ema_cross"):
+        registry.resolve(cfg)
 
 
 def test_unknown_strategy_in_config_lists_the_known_ones() -> None:
     with pytest.raises(ConfigError, match=r"strategies\.nope: unknown strategy 'nope'; known "):
-        PipelineConfig(strategies={"nope": {}})
+        registry.check_params(PipelineConfig(strategies={"nope": {}}))
 
 
 # --------------------------------------------------------------------------- registry
