@@ -33,7 +33,7 @@ from core.orders import client_order_id  # noqa: E402
 from infra.clock import LiveClock  # noqa: E402
 from infra.settings import VigilConfig  # noqa: E402
 from runner.app import build_engine, prepare_replay, replay_feed, sim_exchange  # noqa: E402
-from runner.loop import KillFiles, KillWatcher  # noqa: E402
+from runner.kill import KillFiles, KillWatcher  # noqa: E402
 from runner.recorder import MemorySink  # noqa: E402
 from runner.store import MemoryStore  # noqa: E402
 
@@ -69,7 +69,7 @@ async def run(trials: int, orders: int) -> tuple[list[float], list[float]]:
     )
     await engine.start(clock.now_ms(), warmup_bars=10_000)
     files = KillFiles(tmp / "KILL_SWITCH", tmp / "RESUME")
-    watcher = KillWatcher(engine=engine, clock=clock, files=files)
+    watcher = KillWatcher(control=engine.kill_control(), clock=clock, files=files)
     stop = asyncio.Event()
     task = asyncio.create_task(watcher.run(stop))
     quotes = await sim.fetch_quotes(list(SYMBOLS))

@@ -220,8 +220,8 @@ def build(cfg: VigilConfig, url: str, key: str, secret: str, log: WaitLog) -> tu
         store=MemoryStore(),
         sink=MemorySink(),
         listeners=listeners,
+        on_account=symbols.follow,
     )
-    symbols.engine = engine
     return engine, clock
 
 
