@@ -319,6 +319,8 @@ class Engine:
     async def reconcile(self, now_ms: int) -> None:
         """One reconcile outside a cycle (a flatten waiting for its fills)."""
         await self._reconcile(now_ms, [])
+        if self._on_account is not None:
+            self._on_account(self._markets, self._portfolio.positions)
 
     async def _reconcile(self, now_ms: int, missing: list[str]) -> None:
         acct = await self._reconciler.run(
