@@ -104,6 +104,7 @@ class Engine:
         self.store = store
         self.recorder = recorder
         self.telemetry: Telemetry = telemetry or NullTelemetry()
+        self._timed = telemetry is not None  # a cycle's duration goes to real telemetry only
         self.quote = quote_currency or config.universe.quote_currency
         self._listeners = tuple(candle_listeners)
         self._sink = self._make_sink()
@@ -125,7 +126,12 @@ class Engine:
         self._down = False  # an ExchangeUnavailable happened during this cycle
         self._down_cycles = 0  # cycles in a row that ended with the exchange unreachable
         self._markets_ms = 0
-        self._cands: tuple[Mapping[str, Market] | None, list[str]] = (None, [])
+        # the universe's candidates, per markets mapping: (markets, in order, as a set)
+        self._cands: tuple[Mapping[str, Market] | None, list[str], frozenset[str]] = (
+            None,
+            [],
+            frozenset(),
+        )
         self._history = CandleHistory(bank)
         # One owner of the portfolio at a time: a cycle and a fast exit never interleave.
         self.lock = asyncio.Lock()
@@ -334,13 +340,14 @@ class Engine:
         self.health.unknown_holdings = self._reconciler.unknown.published
 
     async def _step(self, now_ms: int) -> CycleDecision:
-        t0 = time.perf_counter()
+        t0 = time.perf_counter() if self._timed else 0.0
         CYCLE.set(now_ms)  # JSON log lines name the cycle they belong to
         missing: list[str] = []
+        health = self.health
         self._down = False
         try:
             if await self.feed.poll(now_ms, self._sink):
-                self.health.market_data_ms = now_ms
+                health.market_data_ms = now_ms
         except ExchangeError as exc:
             self._exchange_failed(now_ms, exc)
             missing.append("candles")
@@ -350,7 +357,7 @@ class Engine:
         symbols = self._quote_symbols()
         try:
             quotes: Mapping[str, Quote] = await self.exchange.fetch_quotes(symbols)
-            self.health.exchange_ms = now_ms
+            health.exchange_ms = now_ms
         except ExchangeError as exc:
             self._exchange_failed(now_ms, exc)
             quotes = {}
@@ -396,7 +403,7 @@ class Engine:
             log.warning("exchange reachable again after %d cycle(s)", self._down_cycles)
             self._down_cycles = 0
         self._state = decision.state
-        self.health.strategies_ms = now_ms
+        health.strategies_ms = now_ms
         self.recorder.decision(
             decision,
             prior.breakers,
@@ -410,9 +417,10 @@ class Engine:
         if decision.cancels or decision.intents:
             await self._execute(decision, now_ms)
         self.store.save_cycle(self._state, self._portfolio, now_ms)
-        self.health.store_ms = now_ms
+        health.store_ms = now_ms
         self.last_decision = decision
-        self.telemetry.cycle(decision, self, time.perf_counter() - t0)
+        if self._timed:
+            self.telemetry.cycle(decision, self, time.perf_counter() - t0)
         if len(book.orders) > 1000:
             book.forget_terminal()
         if self._on_account is not None:
@@ -440,9 +448,10 @@ class Engine:
     def _quote_symbols(self) -> list[str]:
         markets = self._markets
         if self._cands[0] is not markets:  # markets are replaced, never edited in place
-            self._cands = (markets, candidates(self.config.universe, markets))
-        syms = self._cands[1]
-        extra = [s for s in self._portfolio.positions if s not in syms]
+            cands = candidates(self.config.universe, markets)
+            self._cands = (markets, cands, frozenset(cands))
+        _, syms, known = self._cands
+        extra = [s for s in self._portfolio.positions if s not in known]
         return syms + extra if extra else syms
 
     async def _execute(self, d: CycleDecision, now_ms: int) -> None:
