@@ -98,12 +98,11 @@ async def run_daemon(
 ) -> int:
     cfg = loaded.config
     clock = infra.clock
-    audit = open_audit(paths.audit_dir, loaded.config_hash, clock)
+    metrics = Metrics()
+    audit = open_audit(paths.audit_dir, loaded.config_hash, clock, metrics.audit_checkpoint)
     try:
-        metrics = Metrics()
         metrics.alerts.set_key_age(key_issued_ms(os.environ), cfg.checks.api_key_max_age_days)
         notifier = make_notifier(cfg, clock, metrics)
-        audit.on_checkpoint = metrics.audit_checkpoint
         metrics.audit_checkpoint(*audit.head)
         venue = infra.connect(audit.append, metrics)
         try:

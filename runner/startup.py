@@ -75,7 +75,12 @@ def fresh_record(audit: AuditLog, paths: ResolvedPaths, fresh: list[str] | None)
     )
 
 
-def open_audit(directory: Path, config_hash: str, clock: Clock) -> AuditLog:
+def open_audit(
+    directory: Path,
+    config_hash: str,
+    clock: Clock,
+    on_checkpoint: Callable[[int, str], None] | None = None,
+) -> AuditLog:
     """Open the audit log, verifying it first (AuditCorrupted, exit 5, names the first bad
     record); keyed by VIGIL_AUDIT_KEY when set; checkpoint lines every 5 minutes."""
     return AuditLog(
@@ -84,6 +89,7 @@ def open_audit(directory: Path, config_hash: str, clock: Clock) -> AuditLog:
         clock=clock,
         key=audit_key(os.environ),
         checkpoint_every_ms=AUDIT_CHECKPOINT_MS,
+        on_checkpoint=on_checkpoint,
     ).open()
 
 

@@ -170,3 +170,46 @@ def test_kill_latency_runs_from_the_file_to_the_acknowledged_block(tmp_path: Pat
         assert await slow.fetch_open_orders() == []  # the late order was canceled as well
 
     asyncio.run(go())
+
+
+def test_the_live_feed_polls_what_the_engine_tells_it(tmp_path: Path) -> None:
+    """FeedSymbols holds no engine: it is told the markets and positions after start and
+    after every cycle (on_account), and polls the configured symbols until then."""
+    from runner.live import FeedSymbols
+
+    async def go() -> None:
+        write_candles(
+            tmp_path / "BTC_USDT-5m.feather",
+            generate_candles("BTC/USDT", "5m", START, 400, seed=1, start_price=100.0),
+        )
+        write_candles(
+            tmp_path / "ETH_USDT-5m.feather",
+            generate_candles("ETH/USDT", "5m", START, 400, seed=2, start_price=50.0),
+        )
+        cfg = VigilConfig.model_validate(
+            {
+                "universe": {"symbols": ["ETH/USDT"], "min_quote_volume_24h": 0},
+                "regime": {"index_symbol": "BTC/USDT"},
+                "strategies": {"rules": {"enabled": False}},
+            }
+        )
+        inputs = prepare_replay(cfg, tmp_path, warmup_candles=300)
+        clock = SimClock(inputs.start_ms)
+        venue = replay_venue(inputs, cfg.sim, clock)
+        symbols = FeedSymbols(cfg)
+        engine = build_engine(
+            config=cfg,
+            exchange=venue.exchange,
+            feed=venue.feed,
+            store=MemoryStore(),
+            sink=MemorySink(),
+            listeners=venue.listeners,
+            on_account=symbols.follow,
+        )
+        assert list(symbols()) == ["ETH/USDT"]  # not started: the configured symbols
+        await engine.start(inputs.start_ms, warmup_bars=300)
+        assert list(symbols()) == ["ETH/USDT", "BTC/USDT"]  # the candidates and the index
+        await engine.step(inputs.start_ms)
+        assert list(symbols()) == ["ETH/USDT", "BTC/USDT"]
+
+    asyncio.run(go())
