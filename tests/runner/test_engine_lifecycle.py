@@ -120,7 +120,7 @@ def test_a_stopping_engine_sends_nothing_and_cancels_what_rests(tmp_path: Path) 
 
 def test_block_is_acknowledged_only_when_the_send_in_flight_returned(tmp_path: Path) -> None:
     async def go() -> None:
-        engine, slow, clock, inputs = make(tmp_path, slow=True)
+        engine, slow, _clock, inputs = make(tmp_path, slow=True)
         await engine.start(inputs.start_ms, warmup_bars=300)
         bid = (await slow.fetch_quotes(["BTC/USDT"]))["BTC/USDT"].bid
         sending = asyncio.create_task(engine.executor.submit(intent("fly1", bid / 2), 1))
