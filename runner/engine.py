@@ -42,7 +42,7 @@ from core.universe import candidates
 from infra.logfmt import CYCLE
 from runner.depth import DEPTH_LEVELS, with_books
 from runner.engine_parts import (
-    _TRANSITIONS,
+    TRANSITIONS,
     AccountListener,
     CandleFeed,
     CandleSink,
@@ -74,6 +74,7 @@ __all__ = [
 ]
 
 log = logging.getLogger("vigil.engine")
+_Candidates = tuple[Mapping[str, Market] | None, list[str], frozenset[str]]
 
 MARKETS_CHECK_MS = 60_000
 # Exits-only causes that stay until an operator resumes (others clear by themselves).
@@ -127,11 +128,7 @@ class Engine:
         self._down_cycles = 0  # cycles in a row that ended with the exchange unreachable
         self._markets_ms = 0
         # the universe's candidates, per markets mapping: (markets, in order, as a set)
-        self._cands: tuple[Mapping[str, Market] | None, list[str], frozenset[str]] = (
-            None,
-            [],
-            frozenset(),
-        )
+        self._cands: _Candidates = (None, [], frozenset())
         self._history = CandleHistory(bank)
         # One owner of the portfolio at a time: a cycle and a fast exit never interleave.
         self.lock = asyncio.Lock()
@@ -205,7 +202,7 @@ class Engine:
     # ---- lifecycle --------------------------------------------------------------------------
 
     def _to(self, trigger: str) -> None:
-        nxt = _TRANSITIONS.get((self._status, trigger))
+        nxt = TRANSITIONS.get((self._status, trigger))
         if nxt is None:
             raise EngineNotRunning(f"engine is {self._status.value}: cannot {trigger}")
         self._status = nxt

@@ -26,7 +26,7 @@ class EngineStatus(Enum):
     STOPPED = "stopped"
 
 
-_TRANSITIONS = {
+TRANSITIONS: dict[tuple[EngineStatus, str], EngineStatus] = {
     (EngineStatus.NEW, "start"): EngineStatus.STARTED,
     (EngineStatus.NEW, "stop"): EngineStatus.STOPPING,
     (EngineStatus.STARTED, "stop"): EngineStatus.STOPPING,

@@ -142,10 +142,8 @@ async def run_daemon(
                     sync=True,
                 )
                 fresh_record(audit, paths, fresh)
-                return await _serve(
-                    loaded, engine, clock, venue.pacer, paths, metrics, audit, opts, notifier,
-                    guards, stop,
-                )  # fmt: skip
+                parts = _Parts(engine, clock, venue.pacer, metrics, audit, notifier, guards)
+                return await _serve(loaded, parts, paths, opts, stop)
             finally:
                 await detach()
         finally:
@@ -154,19 +152,28 @@ async def run_daemon(
         audit.close()
 
 
+@dataclass(frozen=True)
+class _Parts:
+    """What the wiring built, handed on to serving and cycling."""
+
+    engine: Engine
+    clock: Clock
+    pacer: Pacer
+    metrics: Metrics
+    audit: AuditLog
+    notifier: Notifier
+    guards: Guards
+
+
 async def _serve(
     loaded: LoadedConfig,
-    engine: Engine,
-    clock: Clock,
-    pacer: Pacer,
+    parts: _Parts,
     paths: ResolvedPaths,
-    metrics: Metrics,
-    audit: AuditLog,
     opts: ServeOptions,
-    notifier: Notifier,
-    guards: Guards,
     stop: asyncio.Event,
 ) -> int:
+    engine, clock, audit, notifier = parts.engine, parts.clock, parts.audit, parts.notifier
+    metrics, guards = parts.metrics, parts.guards
     notifier.start()
     server = await start_http(loaded, engine, clock, paths, metrics, opts.replay)
     systemd = SystemdNotifier()
@@ -177,9 +184,7 @@ async def _serve(
         if await start_engine(engine, clock, loaded.config, stop, systemd.pet):
             check_exchange_markets(loaded, engine, clock, audit)
             await guards.at_start()
-            return await _cycle(
-                loaded, engine, clock, pacer, paths, metrics, audit, opts, stop, guards, systemd
-            )
+            return await _cycle(loaded, parts, paths, opts, stop, systemd)
         systemd.stopping()
         log.info("stopped before the exchange could be reached")
         audit.append("shutdown", {"ts": clock.now_ms(), "started": False}, sync=True)
@@ -192,17 +197,14 @@ async def _serve(
 
 async def _cycle(
     loaded: LoadedConfig,
-    engine: Engine,
-    clock: Clock,
-    pacer: Pacer,
+    parts: _Parts,
     paths: ResolvedPaths,
-    metrics: Metrics,
-    audit: AuditLog,
     opts: ServeOptions,
     stop: asyncio.Event,
-    guards: Guards,
     systemd: SystemdNotifier,
 ) -> int:
+    engine, clock, metrics, guards = parts.engine, parts.clock, parts.metrics, parts.guards
+    pacer = parts.pacer
     cfg = loaded.config
     if engine.state.kill_switch:
         log.warning(
@@ -258,7 +260,7 @@ async def _cycle(
             integrity.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await integrity
-        await shutdown(engine, clock, cfg, audit)
+        await shutdown(engine, clock, cfg, parts.audit)
     log.info("stopped after %d cycles in %.1fs", cycles, time.monotonic() - t0)
     return 0
 
