@@ -17,7 +17,7 @@ from typing import Any
 from core.clock import SimClock
 from core.models import Position
 from infra.settings import VigilConfig
-from runner.app import ReplayInputs, build_engine, replay_feed, sim_exchange
+from runner.app import ReplayInputs, build_engine, replay_venue
 from runner.recorder import DECISION_KINDS, AuditSink, MemorySink
 from runner.store import MemoryStore
 
@@ -166,8 +166,8 @@ async def run_backtest(
 ) -> BacktestResult:
     sim_cfg = config.sim if seed is None else config.sim.model_copy(update={"seed": seed})
     clock = SimClock(inputs.start_ms)
-    sim = sim_exchange(inputs, sim_cfg, clock)
-    feed = replay_feed(inputs)
+    venue = replay_venue(inputs, sim_cfg, clock)  # what `vigil run --replay` trades on too
+    feed = venue.feed
     result = BacktestResult(
         config=config,
         config_hash=config_hash,
@@ -179,11 +179,11 @@ async def run_backtest(
     sink = _Collect(result, trades, audit)
     engine = build_engine(
         config=config,
-        exchange=sim,
+        exchange=venue.exchange,
         feed=feed,
         store=MemoryStore(),
         sink=sink,
-        listeners=[sim.candle_listener()],
+        listeners=venue.listeners,
         cycle_summaries=audit is not None,
         stage_timing=audit is not None,
     )

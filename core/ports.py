@@ -143,6 +143,8 @@ class StrategyCatalog(Protocol):
 
     def origin(self, name: str) -> str | None:
         """The file a user strategy was loaded from; None for a built-in."""
+
+
 # --------------------------------------------------------------------------- strategies
 
 

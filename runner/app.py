@@ -1,5 +1,8 @@
 """The composition root. The daemon (live, paper, replay) and the backtest build their engine
-here, from the same parts; only the clock, the exchange adapter, the feed and the sinks differ."""
+here, from the same parts (`build_engine`); only the clock, the exchange adapter, the feed and
+the sinks differ. A replay and a backtest also share their venue (`replay_venue`: the sim
+exchange, the adapter the mode selects, the replay feed), so they differ only in the clock and
+in what drives the cycles (runner/daemon.py's replay pacer, backtest/runner.py's loop)."""
 
 from __future__ import annotations
 
@@ -24,7 +27,7 @@ from infra.exchange.sim_config import SimConfig
 from infra.feeds import ReplayFeed
 from infra.markets import markets_from_series
 from infra.settings import Mode
-from runner.engine import Engine, Telemetry
+from runner.engine import AccountListener, Engine, Telemetry
 from runner.recorder import AuditSink, Recorder
 from strategy.registry import resolve
 
@@ -40,7 +43,11 @@ def build_engine(
     telemetry: Telemetry | None = None,
     cycle_summaries: bool = True,
     stage_timing: bool = True,
+    on_account: AccountListener | None = None,
 ) -> Engine:
+    """`cycle_summaries`/`stage_timing` off: a backtest, which needs neither one record per
+    cycle nor per-stage timings. `on_account` hears the markets and positions after start
+    and after each cycle (a live feed polls those symbols)."""
     strategies = resolve(config)  # looked up, validated and built once, outside core
     common, extra = feature_plan(config, strategies)
     return Engine(
@@ -54,6 +61,7 @@ def build_engine(
         candle_listeners=listeners,
         telemetry=telemetry,
         stage_timing=stage_timing,
+        on_account=on_account,
     )
 
 
@@ -191,3 +199,25 @@ def replay_exchange(mode: Mode, sim: SimExchange, clock: Clock) -> Exchange:
 
 def replay_feed(inputs: ReplayInputs) -> ReplayFeed:
     return ReplayFeed(inputs.series, timeframe_ms=inputs.timeframe_ms)
+
+
+@dataclass(frozen=True)
+class ReplayVenue:
+    """Recorded candles as a venue: what `vigil run --replay` and `vigil backtest` trade on."""
+
+    sim: SimExchange
+    exchange: Exchange  # the sim (PAPER) or a dry run over it
+    feed: ReplayFeed
+    listeners: tuple[CandleSink, ...]
+
+
+def replay_venue(
+    inputs: ReplayInputs, sim_config: SimConfig, clock: Clock, mode: Mode = Mode.PAPER
+) -> ReplayVenue:
+    sim = sim_exchange(inputs, sim_config, clock)
+    return ReplayVenue(
+        sim=sim,
+        exchange=replay_exchange(mode, sim, clock),
+        feed=replay_feed(inputs),
+        listeners=(sim.candle_listener(),),
+    )

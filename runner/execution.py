@@ -2,11 +2,14 @@
 
 The intent is stored and fsynced to the audit log before the order leaves. A submit whose
 outcome is unknown (timeout, connection dropped) is never re-sent blindly: the client order
-id is looked up first. The kill switch is checked immediately before every send.
+id is looked up first. The order gate (kill switch, shutdown) is checked immediately before every
+send, and sends that passed it are counted until they return, so a block is acknowledged only
+once no order can still reach the exchange.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import replace
@@ -35,7 +38,13 @@ class OrderBookkeeper:
     def __init__(self, orders: list[Order] | None = None) -> None:
         self.orders: dict[str, Order] = {}
         self._live: dict[str, Order] = {}
-        for o in orders or ():
+        self.load(orders or [])
+
+    def load(self, orders: list[Order]) -> None:
+        """Start over from `orders` (the store's live orders at start-up)."""
+        self.orders.clear()
+        self._live.clear()
+        for o in orders:
             self.put(o)
 
     def live(self) -> list[Order]:
@@ -62,6 +71,35 @@ class OrderBookkeeper:
             del self.orders[o.client_order_id]
 
 
+class OrderGate:
+    """What the executor asks before every send. Closed while the kill switch is engaged
+    (the kill-switch file, an operator's or a guard's kill: `close`; or the latch in the
+    engine's state: `latched()`) and while the engine stops. Only reduce-only flatten orders
+    pass a kill (never a stopping engine)."""
+
+    __slots__ = ("_latched", "killed", "reason", "stopping")
+
+    def __init__(self, latched: Callable[[], bool]) -> None:
+        self._latched = latched
+        self.killed = False  # the kill switch was engaged here (file, operator, guard)
+        self.reason = ""
+        self.stopping = False
+
+    def close(self, reason: str) -> None:
+        self.killed = True
+        self.reason = reason
+
+    def open(self) -> None:
+        self.killed = False
+        self.reason = ""
+
+    def kill_active(self) -> bool:
+        return self.killed or self._latched()
+
+    def refuses(self, *, past_kill: bool) -> bool:
+        return self.stopping or (not past_kill and self.kill_active())
+
+
 class Executor:
     def __init__(
         self,
@@ -69,7 +107,7 @@ class Executor:
         exchange: Exchange,
         recorder: Recorder,
         book: OrderBookkeeper,
-        kill_active: Callable[[], bool],
+        gate: OrderGate,
         on_rejection: Callable[[int, str], None],
         on_api_error: Callable[[int, str], None],
         persist: Callable[[Order], None],
@@ -78,21 +116,33 @@ class Executor:
         self._ex = exchange
         self._rec = recorder
         self._book = book
-        self._kill_active = kill_active
+        self._gate = gate
         self._on_rejection = on_rejection
         self._on_api_error = on_api_error
         self._persist = persist
         self._on_order = on_order
+        self._sending = 0  # sends that passed the gate and have not returned yet
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    async def blocked(self) -> None:
+        """Called after the gate closed: returns once no order can still reach the exchange,
+        i.e. every send that passed the gate before it closed has returned (the gate check and
+        the count of sends happen in one step, with no await between). The kill switch's
+        `block` latency ends here (runner/loop.py)."""
+        while self._sending:
+            await self._idle.wait()
 
     async def submit(self, intent: OrderIntent, now_ms: int, *, past_kill: bool = False) -> Order:
         """`past_kill`: an operator's flatten order goes out under the kill switch; only a
         reduce-only one may (runner/flatten.py)."""
-        if self._kill_active() and not (past_kill and intent.reduce_only):
+        if self._gate.refuses(past_kill=past_kill and intent.reduce_only):
+            why = "kill switch" if self._gate.kill_active() else "shutting down"
             o = transition(new_order(intent, now_ms), OrderStatus.REJECTED, now_ms)
-            o = replace(o, reason=f"{intent.reason}; blocked by kill switch")
+            o = replace(o, reason=f"{intent.reason}; blocked by {why}")
             self._book.put(o)
             self._persist(o)
-            self._rec.ack(o, detail="blocked: kill switch active")
+            self._rec.ack(o, detail=f"blocked: {why} active")
             self._on_order("blocked")
             return o
         if intent.client_order_id in self._book.orders:
@@ -102,6 +152,8 @@ class Executor:
         self._book.put(local)
         self._persist(local)
         self._rec.intent(intent)
+        self._sending += 1
+        self._idle.clear()
         try:
             remote = await self._ex.create_order(intent)
         except (InvalidOrder, InsufficientFunds) as exc:
@@ -114,6 +166,10 @@ class Executor:
         except ExchangeError as exc:
             self._on_api_error(now_ms, type(exc).__name__)
             return await self._resolve_unknown(local, now_ms, type(exc).__name__)
+        finally:
+            self._sending -= 1
+            if not self._sending:
+                self._idle.set()
         return self._accept(local, remote, now_ms)
 
     def _accept(self, local: Order, remote: Order, now_ms: int, detail: str = "") -> Order:

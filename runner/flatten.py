@@ -157,7 +157,8 @@ class FlattenResult:
 class FlattenEngine(Protocol):
     """What the flattener uses of runner.engine.Engine."""
 
-    markets: Mapping[str, Market]
+    @property
+    def markets(self) -> Mapping[str, Market]: ...
 
     @property
     def portfolio(self) -> Any: ...
@@ -172,12 +173,11 @@ class FlattenEngine(Protocol):
     def executor(self) -> Any: ...
 
     @property
-    def reconciler(self) -> Any: ...
-
-    @property
     def recorder(self) -> Any: ...
 
     async def poll_market(self, now_ms: int) -> None: ...
+
+    async def reconcile(self, now_ms: int) -> None: ...
 
     async def cancel_all(self, now_ms: int, *, reason: str) -> int: ...
 
@@ -251,7 +251,7 @@ class Flattener:
         return pos.quantity if pos is not None else Decimal(0)
 
     async def _reconcile(self) -> None:
-        await self._e.reconciler.run(self._now(), [])
+        await self._e.reconcile(self._now())
 
     async def _flatten(self, symbol: str, req: FlattenRequest) -> SymbolOutcome:
         market = self._e.markets.get(symbol)

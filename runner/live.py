@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.clock import Clock
-from core.models import Market
+from core.models import Market, Position
 from core.ports import CandleFeed, Exchange
 from core.universe import candidates
 from infra.exchange.ccxt_exchange import CcxtExchange
@@ -50,21 +50,28 @@ class LiveParts:
 
 
 class FeedSymbols:
-    """What the feed polls: the universe's candidates, the regime index and held symbols."""
+    """What the feed polls: the universe's candidates, the regime index and held symbols.
+    The engine tells it its markets and positions (`follow`, the engine's `on_account`)
+    after start and after every cycle; before that it polls the configured symbols."""
 
     def __init__(self, cfg: VigilConfig) -> None:
         self._cfg = cfg
-        self.engine: Any = None
+        self._markets: Mapping[str, Market] = {}
+        self._held: tuple[str, ...] = ()
         self._warned = False
         # Streams carry every candidate (up to the venue's documented capacity, docs/streams.md);
         # REST polling keeps to the first MAX_FEED_SYMBOLS, and says so.
         self.cap = MAX_FEED_SYMBOLS
 
+    def follow(self, markets: Mapping[str, Market], positions: Mapping[str, Position]) -> None:
+        self._markets = markets
+        self._held = tuple(positions)
+
     def __call__(self) -> Sequence[str]:
-        eng = self.engine
-        if eng is None or not eng.markets:
+        markets = self._markets
+        if not markets:
             return list(self._cfg.universe.symbols)
-        cands = [s for s in candidates(self._cfg.universe, eng.markets) if s in eng.markets]
+        cands = [s for s in candidates(self._cfg.universe, markets) if s in markets]
         if len(cands) > self.cap:
             if not self._warned:
                 log.warning(
@@ -75,8 +82,8 @@ class FeedSymbols:
                 )
                 self._warned = True
             cands = cands[: self.cap]
-        extra = [self._cfg.regime.index_symbol, *eng.portfolio.positions]
-        return cands + [s for s in extra if s not in cands and s in eng.markets]
+        extra = [self._cfg.regime.index_symbol, *self._held]
+        return cands + [s for s in extra if s not in cands and s in markets]
 
 
 def ccxt_exchange(

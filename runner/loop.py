@@ -1,4 +1,5 @@
-"""The daemon's main loop: pacing with jitter, the kill-switch watcher, signals, shutdown."""
+"""The daemon's main loop: pacing with jitter, signals, the watchdog; the kill-switch watcher
+(runner/kill.py) runs beside it."""
 
 from __future__ import annotations
 
@@ -9,17 +10,14 @@ import random
 import signal
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol
 
 from core.clock import Clock
 from runner.cycle_guard import CycleGuard, storage_failure
 from runner.engine import Engine
+from runner.kill import KillWatcher
 
 log = logging.getLogger("vigil.loop")
-
-KILL_POLL_S = 0.05  # how often the kill-switch file is looked for; bounds the block latency
 
 
 class Pacer(Protocol):
@@ -109,66 +107,6 @@ class ReplayClockLike(Protocol):
 
 class NextClose(Protocol):
     def next_close_ms(self) -> int | None: ...
-
-
-@dataclass
-class KillFiles:
-    kill: Path
-    resume: Path
-
-
-class KillWatcher:
-    """Watches for the kill-switch file between cycles too: the moment it appears, new
-    orders are blocked and every open order is canceled."""
-
-    def __init__(
-        self, *, engine: Engine, clock: Clock, files: KillFiles, on_latency: object = None
-    ) -> None:
-        self._engine = engine
-        self._clock = clock
-        self._files = files
-        self._on_latency = on_latency
-
-    def read_reason(self) -> str:
-        try:
-            text = self._files.kill.read_text(encoding="utf-8", errors="replace").strip()
-        except OSError:
-            text = ""
-        return text[:500] or "kill-switch file present"
-
-    async def check(self) -> None:
-        eng = self._engine
-        present = self._files.kill.exists()
-        if present and not eng.kill_file:
-            t0 = time.monotonic()
-            eng.kill_file = True  # blocks the executor before anything else happens
-            blocked = time.monotonic() - t0
-            # No lock with the cycle: cancels must not wait for a cycle that is mid-flight.
-            n = await eng.engage_kill(self.read_reason(), self._clock.now_ms(), "file")
-            canceled = time.monotonic() - t0
-            log.warning("KILL SWITCH engaged: %d open order(s) canceled", n)
-            if callable(self._on_latency):
-                self._on_latency(blocked, canceled)
-        elif not present and eng.kill_file and not eng.state.kill_switch:
-            eng.kill_file = False
-        if self._files.resume.exists():
-            if present:
-                log.error("resume requested but %s still exists; remove it first", self._files.kill)
-            else:
-                eng.resume(self._clock.now_ms(), "file")
-                log.warning("trading resumed by operator")
-            with contextlib.suppress(FileNotFoundError):
-                self._files.resume.unlink()
-
-    async def run(self, stop: asyncio.Event, on_tick: Callable[[], None] | None = None) -> None:
-        while not stop.is_set():
-            try:
-                await self.check()
-                if on_tick is not None:
-                    on_tick()
-            except Exception:  # the watcher must outlive any single failure
-                log.exception("kill-switch watcher error")
-            await _wait(stop, KILL_POLL_S)
 
 
 class Progress:

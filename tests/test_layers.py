@@ -11,6 +11,7 @@ from tools.check_layers import check_tree
 
 REPO = Path(__file__).resolve().parents[1]
 
+
 def test_real_tree_keeps_the_layers() -> None:
     violations, files = check_tree(REPO)
     names = {f.relative_to(REPO).as_posix() for f in files}

@@ -221,8 +221,8 @@ def build(cfg: VigilConfig, url: str, key: str, secret: str, log: WaitLog) -> tu
         store=MemoryStore(),
         sink=MemorySink(),
         listeners=listeners,
+        on_account=symbols.follow,
     )
-    symbols.engine = engine
     return engine, clock
 
 

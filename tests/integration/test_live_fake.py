@@ -148,9 +148,22 @@ async def test_kill_switch_cancels_every_resting_order_on_the_fake(tmp_path: Pat
             await wait_until(lambda: len(cycles(ws.records())) >= seen + 3, 15, daemon)
             status, health = await daemon.health()
             assert status == 503 and health["kill_switch"] is True, health
+            _, text = await daemon.get("/metrics")
             assert await daemon.terminate() == 0
         state = await fake.state()
 
+    # The latency metric timed the real thing once: from the file to the executor's
+    # acknowledged block, and on to every order canceled (docs/metrics.md).
+    lat = {
+        (m[0], m[1]): float(m[2])
+        for m in re.findall(
+            r'^vigil_kill_switch_latency_seconds_(count|sum)\{phase="(\w+)"\} (\S+)$',
+            str(text),
+            re.M,
+        )
+    }
+    assert lat[("count", "block")] == lat[("count", "cancel")] == 1, lat
+    assert 0 < lat[("sum", "block")] <= lat[("sum", "cancel")], lat
     assert len(fake.accepted) == placed
     canceled = [o for o in state["orders"] if o["status"] == "CANCELED"]
     assert len(canceled) >= 2

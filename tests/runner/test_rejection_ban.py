@@ -58,7 +58,7 @@ def test_rejection_burst_on_one_symbol_bans_it_alone() -> None:
     asyncio.run(go())
     assert engine.state.bans == {"SOL/USDT": T0 + 2000 + 30 * 60_000}
     # SOL's three no longer count toward the account-wide breaker; ETH's one does.
-    assert list(engine.rejections) == [T0 + 9000]
+    assert list(engine.errors.rejections) == [T0 + 9000]
     banned = [d for k, d in sink.records if k == "symbol_banned"]
     assert banned == [
         {
@@ -86,4 +86,4 @@ def test_rejections_spread_over_symbols_ban_nobody() -> None:
 
     asyncio.run(go())
     assert dict(engine.state.bans) == {}
-    assert len(engine.rejections) == 3  # the breaker sees all three
+    assert len(engine.errors.rejections) == 3  # the breaker sees all three
