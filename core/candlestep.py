@@ -1,55 +1,304 @@
-"""The compiled candle step (core/_candlestep.c), when the build produced it.
+"""The fused candle step: one symbol's indicator updates in one function, derived from the
+indicators' own definitions (core.indicators and strategies' `indicators`).
 
-`compiled_pusher` returns None when the extension is missing, so the generated Python step
-(core.features) is always there as the reference and the fallback. Both give bit-identical
-features; tests/core/test_candlestep.py checks that candle by candle.
+Calling each indicator's `update` costs a Python call and an attribute load per piece of
+state, for every indicator of every candle: in a backtest that is most of the indicator
+time. `fuse` reads each definition's own `update` (its source, through `inspect`) and
+splices the bodies into one function: `self.<state>` becomes a closure variable, locals
+and module globals get per-indicator names, `return x` ends that indicator's block. The
+result is compiled with the definition's file name and line numbers, so a traceback points
+at the line of the definition that failed, and it runs the same float operations in the
+same order (tests/core/test_indicators.py checks the values bit for bit).
+
+A definition this cannot splice (a helper method call, a nested function, a `return` inside
+a loop, ...) is not an error: that indicator's `update` is called as it is, and `fuse`
+says which and why.
+
+`_candlestep` is the deriver FeatureBank uses; set to None, every bank calls each definition's
+`update` in turn instead (the reference: tests/golden and tests/backtest run both and compare
+the decisions). AVAILABLE is always true: the fused step needs no compiler.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Mapping
+import ast
+import builtins
+import inspect
+import textwrap
+from collections.abc import Callable, Sequence
+from types import CodeType, FunctionType
 from typing import Any
 
-try:
-    from core import _candlestep  # type: ignore[attr-defined]
-except ImportError:  # built without a C compiler, or a platform without the wheel
-    _candlestep = None
+from core.indicators import Indicator
 
-AVAILABLE = _candlestep is not None
+Values = dict[str, float | None]
+Update = Callable[[float, float, float, float, float], Values]
+PARAMS = ("o", "h", "lo", "c", "v")  # the fused function's parameters
 
-_KINDS = ("ema", "atr", "rsi", "hh", "ll", "peak", "vavg", "qvol", "med", "roc")
+_SCOPES = (
+    ast.FunctionDef,
+    ast.AsyncFunctionDef,
+    ast.Lambda,
+    ast.ClassDef,
+    ast.Global,
+    ast.Nonlocal,
+    ast.Yield,
+    ast.YieldFrom,
+    ast.Await,
+    ast.ListComp,
+    ast.SetComp,
+    ast.DictComp,
+    ast.GeneratorExp,
+    ast.NamedExpr,
+)
 
 
-def _reject(
-    why: str, symbol: str, last_ts: int, ts: int, o: float, h: float, lo: float, c: float, v: float
-) -> None:
-    """Raise the BadTick the generated step raises, with the same message."""
-    from core.features import BadTick
-
-    if why == "BAD_PRICE":
-        raise BadTick(symbol, ts, why, f"o={o} h={h} l={lo} c={c}")
-    if why == "BAD_VOLUME":
-        raise BadTick(symbol, ts, why, f"v={v}")
-    raise BadTick(symbol, ts, why, f"last seen {last_ts}")
+class Unfusable(Exception):
+    """Why one definition's update cannot be spliced; it is then called as it is."""
 
 
-def compiled_pusher(
-    keys: tuple[str, ...],
-    symbol: str,
-    latest: dict[str, Any],
-    features_type: type,
-    empty: Mapping[str, float | None],
-) -> Callable[..., Any] | None:
-    if _candlestep is None:
-        return None
-    specs = []
-    for key in keys:
-        kind, _, period = key.partition(":")
-        if kind not in _KINDS:
-            return None  # a kind only the Python step knows
-        specs.append((getattr(_candlestep, kind.upper()), int(period), key))
-    step: Callable[..., Any] = _candlestep.Step(
-        symbol, latest, tuple(specs), features_type, _reject, math.fsum, empty
+def fuse(indicators: Sequence[tuple[str, Indicator]]) -> tuple[list[Update], dict[str, str]]:
+    """Functions `(o, h, lo, c, v) -> {key: value}` that together update every indicator
+    once, one per source file (a code object has one file name), and the kinds called as
+    they are, with the reason."""
+    by_file: dict[str, list[tuple[int, str, Indicator]]] = {}
+    called: list[tuple[int, str, Indicator]] = []
+    unfused: dict[str, str] = {}
+    parts: dict[int, _Part] = {}
+    for i, (key, ind) in enumerate(indicators):
+        try:
+            parts[i] = _splice(i, ind)
+        except (Unfusable, OSError, TypeError, SyntaxError) as exc:
+            unfused.setdefault(type(ind).kind, str(exc) or type(exc).__name__)
+            called.append((i, key, ind))
+            continue
+        by_file.setdefault(parts[i].filename, []).append((i, key, ind))
+    groups = list(by_file.items())
+    if called:  # plain calls have no lines of their own: they join any group
+        if groups:
+            groups[0] = (groups[0][0], sorted(groups[0][1] + called, key=lambda m: m[0]))
+        else:
+            groups = [("<indicators>", called)]
+    return [_build(filename, members, parts) for filename, members in groups], unfused
+
+
+class _Part:
+    __slots__ = ("body", "def_node", "filename", "globals", "state")
+
+    def __init__(
+        self,
+        body: list[ast.stmt],
+        def_node: ast.FunctionDef,
+        filename: str,
+        state: dict[str, Any],
+        globals_: dict[str, Any],
+    ) -> None:
+        self.body = body
+        self.def_node = def_node
+        self.filename = filename
+        self.state = state
+        self.globals = globals_
+
+
+def _splice(i: int, ind: Indicator) -> _Part:
+    fn = type(ind).update
+    if not isinstance(fn, FunctionType) or fn is Indicator.update:
+        raise Unfusable("update is not a plain function")
+    lines, first = inspect.getsourcelines(fn)
+    src = "".join(lines)
+    indent = len(src) - len(src.lstrip())
+    tree = ast.parse(textwrap.dedent(src))
+    node = tree.body[0]
+    if not isinstance(node, ast.FunctionDef) or node.decorator_list:
+        raise Unfusable("update is not a plain method")
+    ast.increment_lineno(node, first - 1)  # the lines of the file, for tracebacks
+    for sub in ast.walk(node):
+        if isinstance(sub, (ast.stmt, ast.expr)):  # and its columns, for the ^^^ markers
+            sub.col_offset += indent
+            sub.end_col_offset = (sub.end_col_offset or 0) + indent
+    args = node.args
+    names = [a.arg for a in args.args]
+    if args.posonlyargs or args.vararg or args.kwonlyargs or args.kwarg or len(names) != 6:
+        raise Unfusable("update must take (self, o, h, lo, c, v)")
+    body = node.body
+    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+        body = body[1:]  # the docstring
+    renamer = _Renamer(i, ind, names[0], dict(zip(names[1:], PARAMS, strict=True)), fn)
+    stmts = [renamer.visit(s) for s in body]
+    return _Part(_returns(i, stmts, node), node, fn.__code__.co_filename, renamer.state, renamer.g)
+
+
+class _Renamer(ast.NodeTransformer):
+    """`self.x` -> `s{i}_x` (state), params -> the fused names, locals -> `l{i}_x`,
+    globals -> `g{i}_x` (their values taken now)."""
+
+    def __init__(
+        self, i: int, ind: Indicator, me: str, params: dict[str, str], fn: FunctionType
+    ) -> None:
+        self.i, self.ind, self.me, self.params, self.fn = i, ind, me, params, fn
+        self.state: dict[str, Any] = {}
+        self.g: dict[str, Any] = {}
+        self.locals = set(fn.__code__.co_varnames) - set(params) - {me}
+
+    def generic_visit(self, node: ast.AST) -> ast.AST:
+        if isinstance(node, _SCOPES):
+            raise Unfusable(f"line {getattr(node, 'lineno', '?')}: {type(node).__name__}")
+        return super().generic_visit(node)
+
+    def visit_Attribute(self, node: ast.Attribute) -> ast.AST:
+        if not (isinstance(node.value, ast.Name) and node.value.id == self.me):
+            return self.generic_visit(node)
+        attr = node.attr
+        if not _is_state(self.ind, attr):
+            raise Unfusable(f"line {node.lineno}: self.{attr} is not instance state")
+        if attr == "period" and isinstance(node.ctx, ast.Load):
+            return ast.copy_location(ast.Constant(self.ind.period), node)
+        if attr == "period":
+            raise Unfusable(f"line {node.lineno}: assigns self.period")
+        name = f"s{self.i}_{attr}"
+        self.state[name] = getattr(self.ind, attr)
+        return ast.copy_location(ast.Name(name, node.ctx), node)
+
+    def visit_Name(self, node: ast.Name) -> ast.AST:
+        nid = node.id
+        if nid == self.me:
+            raise Unfusable(f"line {node.lineno}: self used other than as self.<state>")
+        if nid in self.params:
+            if not isinstance(node.ctx, ast.Load):
+                raise Unfusable(f"line {node.lineno}: assigns the parameter {nid}")
+            return ast.copy_location(ast.Name(self.params[nid], node.ctx), node)
+        if nid in self.locals:
+            return ast.copy_location(ast.Name(f"l{self.i}_{nid}", node.ctx), node)
+        scope = self.fn.__globals__
+        if nid in scope:
+            value = scope[nid]
+        elif hasattr(builtins, nid):
+            value = getattr(builtins, nid)
+        else:
+            raise Unfusable(f"line {node.lineno}: unknown name {nid}")
+        name = f"g{self.i}_{nid}"
+        self.g[name] = value
+        return ast.copy_location(ast.Name(name, ast.Load()), node)
+
+
+def _is_state(ind: Indicator, attr: str) -> bool:
+    if attr in getattr(ind, "__dict__", {}):
+        return True
+    slots = (s for k in type(ind).__mro__ for s in _slots(k))
+    return attr in slots and hasattr(ind, attr)
+
+
+def _slots(cls: type) -> tuple[str, ...]:
+    s = cls.__dict__.get("__slots__", ())
+    return (s,) if isinstance(s, str) else tuple(s)
+
+
+def _returns(i: int, body: list[ast.stmt], where: ast.FunctionDef) -> list[ast.stmt]:
+    """`return x` -> `r{i} = x` and the end of this indicator's block."""
+    result = f"r{i}"
+    for sub in ast.walk(ast.Module(body=body, type_ignores=[])):
+        is_loop = isinstance(sub, (ast.For, ast.While, ast.AsyncFor))
+        if is_loop and any(isinstance(n, ast.Return) for n in ast.walk(sub)):
+            raise Unfusable(f"line {getattr(sub, 'lineno', '?')}: return inside a loop")
+    returns = [n for s in body for n in ast.walk(s) if isinstance(n, ast.Return)]
+    last = body[-1] if body else None
+    if all(r is last for r in returns):  # straight-line: no block needed
+        out = body[:-1] if isinstance(last, ast.Return) else list(body)
+        value = last.value if isinstance(last, ast.Return) else None
+        ref = last or where
+        out.append(_assign(result, value, ref))
+        return out
+    fixed = [_ReturnToBreak(result).visit(s) for s in body]
+    flat: list[ast.stmt] = []
+    for s in fixed:
+        flat.extend(s if isinstance(s, list) else [s])
+    flat += [_assign(result, None, where), ast.copy_location(ast.Break(), where)]
+    loop = ast.While(test=ast.Constant(True), body=flat, orelse=[])
+    return [ast.copy_location(loop, where)]
+
+
+class _ReturnToBreak(ast.NodeTransformer):
+    def __init__(self, result: str) -> None:
+        self.result = result
+
+    def visit_Return(self, node: ast.Return) -> list[ast.stmt]:
+        return [_assign(self.result, node.value, node), ast.copy_location(ast.Break(), node)]
+
+
+def _assign(name: str, value: ast.expr | None, ref: ast.AST) -> ast.stmt:
+    expr = value if value is not None else ast.copy_location(ast.Constant(None), ref)
+    return ast.copy_location(ast.Assign([ast.Name(name, ast.Store())], expr), ref)
+
+
+def _build(
+    filename: str, members: list[tuple[int, str, Indicator]], parts: dict[int, _Part]
+) -> Update:
+    """def make(init): <state> = init; def updates(o, h, lo, c, v): <bodies>; return {...}"""
+    spliced = [parts[i] for i, _, _ in members if i in parts]
+    ref: ast.AST = spliced[0].def_node if spliced else ast.Pass(lineno=1, col_offset=0)
+    ns: dict[str, Any] = {"__builtins__": builtins}
+    state: dict[str, Any] = {}
+    body: list[ast.stmt] = []
+    for i, _key, ind in members:
+        part = parts.get(i)
+        if part is None:
+            ns[f"m{i}"] = ind.update
+            call = ast.Call(
+                ast.Name(f"m{i}", ast.Load()), [ast.Name(p, ast.Load()) for p in PARAMS], []
+            )
+            body.append(_assign(f"r{i}", ast.copy_location(call, ref), ref))
+            continue
+        ns.update(part.globals)
+        state.update(part.state)
+        body += part.body
+    values = ast.Dict(
+        keys=[ast.Constant(key) for _, key, _ in members],
+        values=[ast.Name(f"r{i}", ast.Load()) for i, _, _ in members],
     )
-    return step
+    body.append(ast.copy_location(ast.Return(values), ref))
+    if state:
+        body.insert(0, ast.copy_location(ast.Nonlocal(list(state)), ref))
+    inner = ast.FunctionDef(
+        name="updates",
+        args=_args(PARAMS),
+        body=body,
+        decorator_list=[],
+        returns=None,
+    )
+    outer_body: list[ast.stmt] = []
+    if state:
+        target = ast.Tuple([ast.Name(n, ast.Store()) for n in state], ast.Store())
+        outer_body.append(ast.Assign([target], ast.Name("init", ast.Load())))
+    outer_body += [inner, ast.Return(ast.Name("updates", ast.Load()))]
+    outer = ast.FunctionDef(
+        name="make",
+        args=_args(("init",)),
+        body=outer_body,
+        decorator_list=[],
+        returns=None,
+    )
+    for n in (inner, outer, *outer_body):
+        ast.copy_location(n, ref)
+    module = ast.fix_missing_locations(ast.Module(body=[outer], type_ignores=[]))
+    code = compile(module, filename, "exec")
+    make_code = next(c for c in code.co_consts if isinstance(c, CodeType))
+    make = FunctionType(make_code, ns)
+    updates: Update = make(tuple(state.values()))
+    return updates
+
+
+def _args(names: Sequence[str]) -> ast.arguments:
+    return ast.arguments(
+        posonlyargs=[],
+        args=[ast.arg(n) for n in names],
+        vararg=None,
+        kwonlyargs=[],
+        kw_defaults=[],
+        kwarg=None,
+        defaults=[],
+    )
+
+
+_candlestep: Callable[[Sequence[tuple[str, Indicator]]], tuple[list[Update], dict[str, str]]] | None
+_candlestep = fuse
+AVAILABLE = True

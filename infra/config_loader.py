@@ -495,15 +495,17 @@ def _strategy_problems(ctx: _Context) -> list[str]:
 def _feature_problems(name: str, cls: Any, params: Any) -> list[str]:
     """A strategy asking for an indicator the pipeline does not have fails here, naming its
     file, not later inside the engine."""
-    from core.features import parse_key
+    from core.features import indicator_kinds, parse_key
+    from core.indicators import BUILTIN
     from infra.strategy_loader import source_of
 
     src = source_of(name)
     where = f"{src.file}: strategy {name!r}" if src else f"strategy {name!r}"
     try:
+        kinds = indicator_kinds((*BUILTIN, *getattr(cls, "indicators", ())))
         keys = sorted(cls.required_features(params))
         for key in keys:
-            parse_key(key)
+            parse_key(key, kinds)
     except Exception as exc:  # the user's code: any failure is one line, not a traceback
         return [f"{where}: required_features: {type(exc).__name__}: {exc}"]
     return []

@@ -14,7 +14,8 @@ from core.clock import Clock
 from core.config import PipelineConfig
 from core.cycle import feature_plan, history_needed
 from core.errors import ConfigError, DataError
-from core.features import FeatureBank
+from core.features import FeatureBank, indicator_kinds
+from core.indicators import BUILTIN, Indicator
 from core.models import Market
 from core.ports import Exchange
 from infra.exchange.dry_run import DryRunExchange
@@ -26,6 +27,7 @@ from infra.settings import Mode
 from runner.engine import CandleFeed, CandleSink, Engine, Telemetry
 from runner.recorder import AuditSink, Recorder
 from runner.store import Store
+from strategy.registry import get as get_strategy
 
 
 def build_engine(
@@ -45,13 +47,27 @@ def build_engine(
         config=config,
         exchange=exchange,
         feed=feed,
-        bank=FeatureBank(common, extra=extra, history=history_needed(config)),
+        bank=FeatureBank(
+            common, kinds=indicator_classes(config), extra=extra, history=history_needed(config)
+        ),
         store=store,
         recorder=Recorder(sink, cycle_summaries=cycle_summaries),
         candle_listeners=listeners,
         telemetry=telemetry,
         stage_timing=stage_timing,
     )
+
+
+def indicator_classes(config: PipelineConfig) -> tuple[type[Indicator], ...]:
+    """The indicator kinds a bank knows: the built-ins and the enabled strategies' own."""
+    classes = list(BUILTIN)
+    for name, _ in config.enabled_strategies():
+        classes += get_strategy(name).indicators
+    try:
+        indicator_kinds(classes)
+    except ValueError as exc:
+        raise ConfigError(f"strategies: {exc}; fix: rename one of the kinds") from exc
+    return tuple(classes)
 
 
 @dataclass(frozen=True)
