@@ -4,6 +4,7 @@ here, from the same parts; only the clock, the exchange adapter, the feed and th
 from __future__ import annotations
 
 import difflib
+import logging
 import random
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
@@ -30,6 +31,9 @@ from runner.store import Store
 from strategy.registry import get as get_strategy
 
 
+log = logging.getLogger("vigil.app")
+
+
 def build_engine(
     *,
     config: PipelineConfig,
@@ -43,13 +47,16 @@ def build_engine(
     stage_timing: bool = True,
 ) -> Engine:
     common, extra = feature_plan(config)
+    bank = FeatureBank(
+        common, kinds=indicator_classes(config), extra=extra, history=history_needed(config)
+    )
+    for kind, why in sorted(bank.unfused.items()):
+        log.warning("indicator %r runs unfused (its update is called as it is): %s", kind, why)
     return Engine(
         config=config,
         exchange=exchange,
         feed=feed,
-        bank=FeatureBank(
-            common, kinds=indicator_classes(config), extra=extra, history=history_needed(config)
-        ),
+        bank=bank,
         store=store,
         recorder=Recorder(sink, cycle_summaries=cycle_summaries),
         candle_listeners=listeners,
