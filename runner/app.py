@@ -30,7 +30,6 @@ from runner.recorder import AuditSink, Recorder
 from runner.store import Store
 from strategy.registry import get as get_strategy
 
-
 log = logging.getLogger("vigil.app")
 
 
