@@ -25,6 +25,7 @@ import ast
 import builtins
 import inspect
 import textwrap
+from collections import Counter
 from collections.abc import Callable, Sequence
 from types import CodeType, FunctionType
 from typing import Any
@@ -57,10 +58,33 @@ class Unfusable(Exception):
     """Why one definition's update cannot be spliced; it is then called as it is."""
 
 
-def fuse(indicators: Sequence[tuple[str, Indicator]]) -> tuple[list[Update], dict[str, str]]:
-    """Functions `(o, h, lo, c, v) -> {key: value}` that together update every indicator
-    once, one per source file (a code object has one file name), and the kinds called as
-    they are, with the reason."""
+class Fused:
+    """The step derived for one list of keys: compiled once, built for any number of symbols
+    (each with its own indicator instances, whose state the built function takes over)."""
+
+    __slots__ = ("_makers", "unfused")
+
+    def __init__(
+        self,
+        makers: list[tuple[Callable[..., Update], list[tuple[int, str]]]],
+        unfused: dict[str, str],
+    ) -> None:
+        self._makers = makers
+        self.unfused = unfused  # kind -> why its update is called as it is
+
+    def build(self, instances: Sequence[Indicator]) -> list[Update]:
+        """Functions `(o, h, lo, c, v) -> {key: value}` that together update `instances`
+        (in the order of the keys the step was derived for) once per call."""
+        return [
+            make(tuple(getattr(instances[i], attr) for i, attr in slots))
+            for make, slots in self._makers
+        ]
+
+
+def fuse(indicators: Sequence[tuple[str, Indicator]]) -> Fused:
+    """Derive the step for these (key, indicator) pairs: one function per source file (a
+    code object has one file name). The instances only show the classes and their state;
+    `Fused.build` takes the instances to run."""
     by_file: dict[str, list[tuple[int, str, Indicator]]] = {}
     called: list[tuple[int, str, Indicator]] = []
     unfused: dict[str, str] = {}
@@ -79,7 +103,7 @@ def fuse(indicators: Sequence[tuple[str, Indicator]]) -> tuple[list[Update], dic
             groups[0] = (groups[0][0], sorted(groups[0][1] + called, key=lambda m: m[0]))
         else:
             groups = [("<indicators>", called)]
-    return [_build(filename, members, parts) for filename, members in groups], unfused
+    return Fused([_build(filename, members, parts) for filename, members in groups], unfused)
 
 
 class _Part:
@@ -90,7 +114,7 @@ class _Part:
         body: list[ast.stmt],
         def_node: ast.FunctionDef,
         filename: str,
-        state: dict[str, Any],
+        state: dict[str, str],
         globals_: dict[str, Any],
     ) -> None:
         self.body = body
@@ -124,7 +148,7 @@ def _splice(i: int, ind: Indicator) -> _Part:
     if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
         body = body[1:]  # the docstring
     renamer = _Renamer(i, ind, names[0], dict(zip(names[1:], PARAMS, strict=True)), fn)
-    stmts = [renamer.visit(s) for s in body]
+    stmts = _fold_constants([renamer.visit(s) for s in body])
     return _Part(_returns(i, stmts, node), node, fn.__code__.co_filename, renamer.state, renamer.g)
 
 
@@ -136,7 +160,7 @@ class _Renamer(ast.NodeTransformer):
         self, i: int, ind: Indicator, me: str, params: dict[str, str], fn: FunctionType
     ) -> None:
         self.i, self.ind, self.me, self.params, self.fn = i, ind, me, params, fn
-        self.state: dict[str, Any] = {}
+        self.state: dict[str, str] = {}  # closure name -> attribute
         self.g: dict[str, Any] = {}
         self.locals = set(fn.__code__.co_varnames) - set(params) - {me}
 
@@ -156,7 +180,7 @@ class _Renamer(ast.NodeTransformer):
         if attr == "period":
             raise Unfusable(f"line {node.lineno}: assigns self.period")
         name = f"s{self.i}_{attr}"
-        self.state[name] = getattr(self.ind, attr)
+        self.state[name] = attr
         return ast.copy_location(ast.Name(name, node.ctx), node)
 
     def visit_Name(self, node: ast.Name) -> ast.AST:
@@ -176,9 +200,63 @@ class _Renamer(ast.NodeTransformer):
             value = getattr(builtins, nid)
         else:
             raise Unfusable(f"line {node.lineno}: unknown name {nid}")
+        if type(value) in (int, float, str):  # taken now anyway: fold it in
+            return ast.copy_location(ast.Constant(value), node)
         name = f"g{self.i}_{nid}"
         self.g[name] = value
         return ast.copy_location(ast.Name(name, ast.Load()), node)
+
+
+def _fold_constants(body: list[ast.stmt]) -> list[ast.stmt]:
+    """A local assigned once, at the top level, from a constant (`p = self.period` became
+    `p = 14`) is that constant wherever it is read, so `p - 1` folds at compile time."""
+    stores = Counter(
+        n.id
+        for s in body
+        for n in ast.walk(s)
+        if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Load)
+    )
+    consts: dict[str, ast.Constant] = {}
+    out: list[ast.stmt] = []
+    for stmt in body:
+        if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1:
+            target, value = stmt.targets[0], stmt.value
+            pairs = (
+                list(zip(target.elts, value.elts, strict=True))
+                if isinstance(target, ast.Tuple)
+                and isinstance(value, ast.Tuple)
+                and len(target.elts) == len(value.elts)
+                else [(target, value)]
+            )
+            keep = []
+            for t, v in pairs:
+                if isinstance(t, ast.Name) and isinstance(v, ast.Constant) and stores[t.id] == 1:
+                    consts[t.id] = v
+                else:
+                    keep.append((t, v))
+            if len(keep) != len(pairs):
+                if len(keep) == 1:
+                    out.append(ast.copy_location(ast.Assign([keep[0][0]], keep[0][1]), stmt))
+                elif keep:
+                    tt = ast.Tuple([t for t, _ in keep], ast.Store())
+                    vv = ast.Tuple([v for _, v in keep], ast.Load())
+                    out.append(ast.copy_location(ast.Assign([tt], vv), stmt))
+                continue
+        out.append(stmt)
+    if not consts:
+        return body
+    return [_Inline(consts).visit(s) for s in out]
+
+
+class _Inline(ast.NodeTransformer):
+    def __init__(self, consts: dict[str, ast.Constant]) -> None:
+        self.consts = consts
+
+    def visit_Name(self, node: ast.Name) -> ast.AST:
+        c = self.consts.get(node.id)
+        if c is None or not isinstance(node.ctx, ast.Load):
+            return node
+        return ast.copy_location(ast.Constant(c.value), node)
 
 
 def _is_state(ind: Indicator, attr: str) -> bool:
@@ -232,32 +310,34 @@ def _assign(name: str, value: ast.expr | None, ref: ast.AST) -> ast.stmt:
 
 def _build(
     filename: str, members: list[tuple[int, str, Indicator]], parts: dict[int, _Part]
-) -> Update:
-    """def make(init): <state> = init; def updates(o, h, lo, c, v): <bodies>; return {...}"""
+) -> tuple[Callable[..., Update], list[tuple[int, str]]]:
+    """def make(init): <state> = init; def updates(o, h, lo, c, v): <bodies>; return {...}
+    and where each piece of `init` comes from: (indicator index, attribute)."""
     spliced = [parts[i] for i, _, _ in members if i in parts]
     ref: ast.AST = spliced[0].def_node if spliced else ast.Pass(lineno=1, col_offset=0)
     ns: dict[str, Any] = {"__builtins__": builtins}
-    state: dict[str, Any] = {}
+    state: dict[str, tuple[int, str]] = {}
     body: list[ast.stmt] = []
-    for i, _key, ind in members:
+    for i, _key, _ind in members:
         part = parts.get(i)
         if part is None:
-            ns[f"m{i}"] = ind.update
+            state[f"m{i}"] = (i, "update")  # the bound method, called as it is
             call = ast.Call(
                 ast.Name(f"m{i}", ast.Load()), [ast.Name(p, ast.Load()) for p in PARAMS], []
             )
             body.append(_assign(f"r{i}", ast.copy_location(call, ref), ref))
             continue
         ns.update(part.globals)
-        state.update(part.state)
+        state.update({name: (i, attr) for name, attr in part.state.items()})
         body += part.body
     values = ast.Dict(
         keys=[ast.Constant(key) for _, key, _ in members],
         values=[ast.Name(f"r{i}", ast.Load()) for i, _, _ in members],
     )
     body.append(ast.copy_location(ast.Return(values), ref))
-    if state:
-        body.insert(0, ast.copy_location(ast.Nonlocal(list(state)), ref))
+    assigned = [n for n in state if not n.startswith("m")]
+    if assigned:
+        body.insert(0, ast.copy_location(ast.Nonlocal(assigned), ref))
     inner = ast.FunctionDef(
         name="updates",
         args=_args(PARAMS),
@@ -282,9 +362,8 @@ def _build(
     module = ast.fix_missing_locations(ast.Module(body=[outer], type_ignores=[]))
     code = compile(module, filename, "exec")
     make_code = next(c for c in code.co_consts if isinstance(c, CodeType))
-    make = FunctionType(make_code, ns)
-    updates: Update = make(tuple(state.values()))
-    return updates
+    make: Callable[..., Update] = FunctionType(make_code, ns)
+    return make, list(state.values())
 
 
 def _args(names: Sequence[str]) -> ast.arguments:
@@ -299,6 +378,6 @@ def _args(names: Sequence[str]) -> ast.arguments:
     )
 
 
-_candlestep: Callable[[Sequence[tuple[str, Indicator]]], tuple[list[Update], dict[str, str]]] | None
+_candlestep: Callable[[Sequence[tuple[str, Indicator]]], Fused] | None
 _candlestep = fuse
 AVAILABLE = True

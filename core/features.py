@@ -195,25 +195,32 @@ class FeatureBank:
         # kind -> why its update is called as it is rather than fused (user definitions
         # the splicer cannot handle): known up front, so the runner can log it once.
         self.unfused: dict[str, str] = {}
-        derive = candlestep._candlestep
-        if fused and derive is not None:
-            for key in sorted(set(uniq).union(*self._extra.values())):
-                kind, period = parse_key(key, self.kinds)
-                if kind not in self.unfused:
-                    self.unfused.update(derive([(key, self.kinds[kind](period))])[1])
+        # The fused step per key list, derived once and built for each symbol.
+        self._derived: dict[tuple[str, ...], candlestep.Fused] = {}
+        if fused and candlestep._candlestep is not None:
+            for key_list in {self.keys, *self._extra.values()}:
+                self.unfused.update(self._derive(key_list).unfused)
 
-    def _updates(self, keys: tuple[str, ...]) -> _Values:
-        indicators: list[tuple[str, Indicator]] = []
+    def _indicators(self, keys: tuple[str, ...]) -> list[tuple[str, Indicator]]:
+        out: list[tuple[str, Indicator]] = []
         for key in keys:
             kind, period = parse_key(key, self.kinds)
-            indicators.append((key, self.kinds[kind](period)))
-        if not self.fused:
-            return _called_each(indicators)
+            out.append((key, self.kinds[kind](period)))
+        return out
+
+    def _derive(self, keys: tuple[str, ...]) -> candlestep.Fused:
+        step = self._derived.get(keys)
         derive = candlestep._candlestep
-        if derive is None:
+        if step is None and derive is not None:
+            step = self._derived[keys] = derive(self._indicators(keys))
+        assert step is not None
+        return step
+
+    def _updates(self, keys: tuple[str, ...]) -> _Values:
+        indicators = self._indicators(keys)
+        if not self.fused or candlestep._candlestep is None:
             return _called_each(indicators)
-        parts, unfused = derive(indicators)
-        self.unfused.update(unfused)
+        parts = self._derive(keys).build([ind for _, ind in indicators])
         return _merged(parts, keys)
 
     def pusher(self, symbol: str) -> Pusher:
