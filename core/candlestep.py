@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import dis
 import inspect
 import textwrap
 from collections import Counter
@@ -135,6 +136,8 @@ def _splice(i: int, ind: Indicator) -> _Part:
     node = tree.body[0]
     if not isinstance(node, ast.FunctionDef) or node.decorator_list:
         raise Unfusable("update is not a plain method")
+    if not _same_code(tree, fn):
+        raise Unfusable("its source is not the code that runs (file edited since import?)")
     ast.increment_lineno(node, first - 1)  # the lines of the file, for tracebacks
     for sub in ast.walk(node):
         if isinstance(sub, (ast.stmt, ast.expr)):  # and its columns, for the ^^^ markers
@@ -205,6 +208,29 @@ class _Renamer(ast.NodeTransformer):
         name = f"g{self.i}_{nid}"
         self.g[name] = value
         return ast.copy_location(ast.Name(name, ast.Load()), node)
+
+
+def _same_code(tree: ast.Module, fn: FunctionType) -> bool:
+    """The source read now compiles to the code the imported function runs: a file edited
+    after import, or anything the class body changes (name mangling, super()), would
+    otherwise be spliced in instead of the running definition. Compared by names, constants
+    and operations; jump offsets and LOAD_METHOD vs LOAD_ATTR (which depends on imports seen
+    in the enclosing module) may differ."""
+    module = compile(tree, fn.__code__.co_filename, "exec")
+    fresh = next((c for c in module.co_consts if isinstance(c, CodeType)), None)
+    code = fn.__code__
+    if fresh is None:
+        return False
+    attrs = ("co_names", "co_varnames", "co_freevars", "co_cellvars", "co_consts")
+    return all(getattr(fresh, a) == getattr(code, a) for a in attrs) and _ops(fresh) == _ops(code)
+
+
+def _ops(code: CodeType) -> list[tuple[str, object]]:
+    out: list[tuple[str, object]] = []
+    for ins in dis.get_instructions(code):
+        name = "LOAD_ATTR" if ins.opname == "LOAD_METHOD" else ins.opname
+        out.append((name, None if ins.opcode in dis.hasjrel + dis.hasjabs else ins.argval))
+    return out
 
 
 def _fold_constants(body: list[ast.stmt]) -> list[ast.stmt]:

@@ -221,3 +221,31 @@ def test_the_reference_switch_gives_the_plain_definitions(monkeypatch: pytest.Mo
     bank = FeatureBank(["ema:3"], history=0)
     plain = FeatureBank(["ema:3"], history=0, fused=False)
     assert [bank.push("A", *r).values for r in ROWS] == [plain.push("A", *r).values for r in ROWS]
+
+
+def test_a_definition_edited_after_import_is_called_not_spliced(tmp_path: Path) -> None:
+    """The splicer reads the source file; if it no longer matches the imported code, the
+    running definition (not the edited text) must decide the values."""
+    import importlib.util
+    import os
+
+    src = tmp_path / "user_ind.py"
+    src.write_text(
+        "from core.indicators import Indicator\n\n\n"
+        "class Spread(Indicator):\n"
+        '    kind = "spread"\n'
+        "    __slots__ = ()\n\n"
+        "    def update(self, o, h, lo, c, v):\n"
+        "        return h - lo\n"
+    )
+    spec = importlib.util.spec_from_file_location("user_ind", src)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    kinds = (*BUILTIN, mod.Spread)
+    assert FeatureBank(["spread:1"], kinds=kinds, history=0).unfused == {}
+    src.write_text(src.read_text().replace("h - lo", "h + lo"))
+    os.utime(src, (1, 1))  # a different mtime, so linecache re-reads it
+    bank = FeatureBank(["spread:1"], kinds=kinds, history=0)
+    assert "file edited since import" in bank.unfused["spread"]
+    assert bank.push("A", *ROWS[0]).values["spread:1"] == 2.0  # h - lo, as imported
