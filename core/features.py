@@ -1,6 +1,8 @@
-"""Incremental indicators: O(1) (amortised) work per new candle, floats only.
+"""The feature bank: per symbol, every indicator a stage reads, updated candle by candle.
 
-A feature key is `<kind>:<period>`:
+The indicators themselves are defined in core.indicators (one class per kind; a strategy
+module adds its own the same way, see docs/indicators.md). A feature key is
+`<kind>:<period>`; the built-in kinds:
 
 | key      | meaning                                                               |
 |----------|-----------------------------------------------------------------------|
@@ -22,14 +24,15 @@ a breakout compares this bar with the ones before it, never with itself.
 from __future__ import annotations
 
 import math
-from bisect import bisect_left, insort
+import re
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
-from functools import lru_cache
+from types import MappingProxyType
 from typing import NamedTuple
 
-from core.candlestep import compiled_pusher
+from core import candlestep
+from core.indicators import BUILTIN, Indicator
 from core.models import Candle
 
 
@@ -57,239 +60,97 @@ class BadTick(ValueError):
         self.detail = detail
 
 
-# Each indicator kind is a template of state variables and update code. A bank fuses the
-# templates of its keys into ONE generated function per symbol: state lives in closure cells,
-# so a candle costs one call instead of one method call per indicator. This is the hot loop
-# of every backtest; the generated code is plain arithmetic on floats, nothing else.
-# Template fields: {i} unique suffix, {p} period. "prior" kinds read before the bar is added.
-_TEMPLATES: dict[str, tuple[str, str]] = {
-    "ema": (
-        "e{i} = None; es{i} = 0.0; en{i} = 0; a{i} = 2.0 / ({p} + 1)",
-        """
-    if e{i} is not None:
-        e{i} = e{i} + a{i} * (c - e{i})
-    else:
-        en{i} += 1
-        es{i} += c
-        if en{i} == {p}:
-            e{i} = es{i} / {p}""",
-    ),
-    "atr": (
-        "e{i} = None; ts{i} = 0.0; tn{i} = 0",
-        """
-    if e{i} is not None:
-        e{i} = (e{i} * ({p} - 1) + tr) / {p}
-    else:
-        tn{i} += 1
-        ts{i} += tr
-        if tn{i} == {p}:
-            e{i} = ts{i} / {p}""",
-    ),
-    "rsi": (
-        "e{i} = None; rg{i} = 0.0; rl{i} = 0.0; rn{i} = 0",
-        """
-    if pc is not None:
-        if rn{i} < {p}:
-            rn{i} += 1
-            rg{i} += gain
-            rl{i} += loss
-            if rn{i} == {p}:
-                rg{i} /= {p}
-                rl{i} /= {p}
-                e{i} = _rsi(rg{i}, rl{i})
-        else:
-            rg{i} = (rg{i} * ({p} - 1) + gain) / {p}
-            rl{i} = (rl{i} * ({p} - 1) + loss) / {p}
-            if rl{i} == 0.0:  # _rsi, inlined: this branch runs every candle
-                e{i} = 100.0 if rg{i} > 0 else 50.0
-            else:
-                e{i} = 100.0 - 100.0 / (1.0 + rg{i} / rl{i})""",
-    ),
-    "hh": (
-        "e{i} = None; dq{i} = deque()",
-        """
-    e{i} = dq{i}[0][1] if bi >= {p} else None
-    while dq{i} and dq{i}[-1][1] <= h:
-        dq{i}.pop()
-    dq{i}.append((bi, h))
-    if dq{i}[0][0] <= bi - {p}:
-        dq{i}.popleft()""",
-    ),
-    "ll": (
-        "e{i} = None; dq{i} = deque()",
-        """
-    e{i} = dq{i}[0][1] if bi >= {p} else None
-    while dq{i} and dq{i}[-1][1] >= lo:
-        dq{i}.pop()
-    dq{i}.append((bi, lo))
-    if dq{i}[0][0] <= bi - {p}:
-        dq{i}.popleft()""",
-    ),
-    "peak": (
-        "e{i} = None; dq{i} = deque()",
-        """
-    while dq{i} and dq{i}[-1][1] <= c:
-        dq{i}.pop()
-    dq{i}.append((bi, c))
-    if dq{i}[0][0] <= bi - {p}:
-        dq{i}.popleft()
-    e{i} = dq{i}[0][1] if bi + 1 >= {p} else None""",
-    ),
-    "vavg": (
-        "e{i} = None; vb{i} = deque(maxlen={p}); vs{i} = 0.0",
-        """
-    if len(vb{i}) == {p}:
-        e{i} = vs{i} / {p}
-        if e{i} < 0.0:
-            e{i} = 0.0
-        vs{i} -= vb{i}[0]
-    vb{i}.append(v)
-    if resum:
-        vs{i} = fsum(vb{i})
-    else:
-        vs{i} += v""",
-    ),
-    "qvol": (
-        "e{i} = None; vb{i} = deque(maxlen={p}); vs{i} = 0.0",
-        """
-    if len(vb{i}) == {p}:
-        vs{i} -= vb{i}[0]
-    vb{i}.append(qv)
-    if resum:
-        vs{i} = fsum(vb{i})
-    else:
-        vs{i} += qv
-    if len(vb{i}) == {p}:
-        e{i} = vs{i} if vs{i} > 0.0 else 0.0""",
-    ),
-    "med": (
-        "e{i} = None; vb{i} = deque(maxlen={p}); so{i} = []",
-        """
-    if len(vb{i}) == {p}:
-        e{i} = so{i}[{mid}] if {odd} else (so{i}[{mid} - 1] + so{i}[{mid}]) / 2.0
-        del so{i}[bisect_left(so{i}, vb{i}[0])]
-    vb{i}.append(c)
-    insort(so{i}, c)""",
-    ),
-    "roc": (
-        "e{i} = None; vb{i} = deque(maxlen={p} + 1)",
-        """
-    vb{i}.append(c)
-    if len(vb{i}) == {p} + 1:
-        e{i} = c / vb{i}[0] - 1.0""",
-    ),
-}
-
-# Rolling float sums drift; an exact re-sum every so many bars keeps them honest.
-_RESUM_EVERY = 4096
+Kinds = Mapping[str, type[Indicator]]
+Pusher = Callable[[int, float, float, float, float, float], "SymbolFeatures"]
+_Values = Callable[[float, float, float, float, float], dict[str, float | None]]
+_KIND = re.compile(r"[a-z][a-z0-9_]*")
 
 
-def parse_key(key: str) -> tuple[str, int]:
+def indicator_kinds(classes: Iterable[type[Indicator]] = BUILTIN) -> dict[str, type[Indicator]]:
+    """`kind -> class` for a bank. Two classes with one kind is an error, not an override:
+    a strategy's indicator cannot silently replace a built-in another stage reads."""
+    out: dict[str, type[Indicator]] = {}
+    for cls in classes:
+        kind = getattr(cls, "kind", "")
+        if not (isinstance(cls, type) and issubclass(cls, Indicator)):
+            raise ValueError(f"{cls!r} is not an Indicator subclass")
+        if not isinstance(kind, str) or not _KIND.fullmatch(kind):
+            raise ValueError(f"{cls.__qualname__}.kind = {kind!r}: expected lowercase letters")
+        other = out.get(kind)
+        if other is not None and other is not cls:
+            raise ValueError(
+                f"indicator kind {kind!r} is defined twice: {other.__module__}."
+                f"{other.__qualname__} and {cls.__module__}.{cls.__qualname__}"
+            )
+        out[kind] = cls
+    return out
+
+
+_BUILTIN_KINDS: Kinds = MappingProxyType(indicator_kinds(BUILTIN))
+
+
+def parse_key(key: str, kinds: Kinds = _BUILTIN_KINDS) -> tuple[str, int]:
     kind, _, period = key.partition(":")
-    if kind not in _TEMPLATES or not period.isdigit() or int(period) < 1:
-        raise ValueError(f"bad feature key {key!r}: expected one of {sorted(_TEMPLATES)} + ':N'")
+    if kind not in kinds or not period.isdigit() or int(period) < 1:
+        raise ValueError(f"bad feature key {key!r}: expected one of {sorted(kinds)} + ':N'")
     return kind, int(period)
 
 
-def key_period(key: str) -> int:
-    return parse_key(key)[1]
+def _called_each(indicators: list[tuple[str, Indicator]]) -> _Values:
+    """Every indicator's own update, called in turn: the reference the fused step matches."""
+    pairs = tuple((key, ind.update) for key, ind in indicators)
+
+    def updates(o: float, h: float, lo: float, c: float, v: float) -> dict[str, float | None]:
+        return {key: update(o, h, lo, c, v) for key, update in pairs}
+
+    return updates
 
 
-Pusher = Callable[[int, float, float, float, float, float], "SymbolFeatures"]
+def _merged(parts: list[_Values], keys: tuple[str, ...]) -> _Values:
+    """Fused parts from several source files, their values in key order."""
+    if len(parts) == 1:
+        return parts[0]
+
+    def updates(o: float, h: float, lo: float, c: float, v: float) -> dict[str, float | None]:
+        got: dict[str, float | None] = {}
+        for part in parts:
+            got.update(part(o, h, lo, c, v))
+        return {k: got[k] for k in keys}
+
+    return updates
 
 
-@lru_cache(maxsize=64)
-def _pusher_source(keys: tuple[str, ...]) -> str:
-    """Source of one symbol's whole candle step: checks, every indicator, the new features."""
-    inits: list[str] = ["pc = None", "bi = 0", "last_ts = -1", "prev_vals = EMPTY"]
-    body: list[str] = [
-        "    if ts <= last_ts:",
-        "        raise BadTick(symbol, ts, 'DUPLICATE_CANDLE' if ts == last_ts else",
-        "                      'OUT_OF_ORDER_CANDLE', f'last seen {last_ts}')",
+def _candle_step(symbol: str, latest: dict[str, SymbolFeatures], updates: _Values) -> Pusher:
+    """One symbol's step: refuse a bad candle before anything changes, update every
+    indicator, publish the new features."""
+    last_ts = -1
+    bars = 0
+    prev: Mapping[str, float | None] = _EMPTY
+
+    def push(ts: int, o: float, h: float, lo: float, c: float, v: float) -> SymbolFeatures:
+        nonlocal last_ts, bars, prev
+        if ts <= last_ts:
+            why = "DUPLICATE_CANDLE" if ts == last_ts else "OUT_OF_ORDER_CANDLE"
+            raise BadTick(symbol, ts, why, f"last seen {last_ts}")
         # Chained comparisons are False for NaN and reject inf and zero too.
-        "    if not (0.0 < lo <= h < inf and lo <= o <= h and lo <= c <= h):",
-        "        raise BadTick(symbol, ts, 'BAD_PRICE', f'o={o} h={h} l={lo} c={c}')",
-        "    if not (0.0 <= v < inf):",
-        "        raise BadTick(symbol, ts, 'BAD_VOLUME', f'v={v}')",
-    ]
-    names: list[str] = ["pc", "bi", "last_ts", "prev_vals"]
-    kinds = {parse_key(k)[0] for k in keys}
-    if "atr" in kinds:
-        body.append("    tr = h - lo if pc is None else max(h - lo, abs(h - pc), abs(lo - pc))")
-    if "rsi" in kinds:
-        body.append("    ch = c - pc if pc is not None else 0.0")
-        body.append("    gain = ch if ch > 0 else 0.0")
-        body.append("    loss = -ch if ch < 0 else 0.0")
-    if "qvol" in kinds:
-        body.append("    qv = c * v")
-    if kinds & {"qvol", "vavg"}:
-        body.append(f"    resum = (bi + 1) % {_RESUM_EVERY} == 0")
-    values: list[str] = []
-    for i, key in enumerate(keys):
-        kind, p = parse_key(key)
-        init, code = _TEMPLATES[kind]
-        fmt = {"i": i, "p": p, "mid": p // 2, "odd": bool(p % 2)}
-        init_line = init.format(**fmt)
-        inits.append(init_line)
-        names.extend(part.split("=")[0].strip() for part in init_line.split(";"))
-        body.append(code.format(**fmt))
-        values.append(f"{key!r}: e{i}")
-    body += [
-        "    pc = c",
-        "    bi += 1",
-        "    last_ts = ts",
-        "    vals = {" + ", ".join(values) + "}",
+        if not (0.0 < lo <= h < _INF and lo <= o <= h and lo <= c <= h):
+            raise BadTick(symbol, ts, "BAD_PRICE", f"o={o} h={h} l={lo} c={c}")
+        if not (0.0 <= v < _INF):
+            raise BadTick(symbol, ts, "BAD_VOLUME", f"v={v}")
+        vals = updates(o, h, lo, c, v)
+        bars += 1
+        last_ts = ts
         # tuple.__new__ directly: the NamedTuple constructor is a Python-level call.
-        "    f = new_tuple(SymbolFeatures, (symbol, ts, o, h, lo, c, v, vals, prev_vals, bi))",
-        "    prev_vals = vals",
-        "    latest[symbol] = f",
-        "    return f",
-    ]
-    mutable = [n for n in names if not n.startswith(("a", "dq", "vb", "so"))]
-    lines = ["def make(symbol, latest):"]
-    lines += [f"    {x}" for x in inits]
-    lines.append("    def push(ts, o, h, lo, c, v):")
-    lines.append("        nonlocal " + ", ".join(mutable))
-    lines += ["    " + ln if ln else ln for ln in "\n".join(body).split("\n")]
-    lines.append("    return push")
-    return "\n".join(lines) + "\n"
+        f = _new_tuple(SymbolFeatures, (symbol, ts, o, h, lo, c, v, vals, prev, bars))
+        prev = vals
+        latest[symbol] = f
+        return f
+
+    return push
 
 
-def _rsi(gain: float, loss: float) -> float:
-    if loss == 0.0:
-        return 100.0 if gain > 0 else 50.0
-    return 100.0 - 100.0 / (1.0 + gain / loss)
-
-
-def _make_pusher(
-    keys: tuple[str, ...], symbol: str, latest: dict[str, SymbolFeatures], compiled: bool = True
-) -> Pusher:
-    if compiled:
-        step = compiled_pusher(keys, symbol, latest, SymbolFeatures, _EMPTY)
-        if step is not None:
-            return step
-    return _python_pusher(keys, symbol, latest)
-
-
-def _python_pusher(keys: tuple[str, ...], symbol: str, latest: dict[str, SymbolFeatures]) -> Pusher:
-    namespace: dict[str, object] = {
-        "deque": deque,
-        "fsum": math.fsum,
-        "bisect_left": bisect_left,
-        "insort": insort,
-        "_rsi": _rsi,
-        "inf": math.inf,
-        "BadTick": BadTick,
-        "SymbolFeatures": SymbolFeatures,
-        "new_tuple": tuple.__new__,
-        "EMPTY": _EMPTY,
-    }
-    exec(compile(_pusher_source(keys), "<feature-bank>", "exec"), namespace)
-    factory = namespace["make"]
-    pusher: Pusher = factory(symbol, latest)  # type: ignore[operator]
-    return pusher
-
-
+_INF = math.inf
+_new_tuple = tuple.__new__
 _EMPTY: Mapping[str, float | None] = {}
 
 
@@ -304,37 +165,71 @@ class FeatureBank:
         self,
         keys: Iterable[str],
         *,
+        kinds: Iterable[type[Indicator]] = BUILTIN,
         history: int = 64,
         extra: Mapping[str, Iterable[str]] | None = None,
-        compiled: bool = True,
+        fused: bool = True,
     ) -> None:
         """`keys` for every symbol; `extra` adds keys for some symbols only (the regime's
-        long indicators are needed for its index symbol alone). `history` candles are kept
-        per symbol for strategies that read raw candles; 0 keeps none. `compiled=False`
-        forces the generated Python step even where the compiled one is built."""
-        self.compiled = compiled
+        long indicators are needed for its index symbol alone). `kinds` are the indicator
+        classes the keys may name: the built-ins plus the enabled strategies' own, handed
+        in by whoever builds the bank. `history` candles are kept per symbol for strategies
+        that read raw candles; 0 keeps none. `fused=False` calls each indicator's `update`
+        in turn instead of the fused step derived from them (the same values, slower)."""
+        self.kinds: Kinds = MappingProxyType(indicator_kinds(kinds))
+        self.fused = fused
         uniq = sorted(set(keys))
         for k in uniq:
-            parse_key(k)
+            parse_key(k, self.kinds)
         self.keys: tuple[str, ...] = tuple(uniq)
         self._extra: dict[str, tuple[str, ...]] = {}
         for sym, more in (extra or {}).items():
             ks = sorted(set(uniq) | set(more))
             for k in ks:
-                parse_key(k)
+                parse_key(k, self.kinds)
             self._extra[sym] = tuple(ks)
         self._history = max(history, 0)
         self._pushers: dict[str, Pusher] = {}
         self._rings: dict[str, deque[tuple[int, float, float, float, float, float]]] = {}
         self._latest: dict[str, SymbolFeatures] = {}
+        # kind -> why its update is called as it is rather than fused (user definitions
+        # the splicer cannot handle): known up front, so the runner can log it once.
+        self.unfused: dict[str, str] = {}
+        # The fused step per key list, derived once and built for each symbol.
+        self._derived: dict[tuple[str, ...], candlestep.Fused] = {}
+        if fused and candlestep._candlestep is not None:
+            for key_list in {self.keys, *self._extra.values()}:
+                self.unfused.update(self._derive(key_list).unfused)
+
+    def _indicators(self, keys: tuple[str, ...]) -> list[tuple[str, Indicator]]:
+        out: list[tuple[str, Indicator]] = []
+        for key in keys:
+            kind, period = parse_key(key, self.kinds)
+            out.append((key, self.kinds[kind](period)))
+        return out
+
+    def _derive(self, keys: tuple[str, ...]) -> candlestep.Fused:
+        step = self._derived.get(keys)
+        derive = candlestep._candlestep
+        if step is None and derive is not None:
+            step = self._derived[keys] = derive(self._indicators(keys))
+        assert step is not None
+        return step
+
+    def _updates(self, keys: tuple[str, ...]) -> _Values:
+        indicators = self._indicators(keys)
+        if not self.fused or candlestep._candlestep is None:
+            return _called_each(indicators)
+        parts = self._derive(keys).build([ind for _, ind in indicators])
+        return _merged(parts, keys)
 
     def pusher(self, symbol: str) -> Pusher:
         """The symbol's candle step, `(ts, o, h, low, c, v) -> SymbolFeatures`, for callers
         that push millions of candles (the backtest's feed) and want no lookup per call."""
         p = self._pushers.get(symbol)
         if p is None:
-            p = _make_pusher(
-                self._extra.get(symbol, self.keys), symbol, self._latest, self.compiled
+            p = _candle_step(
+                symbol, self._latest, self._updates(self._extra.get(symbol, self.keys))
             )
             if self._history:
                 ring: deque[tuple[int, float, float, float, float, float]] = deque(
@@ -386,7 +281,11 @@ class FeatureBank:
     def warmup_bars(self) -> int:
         """Candles needed before every indicator has a value."""
         keys = set(self.keys).union(*self._extra.values())
-        return max((key_period(k) + 1 for k in keys), default=0)
+        return max((self._warmup(k) for k in keys), default=0)
+
+    def _warmup(self, key: str) -> int:
+        kind, period = parse_key(key, self.kinds)
+        return self.kinds[kind].warmup(period)
 
 
 def _with_ring(push: Pusher, ring: deque[tuple[int, float, float, float, float, float]]) -> Pusher:

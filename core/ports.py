@@ -10,6 +10,7 @@ from typing import Any, Protocol, TypeAlias
 from pydantic import BaseModel
 
 from core.context import StrategyContext
+from core.indicators import Indicator
 from core.models import (
     Balance,
     Candle,
@@ -141,6 +142,10 @@ class StrategyCatalog(Protocol):
         """The feature keys the strategy reads with these parameters (its own code runs)."""
         ...
 
+    def indicators(self, name: str) -> Sequence[type[Indicator]]:
+        """The strategy's own indicator kinds (its `indicators`), besides the built-ins."""
+        ...
+
     def origin(self, name: str) -> str | None:
         """The file a user strategy was loaded from; None for a built-in."""
 
@@ -161,6 +166,11 @@ class Strategy(Protocol):
     @property
     def params(self) -> Any:
         """Its validated parameters (its own pydantic model), handed to it in every context."""
+        ...
+
+    @property
+    def indicators(self) -> Sequence[type[Indicator]]:
+        """Its own indicator kinds, usable in its feature keys besides the built-ins."""
         ...
 
     @property

@@ -499,14 +499,16 @@ def _strategy_problems(ctx: _Context, strategies: StrategyCatalog) -> list[str]:
 def _feature_problems(name: str, strategies: StrategyCatalog, params: BaseModel) -> list[str]:
     """A strategy asking for an indicator the pipeline does not have fails here, naming its
     file, not later inside the engine."""
-    from core.features import parse_key
+    from core.features import indicator_kinds, parse_key
+    from core.indicators import BUILTIN
 
     file = strategies.origin(name)
     where = f"{file}: strategy {name!r}" if file else f"strategy {name!r}"
     try:
+        kinds = indicator_kinds((*BUILTIN, *strategies.indicators(name)))
         keys = sorted(strategies.required_features(name, params))
         for key in keys:
-            parse_key(key)
+            parse_key(key, kinds)
     except Exception as exc:  # the user's code: any failure is one line, not a traceback
         return [f"{where}: required_features: {type(exc).__name__}: {exc}"]
     return []

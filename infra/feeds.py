@@ -11,12 +11,10 @@ from core.candles import CandleSeries
 from core.features import BadTick
 from core.ports import CandleSink
 
-try:
-    from infra import _replay  # type: ignore[attr-defined]
-except ImportError:  # built without a C compiler: the Python loop below does the same
-    _replay = None
-
-COMPILED = _replay is not None
+# There is no compiled delivery loop (infra/_replay.c was a hand-kept twin of `poll` and is
+# gone): False tells tests/backtest/test_guarantees.py, which compares compiled pieces with
+# their Python references, that this module has none.
+COMPILED = False
 
 # Rows turned into Python lists at a time: indexing lists is several times cheaper than numpy
 # scalars in a loop, and converting in chunks keeps a 15-pair replay's memory small.
@@ -27,8 +25,6 @@ _Cols = tuple[list[int], list[float], list[float], list[float], list[float], lis
 
 class _Cursor:
     __slots__ = ("base", "cols", "n", "parts", "pos", "series", "sink")
-    # While a compiled loop is bound (ReplayFeed._bound), it holds the position in the chunk
-    # and `pos` is brought up to date by ReplayFeed._unbind.
 
     def __init__(self, series: CandleSeries) -> None:
         self.series = series
@@ -67,18 +63,12 @@ class ReplayFeed:
     """Recorded candles delivered as they would have closed: a candle with open time `ts`
     is delivered once `now >= ts + timeframe`. Point in time by construction."""
 
-    def __init__(
-        self, series: Mapping[str, CandleSeries], *, timeframe_ms: int, compiled: bool = True
-    ) -> None:
+    def __init__(self, series: Mapping[str, CandleSeries], *, timeframe_ms: int) -> None:
         self.timeframe_ms = timeframe_ms
         self.symbols = tuple(sorted(series))
         self._cur = {s: _Cursor(series[s]) for s in self.symbols}
-        self._curs = [self._cur[s] for s in self.symbols]
         self._next: int | None = None
         self._next_valid = False  # poll recomputes the next close while it walks the data
-        # The compiled delivery loop (infra/_replay.c) serves engine sinks when it was built.
-        self.compiled = compiled and COMPILED
-        self._bound: tuple[object, Any] | None = None  # (sink, its _replay.Replay)
 
     def first_close_ms(self) -> int | None:
         firsts = [int(c.series.ts[0]) for c in self._cur.values() if c.n]
@@ -92,7 +82,6 @@ class ReplayFeed:
         """When the next undelivered candle closes, or None when the data is used up."""
         if self._next_valid:
             return self._next
-        self._unbind()
         best: int | None = None
         for c in self._cur.values():
             ts = c.next_ts()
@@ -116,9 +105,6 @@ class ReplayFeed:
         # here directly saves a Python call per candle (a million in a year of 15 pairs).
         parts_of = getattr(sink, "parts", None)
         bad = getattr(sink, "bad_tick", None)
-        if parts_of is not None and self.compiled:
-            return self._poll_compiled(limit, sink)
-        self._unbind()
         delivered = 0
         best: int | None = None
         for s in self.symbols:
@@ -155,51 +141,8 @@ class ReplayFeed:
         self._next, self._next_valid = best, True
         return delivered
 
-    def _poll_compiled(self, limit: int, sink: Any) -> int:
-        """The loop above, in C: same calls, same order (tests/infra/test_feeds.py)."""
-        bound = self._bound
-        if bound is None or bound[0] is not sink:
-            self._unbind()
-            bound = self._bind(sink)
-        rep = bound[1]
-        delivered, nxt, ran_out = rep.poll(limit)
-        while ran_out:  # chunks used up: load the next ones and deliver what they hold
-            for i in ran_out:
-                cur = self._curs[i]
-                cur.pos = cur.base + len(cur.cols[0])
-                if cur.pos < cur.n:
-                    cur.load(cur.pos)
-                    rep.load(i, 0, *cur.cols)
-            more, nxt, ran_out = rep.poll(limit)
-            delivered += more
-        self._next = None if nxt is None else nxt + self.timeframe_ms
-        self._next_valid = True
-        return int(delivered)
-
-    def _bind(self, sink: Any) -> tuple[object, Any]:
-        assert _replay is not None
-        rep = _replay.Replay(self.symbols, BadTick, sink.bad_tick)
-        for i, cur in enumerate(self._curs):
-            step, listener = sink.parts(self.symbols[i])
-            rep.bind(i, step, listener)
-            if cur.pos - cur.base >= len(cur.cols[0]) and cur.pos < cur.n:
-                cur.load(cur.pos)
-            rep.load(i, cur.pos - cur.base, *cur.cols)
-        self._bound = (sink, rep)
-        return self._bound
-
-    def _unbind(self) -> None:
-        """Hand the positions back from the compiled loop to the cursors."""
-        if self._bound is None:
-            return
-        rep = self._bound[1]
-        for i, cur in enumerate(self._curs):
-            cur.pos = cur.base + rep.position(i)
-        self._bound = None
-
     def seek(self, start_ms: int) -> None:
         """Skip candles closed before `start_ms` without delivering them."""
-        self._unbind()
         limit = start_ms - self.timeframe_ms
         for cur in self._cur.values():
             cur.pos = max(cur.pos, int(np.searchsorted(cur.series.ts, limit, side="left")))

@@ -7,6 +7,7 @@ in what drives the cycles (runner/daemon.py's replay pacer, backtest/runner.py's
 from __future__ import annotations
 
 import difflib
+import logging
 import random
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
@@ -15,9 +16,10 @@ from pathlib import Path
 from core.candles import CandleSeries
 from core.clock import Clock
 from core.config import PipelineConfig
-from core.cycle import feature_plan, history_needed
+from core.cycle import StrategySlot, feature_plan, history_needed
 from core.errors import ConfigError, DataError
-from core.features import FeatureBank
+from core.features import FeatureBank, indicator_kinds
+from core.indicators import BUILTIN, Indicator
 from core.models import Market
 from core.ports import CandleFeed, CandleSink, Exchange, Store
 from infra.candle_files import DataReport, list_pairs, load_required
@@ -30,6 +32,8 @@ from infra.settings import Mode
 from runner.engine import AccountListener, Engine, Telemetry
 from runner.recorder import AuditSink, Recorder
 from strategy.registry import resolve
+
+log = logging.getLogger("vigil.app")
 
 
 def build_engine(
@@ -50,12 +54,20 @@ def build_engine(
     and after each cycle (a live feed polls those symbols)."""
     strategies = resolve(config)  # looked up, validated and built once, outside core
     common, extra = feature_plan(config, strategies)
+    bank = FeatureBank(
+        common,
+        kinds=indicator_classes(strategies),
+        extra=extra,
+        history=history_needed(strategies),
+    )
+    for kind, why in sorted(bank.unfused.items()):
+        log.warning("indicator %r runs unfused (its update is called as it is): %s", kind, why)
     return Engine(
         config=config,
         strategies=strategies,
         exchange=exchange,
         feed=feed,
-        bank=FeatureBank(common, extra=extra, history=history_needed(strategies)),
+        bank=bank,
         store=store,
         recorder=Recorder(sink, cycle_summaries=cycle_summaries),
         candle_listeners=listeners,
@@ -63,6 +75,18 @@ def build_engine(
         stage_timing=stage_timing,
         on_account=on_account,
     )
+
+
+def indicator_classes(strategies: Sequence[StrategySlot]) -> tuple[type[Indicator], ...]:
+    """The indicator kinds a bank knows: the built-ins and the enabled strategies' own."""
+    classes = list(BUILTIN)
+    for slot in strategies:
+        classes += slot.strategy.indicators
+    try:
+        indicator_kinds(classes)
+    except ValueError as exc:
+        raise ConfigError(f"strategies: {exc}; fix: rename one of the kinds") from exc
+    return tuple(classes)
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from types import ModuleType, TracebackType
 from pydantic import BaseModel
 
 from core.errors import ConfigError
+from core.indicators import Indicator
 from infra.purity import check_file
 from strategy import registry
 from strategy.base import BaseStrategy
@@ -295,6 +296,9 @@ class RegistryCatalog:
 
     def required_features(self, name: str, params: BaseModel) -> frozenset[str]:
         return frozenset(registry.get(name).required_features(params))
+
+    def indicators(self, name: str) -> Sequence[type[Indicator]]:
+        return registry.get(name).indicators
 
     def origin(self, name: str) -> str | None:
         src = source_of(name)

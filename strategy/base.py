@@ -19,12 +19,14 @@ from pydantic import BaseModel, ConfigDict
 from core.config import StrategyBudget
 from core.context import CandleHistory, StrategyContext
 from core.features import SymbolFeatures
+from core.indicators import Indicator
 from core.models import Candle, Position, ProposalKind, Quote, Regime, Side, TradeProposal, Trigger
 
 __all__ = [
     "BaseStrategy",
     "Candle",
     "CandleHistory",
+    "Indicator",
     "NoParams",
     "Position",
     "ProposalKind",
@@ -51,7 +53,8 @@ class BaseStrategy:
 
     To write one: subclass, declare `Params` (a pydantic model; the config's
     `strategies.<name>.params` are validated against it and handed to `__init__`), list the
-    indicators you read in `required_features`, implement `propose`, and decorate the class with
+    indicators you read in `required_features` (and define your own in `indicators`),
+    implement `propose`, and decorate the class with
     `@register("name")`. The first line of the class docstring is its description in
     `vigil strategies list`. Proposals are requests, not orders: the risk stage sizes entries,
     and may reject any proposal.
@@ -61,6 +64,9 @@ class BaseStrategy:
     Params: ClassVar[type[BaseModel]] = NoParams
     supports_backtest: ClassVar[bool] = True
     history_bars: ClassVar[int] = 0  # raw candles it reads via ctx.history (0: none)
+    # Its own indicator kinds (core.indicators.Indicator subclasses), usable in
+    # required_features next to the built-ins while this strategy is enabled.
+    indicators: ClassVar[tuple[type[Indicator], ...]] = ()
 
     __slots__ = ("params",)
 
@@ -69,8 +75,9 @@ class BaseStrategy:
 
     @classmethod
     def required_features(cls, params: Any) -> frozenset[str]:
-        """Feature keys (see core.features, e.g. "rsi:14", "ema:50") this strategy reads from
-        ctx.features[symbol].values; the pipeline computes exactly the keys some stage needs."""
+        """Feature keys (see core.features, e.g. "rsi:14", "ema:50", or a kind of its own
+        `indicators`) this strategy reads from ctx.features[symbol].values; the pipeline
+        computes exactly the keys some stage needs."""
         return frozenset()
 
     def propose(self, ctx: StrategyContext) -> Sequence[TradeProposal]:

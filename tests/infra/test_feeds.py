@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
-import sysconfig
 from dataclasses import replace
 from typing import Any
 
@@ -13,7 +11,6 @@ import pytest
 
 from backtest.synthetic import generate_candles
 from core.features import BadTick, FeatureBank
-from infra import feeds
 from infra.feeds import CHUNK, ReplayFeed
 from runner.engine import EngineSink
 
@@ -64,7 +61,7 @@ def _replay_through_engine_sink(series: object, use_parts: bool) -> tuple[object
         [lambda sym, ts, o, h, lo, c, v: heard.append((ts, c))],
         lambda exc: bad.append(exc.reason),
     )
-    feed = ReplayFeed({"BTC/USDT": series}, timeframe_ms=TF, compiled=False)  # type: ignore[dict-item]
+    feed = ReplayFeed({"BTC/USDT": series}, timeframe_ms=TF)  # type: ignore[dict-item]
     call = sink if use_parts else (lambda *candle: sink(*candle))  # no `parts`: plain
 
     async def go() -> None:
@@ -89,23 +86,6 @@ def test_an_engine_sink_gets_the_same_candles_through_its_parts() -> None:
     assert fast == _replay_through_engine_sink(a, False)
 
 
-needs_compiled = pytest.mark.skipif(
-    not feeds.COMPILED, reason="infra/_replay.c was not built (no C compiler)"
-)
-
-
-def test_the_compiled_loop_is_built_wherever_a_compiler_is() -> None:
-    """The build skips the extension quietly when it fails (so installs without a compiler
-    work); with a compiler at hand a failure is a bug, and this says so."""
-    cc = (sysconfig.get_config_var("CC") or "cc").split()[0]
-    if shutil.which(cc) is None:
-        pytest.skip(f"no C compiler ({cc}): the Python delivery loop is used")
-    assert feeds.COMPILED, (
-        f"{cc} is installed but infra/_replay.c did not build: "
-        "run `.venv/bin/pip install -v -e .` and read the compiler's error"
-    )
-
-
 def _three_symbols() -> dict[str, Any]:
     """Unequal lengths and starts, chunk boundaries, a bad tick on each side of one."""
     a = generate_candles("BTC/USDT", "5m", START, 2 * CHUNK + 17, seed=11)
@@ -121,8 +101,9 @@ def _three_symbols() -> dict[str, Any]:
     return {"BTC/USDT": a, "ETH/USDT": b, "SOL/USDT": c}
 
 
-def _run(series: dict[str, Any], compiled: bool, seek_to: int | None = None) -> dict[str, Any]:
-    """Everything the sink's callables see, in the order they see it."""
+def _run(series: dict[str, Any], direct: bool, seek_to: int | None = None) -> dict[str, Any]:
+    """Everything the sink's callables see, in the order they see it. `direct`: the feed
+    calls the engine sink's parts itself; else it calls the sink, as the live feed does."""
     bank = FeatureBank(["ema:5", "med:3", "atr:4"], history=0)
     calls: list[tuple[Any, ...]] = []
 
@@ -140,8 +121,8 @@ def _run(series: dict[str, Any], compiled: bool, seek_to: int | None = None) -> 
         [lambda *candle: calls.append(("listen", *candle))],
         lambda exc: calls.append(("bad", exc.symbol, exc.ts, exc.reason)),
     )
-    feed = ReplayFeed(series, timeframe_ms=TF, compiled=compiled)
-    assert feed.compiled is compiled
+    feed = ReplayFeed(series, timeframe_ms=TF)
+    target: Any = sink if direct else (lambda *candle: sink(*candle))
     polls: list[tuple[int, int, int | None]] = []
 
     async def go() -> None:
@@ -150,18 +131,17 @@ def _run(series: dict[str, Any], compiled: bool, seek_to: int | None = None) -> 
         now = await_first = feed.next_close_ms()
         assert await_first is not None
         rng = np.random.default_rng(7)
-        await feed.warmup(now + 3 * TF, 3, sink)
+        await feed.warmup(now + 3 * TF, 3, target)
         while (nxt := feed.next_close_ms()) is not None:
             now = nxt + int(rng.integers(0, 4)) * TF  # sometimes several candles at once
-            n = await feed.poll(now, sink)
+            n = await feed.poll(now, target)
             polls.append((now, n, feed.next_close_ms()))
 
     asyncio.run(go())
     return {"calls": calls, "polls": polls, "features": {s: bank.get(s) for s in series}}
 
 
-@needs_compiled
-def test_the_compiled_loop_makes_the_same_calls_in_the_same_order() -> None:
+def test_the_direct_loop_makes_the_same_calls_in_the_same_order() -> None:
     """Step then listener per candle, symbols in the feed's order, chunk boundaries, several
     candles per poll, bad ticks to bad_tick and not to the listener; the same counts and
     next-close times from every poll."""
@@ -174,14 +154,12 @@ def test_the_compiled_loop_makes_the_same_calls_in_the_same_order() -> None:
     assert sum(1 for c in fast["calls"] if c[0] == "listen") == total - 3
 
 
-@needs_compiled
-def test_the_compiled_loop_agrees_after_a_seek() -> None:
+def test_the_direct_loop_agrees_after_a_seek() -> None:
     series = _three_symbols()
     at = START + (CHUNK + 1) * TF
     assert _run(series, True, seek_to=at) == _run(series, False, seek_to=at)
 
 
-@needs_compiled
 def test_switching_sinks_hands_positions_over() -> None:
     """A plain callable after an engine sink (and back) continues where the other stopped."""
     series = _three_symbols()
@@ -212,7 +190,6 @@ def test_switching_sinks_hands_positions_over() -> None:
     assert set(want) - set(seen) <= bad
 
 
-@needs_compiled
 def test_errors_from_the_callables_propagate() -> None:
     series = {"BTC/USDT": generate_candles("BTC/USDT", "5m", START, 20, seed=1)}
 
