@@ -1,8 +1,8 @@
 """Only the C extensions live here; everything else is in pyproject.toml.
 
 Both are optional: without a C compiler the install still succeeds and the Python
-twins are used (core.features' generated step, SimExchange.on_candle, infra.feeds'
-delivery loop), which are the reference implementations.
+twins are used (core.features' generated step, infra.feeds' delivery loop), which are the
+reference implementations.
 """
 
 from setuptools import Extension, setup
@@ -13,13 +13,6 @@ setup(
             "core._candlestep",
             sources=["core/_candlestep.c"],
             # Bit-identical floats with the Python step: no fused multiply-add contraction.
-            extra_compile_args=["-O2", "-ffp-contract=off"],
-            optional=True,
-        ),
-        # SimExchange.on_candle's everyday path (infra/exchange/sim.py has the reference).
-        Extension(
-            "infra.exchange._simcandle",
-            sources=["infra/exchange/_simcandle.c"],
             extra_compile_args=["-O2", "-ffp-contract=off"],
             optional=True,
         ),
