@@ -7,7 +7,7 @@ DATA ?= ../shared/data/binance_spot_2024
 
 .PHONY: run replay backtest test lint bench clean
 
-$(STAMP): pyproject.toml setup.py infra/exchange/_simcandle.c
+$(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,sweep]'
 	touch $(STAMP)

@@ -6,7 +6,7 @@ has been clear for `clear_after_seconds`, so a flapping condition cannot flap tr
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from types import MappingProxyType
@@ -167,6 +167,7 @@ def evaluate(
 
     The usual cycle has nothing tripped and nothing to trip; it is answered from the flags
     alone, without building a condition per breaker (this runs every cycle of a backtest).
+    Otherwise the latch decides, and the reasons are formatted only if something trips.
     """
     flags = _data_flags(
         cfg, now_ms, data_age_ms, api_errors, rejections, degraded_share_pct, regime
@@ -189,19 +190,21 @@ def evaluate(
     actives = (*flags[2:], *losses)
     if not any(actives) and not any(b.tripped for b in current.values()):
         return current, []
-    if steady(current, cfg, actives, now_ms):
-        return current, []  # e.g. a loss stop holding for the rest of the day
-    conditions = data_conditions(
-        cfg,
-        now_ms=now_ms,
-        data_age_ms=data_age_ms,
-        api_errors=api_errors,
-        rejections=rejections,
-        degraded_share_pct=degraded_share_pct,
-        regime=regime,
-    )
-    conditions += loss_conditions(risk, marks, equity)
-    return latch(current, conditions, cfg, now_ms)
+    conditions = [Condition(name, active) for name, active in zip(ORDER, actives, strict=True)]
+
+    def reasons() -> dict[str, str]:
+        found = data_conditions(
+            cfg,
+            now_ms=now_ms,
+            data_age_ms=data_age_ms,
+            api_errors=api_errors,
+            rejections=rejections,
+            degraded_share_pct=degraded_share_pct,
+            regime=regime,
+        )
+        return {c.name: c.reason for c in (*found, *loss_conditions(risk, marks, equity))}
+
+    return latch(current, conditions, cfg, now_ms, reasons=reasons)
 
 
 # The order data_conditions + loss_conditions list the breakers in.
@@ -217,67 +220,59 @@ ORDER: tuple[str, ...] = (
 )
 
 
-def steady(
-    current: Mapping[str, BreakerState],
-    cfg: BreakersConfig,
-    actives: Sequence[bool],
-    now_ms: int,
-) -> bool:
-    """True when `latch` would change nothing for these conditions (by breaker, in ORDER):
-    every latched state already matches its condition and no clear timer starts or ends.
-    Lets a cycle skip formatting reasons while a breaker simply stays tripped."""
-    clear_ms = cfg.clear_after_seconds * 1000
-    specs = cfg.specs
-    for name, active in zip(ORDER, actives, strict=True):
-        st = current.get(name)
-        tripped = st is not None and st.tripped
-        enabled = specs.get(name, _LOSS_SPEC).enabled
-        if active and enabled:
-            if st is None or not tripped or st.clear_since_ms:
-                return False
-        elif st is not None and tripped:
-            if not enabled:
-                return False
-            since = st.clear_since_ms or now_ms
-            if now_ms - since >= clear_ms or since != st.clear_since_ms:
-                return False
-    return True
-
-
 def latch(
     current: Mapping[str, BreakerState],
     conditions: Sequence[Condition],
     cfg: BreakersConfig,
     now_ms: int,
+    *,
+    reasons: Callable[[], Mapping[str, str]] | None = None,
 ) -> tuple[Mapping[str, BreakerState], list[BreakerEvent]]:
+    """The breakers' states after this cycle's conditions, and what tripped or cleared.
+
+    Returns `current` itself when nothing changes. A trip's reason is the condition's own, or,
+    when `reasons` is given, looked up there: it is called only when a breaker trips, so a
+    cycle where breakers simply stay tripped (a loss stop holding for the rest of the day)
+    formats no reasons.
+    """
     if not any(c.active for c in conditions) and not any(b.tripped for b in current.values()):
         return current, []  # the usual cycle: nothing tripped, nothing to trip
     clear_ms = cfg.clear_after_seconds * 1000
-    out: dict[str, BreakerState] = dict(current)
+    out: dict[str, BreakerState] | None = None  # copied from `current` on the first change
     events: list[BreakerEvent] = []
+    looked_up: Mapping[str, str] | None = None
     for c in conditions:
         spec = spec_of(cfg, c.name)
         st = current.get(c.name)
+        new: BreakerState | None = None
         if c.active and spec.enabled:
             if st is None or not st.tripped:
-                out[c.name] = BreakerState(c.name, True, now_ms, 0, c.reason)
-                events.append(BreakerEvent(c.name, "trip", c.reason))
+                reason = c.reason
+                if reasons is not None:
+                    looked_up = reasons() if looked_up is None else looked_up
+                    reason = looked_up.get(c.name, reason)
+                new = BreakerState(c.name, True, now_ms, 0, reason)
+                events.append(BreakerEvent(c.name, "trip", reason))
             elif st.clear_since_ms:
-                out[c.name] = BreakerState(c.name, True, st.tripped_ms, 0, st.reason)
-            continue
-        if st is None or not st.tripped:
-            continue
-        if not spec.enabled:
-            out[c.name] = BreakerState(c.name)
-            events.append(BreakerEvent(c.name, "clear", "breaker disabled"))
-            continue
-        since = st.clear_since_ms or now_ms
-        if now_ms - since >= clear_ms:
-            out[c.name] = BreakerState(c.name)
-            events.append(BreakerEvent(c.name, "clear", f"clear for {(now_ms - since) // 1000}s"))
-        elif since != st.clear_since_ms:
-            out[c.name] = BreakerState(c.name, True, st.tripped_ms, since, st.reason)
-    if not events and all(out[k] is current.get(k) for k in out):
+                new = BreakerState(c.name, True, st.tripped_ms, 0, st.reason)
+        elif st is not None and st.tripped:
+            if not spec.enabled:
+                new = BreakerState(c.name)
+                events.append(BreakerEvent(c.name, "clear", "breaker disabled"))
+            else:
+                since = st.clear_since_ms or now_ms
+                if now_ms - since >= clear_ms:
+                    new = BreakerState(c.name)
+                    events.append(
+                        BreakerEvent(c.name, "clear", f"clear for {(now_ms - since) // 1000}s")
+                    )
+                elif since != st.clear_since_ms:
+                    new = BreakerState(c.name, True, st.tripped_ms, since, st.reason)
+        if new is not None:
+            if out is None:
+                out = dict(current)
+            out[c.name] = new
+    if out is None:
         return current, events
     return MappingProxyType(out), events
 

@@ -9,7 +9,7 @@ drive them from one coroutine at no scheduling cost.
 from __future__ import annotations
 
 import random
-from bisect import bisect_left, insort
+from bisect import insort
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from decimal import Decimal
@@ -40,7 +40,6 @@ from infra.exchange.sim_book import (
     SimQuoteBoard,
     SymbolBook,
     affordable,
-    float_spread_bps,
     floor_to,
     quantize_fee,
     row_to_candle,
@@ -51,11 +50,6 @@ from infra.exchange.sim_book import (
 from infra.exchange.sim_config import SimConfig
 from infra.exchange.sim_rules import HALTED, admit
 from infra.exchange.sim_state import balances, dump_state, parse_state
-
-try:
-    from infra.exchange import _simcandle  # type: ignore[attr-defined]
-except ImportError:  # built without a C compiler: on_candle serves every candle
-    _simcandle = None
 
 
 class UnsupportedTimeframe(ExchangeError):
@@ -85,6 +79,7 @@ class SimExchange:
         self._clock = clock
         self._tf_ms = timeframe_ms
         self._books: dict[str, SymbolBook] = {}
+        self._half_spread = config.synthetic_spread_bps / BPS / 2
         self._fees: dict[str, tuple[Decimal, Decimal]] = {}
         for symbol, market in markets.items():
             if symbol != market.symbol:
@@ -95,11 +90,11 @@ class SimExchange:
             taker = config.taker_fee if config.taker_fee is not None else market.taker_fee
             if maker >= 1 or taker >= 1:
                 raise ValueError(f"{symbol}: fee rates must be below 1 (got {maker}, {taker})")
-            self._books[symbol] = SymbolBook(market, history_size)
+            self._books[symbol] = SymbolBook(
+                market, history_size, half_spread=self._half_spread, timeframe_ms=timeframe_ms
+            )
             self._fees[symbol] = (maker, taker)
-        self._half_spread = config.synthetic_spread_bps / BPS / 2
         self._boards: dict[tuple[str, ...], SimQuoteBoard] = {}
-        self._half_f = float(self._half_spread)
         self._slip_bps = float(config.slippage_bps)
         self._vol_mult = float(config.slippage_vol_mult)
         self._cap = config.participation_cap
@@ -132,42 +127,46 @@ class SimExchange:
         c: float,
         v: float,
     ) -> list[Fill]:
-        """Feed one CLOSED candle (ts = its open time); returns the fills it caused."""
+        """Feed one CLOSED candle (ts = its open time); returns the fills it caused.
+
+        A backtest calls this for every candle of every pair (a million times for a year of
+        15 pairs), so the everyday path is a lookup, one chained check and an append; the
+        quote, last price and spread are derived from the history when asked for."""
         try:
             book = self._books[symbol]
         except KeyError:
-            raise BadSymbol(f"{self.name}: unknown symbol {symbol!r}") from None
-        if ts <= book.last_ts:
-            raise ValueError(
-                f"{symbol}: candle at {ts} is not newer than the last one ({book.last_ts}); "
-                "feed each closed candle once, oldest first"
-            )
-        if not (0 < l <= o <= h and l <= c <= h and v >= 0):
-            raise ValueError(
-                f"{symbol}: bad candle at {ts}: need 0 < low <= open, close <= high and "
-                f"volume >= 0, got o={o} h={h} l={l} c={c} v={v}"
-            )
+            raise self._refusal(symbol, ts, (o, h, l, c, v)) from None
+        # One comparison per `and` (not chained): Python specialises those for floats. NaN
+        # fails every one of them, so it is refused too.
+        if ts <= book.last_ts or not (
+            l > 0.0 and l <= o and o <= h and l <= c and c <= h and v >= 0.0
+        ):
+            raise self._refusal(symbol, ts, (o, h, l, c, v))
         book.last_ts = ts
         book.history.append((ts, o, h, l, c, v))
-        # The universe screens every symbol's spread every cycle: computed here, in floats,
-        # while the candle is at hand.
-        book.spread_f = float_spread_bps(c, self._half_f, book.price_inc_f)
-        book.spread_ts = ts
         if book.orders:
             return self._match(book, ts, o, h, l, c, v)
         return []
 
-    def candle_listener(self, *, compiled: bool = True) -> Any:
-        """What a feed should call for each closed candle: `on_candle` itself, or its compiled
-        twin (infra/exchange/_simcandle.c) when the install built it. The twin does the same
-        bookkeeping on the same books and hands every unusual candle to `on_candle`, so the
-        effects, the fills and the errors are the same; it only skips a Python call."""
-        if not compiled or _simcandle is None:
-            return self.on_candle
-        half = self._half_f
-        return _simcandle.Listener(
-            self._books, SymbolBook, self.on_candle, self._match, 1.0 - half, 1.0 + half
+    def _refusal(self, symbol: str, ts: int, ohlcv: tuple[float, ...]) -> Exception:
+        """Why on_candle refused a candle: an unknown symbol, an old one, or a bad one."""
+        book = self._books.get(symbol)
+        if book is None:
+            return BadSymbol(f"{self.name}: unknown symbol {symbol!r}")
+        if ts <= book.last_ts:
+            return ValueError(
+                f"{symbol}: candle at {ts} is not newer than the last one ({book.last_ts}); "
+                "feed each closed candle once, oldest first"
+            )
+        o, h, l, c, v = ohlcv  # noqa: E741
+        return ValueError(
+            f"{symbol}: bad candle at {ts}: need 0 < low <= open, close <= high and "
+            f"volume >= 0, got o={o} h={h} l={l} c={c} v={v}"
         )
+
+    def candle_listener(self) -> Any:
+        """What a feed should call for each closed candle: `on_candle`."""
+        return self.on_candle
 
     def set_quote(self, quote: Quote) -> None:
         """Push a real quote (PAPER mode); the newer of it and the candle-derived one is used."""
@@ -329,9 +328,6 @@ class SimExchange:
         except KeyError:
             raise BadSymbol(f"{self.name}: unknown symbol {symbol!r}") from None
 
-    def _quote(self, book: SymbolBook) -> Quote | None:
-        return book.quote(self._half_spread, self._tf_ms)
-
     # ---- orders ---------------------------------------------------------------------------
 
     async def create_order(self, intent: OrderIntent) -> Order:
@@ -341,7 +337,7 @@ class SimExchange:
             raise InvalidOrder(f"{intent.symbol}: the client order id is empty")
         if coid in self._orders:
             raise DuplicateOrder(f"{intent.symbol}: client order id {coid!r} was already used")
-        adm = admit(intent, book.market, self._quote(book), self._fees[intent.symbol], self._free)
+        adm = admit(intent, book.market, book.quote(), self._fees[intent.symbol], self._free)
         self._shift(adm.asset, -adm.reserve, adm.reserve)
         self._seq += 1
         now = self._clock.now_ms()
@@ -398,8 +394,11 @@ class SimExchange:
     ) -> list[Fill]:
         if symbol is not None:
             self._book(symbol)
-        start = 0 if since_ms is None else bisect_left(self._fills, since_ms, key=_fill_ts)
-        return [f for f in self._fills[start:] if symbol is None or f.symbol == symbol]
+        fills = self._fills
+        start = 0 if since_ms is None else _first_since(fills, since_ms)
+        if symbol is None:
+            return fills[start:]
+        return [f for f in fills[start:] if f.symbol == symbol]
 
     # ---- account and market data out -------------------------------------------------------
 
@@ -415,8 +414,7 @@ class SimExchange:
         key = tuple(symbols)
         board = self._boards.get(key)
         if board is None:
-            books = {s: self._book(s) for s in key}
-            board = SimQuoteBoard(books, self._half_spread, self._tf_ms)
+            board = SimQuoteBoard({s: self._book(s) for s in key})
             if len(self._boards) >= 8:
                 self._boards.clear()
             self._boards[key] = board
@@ -452,7 +450,7 @@ class SimExchange:
         book = self._book(symbol)
         if limit <= 0:
             raise ValueError(f"limit must be positive, got {limit}")
-        quote = self._quote(book)
+        quote = book.quote()
         if quote is None:
             return OrderBook(symbol=symbol, bids=(), asks=(), ts=0)
         volume = book.history[-1][5] if book.history else 0.0
@@ -506,6 +504,17 @@ class SimExchange:
 
 def _fill_ts(fill: Fill) -> int:
     return fill.ts
+
+
+def _first_since(fills: list[Fill], since_ms: int) -> int:
+    """Index of the first fill at or after `since_ms` (fills sorted by ts). Engines ask for
+    the fills since the newest they have seen, every cycle: walking back from the end stops
+    at once (a bisect would call its key a dozen times), and the walk is never longer than the
+    answer."""
+    i = len(fills)
+    while i and fills[i - 1].ts >= since_ms:
+        i -= 1
+    return i
 
 
 def _order_seq(order: SimOrder) -> int:

@@ -10,7 +10,6 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
-from functools import lru_cache
 from typing import Any
 
 from core.models import (
@@ -129,60 +128,52 @@ def synthetic_book(quote: Quote, market: Market, level_size: float, levels: int)
     return OrderBook(symbol=market.symbol, bids=bids, asks=asks, ts=quote.ts)
 
 
-@lru_cache(maxsize=1024)
-def is_pow10(inc: Decimal) -> bool:
-    """A power-of-ten grid (0.01, 1, 1e-8): `quantize` can round to it in one step."""
-    return inc.as_tuple().digits == (1,)
+class PriceGrid:
+    """A market's price increment, and rounding to it. On a power-of-ten grid (nearly every
+    venue) `quantize` rounds in one step; any other grid divides and multiplies."""
+
+    __slots__ = ("inc", "inc_f", "pow10")
+
+    def __init__(self, inc: Decimal) -> None:
+        self.inc = inc
+        self.inc_f = float(inc)
+        self.pow10 = inc.as_tuple().digits == (1,)
+
+    def round(self, x: Decimal, rounding: str) -> Decimal:
+        if self.pow10:
+            return x.quantize(self.inc, rounding)
+        return (x / self.inc).to_integral_value(rounding) * self.inc
 
 
-def candle_quote(market: Market, row: CandleRow, half_spread: Decimal, tf_ms: int) -> Quote:
-    inc = market.price_increment
-    if is_pow10(inc):
-        return _pow10_quote(market, row, half_spread, tf_ms)
-    close = to_dec(row[4])
-    bid = floor_to(close * (1 - half_spread), inc)
-    ask = ceil_to(close * (1 + half_spread), inc)
+def candle_last(grid: PriceGrid, close: Decimal) -> Decimal:
+    """The last price of a candle-derived quote: the close on the grid, at least one increment
+    (where the bid is raised to). It lies in [bid, ask] of `candle_quote`, because
+    bid <= close <= ask before rounding (tests/infra/test_sim_exchange_state.py)."""
+    last = grid.round(close, ROUND_HALF_EVEN)
+    return grid.inc if last < grid.inc else last
+
+
+def candle_quote(
+    symbol: str, grid: PriceGrid, close_f: float, lo_k: Decimal, hi_k: Decimal, ts: int
+) -> Quote:
+    """The quote the sim derives from a candle's close: `lo_k` and `hi_k` are 1 -/+ the half
+    spread; the bid rounds down, the ask up, and they stay at least one increment apart."""
+    inc = grid.inc
+    close = to_dec(float(close_f))  # an int close prices like the equal float
+    bid = grid.round(close * lo_k, ROUND_FLOOR)
+    ask = grid.round(close * hi_k, ROUND_CEILING)
     if bid <= 0:
         bid = inc
     if ask - bid < inc:  # a zero spread would make every post-only order cross
         ask = bid + inc
-    last = min(max((close / inc).to_integral_value() * inc, bid), ask)
-    return Quote(symbol=market.symbol, bid=bid, ask=ask, last=last, ts=row[0] + tf_ms)
+    return Quote(symbol=symbol, bid=bid, ask=ask, last=candle_last(grid, close), ts=ts)
 
 
-def _pow10_quote(market: Market, row: CandleRow, half_spread: Decimal, tf_ms: int) -> Quote:
-    """candle_quote for a power-of-ten price grid (nearly every venue): `quantize` does the
-    rounding in one step each, where the general path divides and multiplies."""
-    inc = market.price_increment
-    close = to_dec(row[4])
-    bid = (close * (1 - half_spread)).quantize(inc, ROUND_FLOOR)
-    ask = (close * (1 + half_spread)).quantize(inc, ROUND_CEILING)
-    if bid <= 0:
-        bid = inc
-    if ask - bid < inc:
-        ask = bid + inc
-    last = close.quantize(inc, ROUND_HALF_EVEN)
-    last = bid if last < bid else ask if last > ask else last
-    return Quote(symbol=market.symbol, bid=bid, ask=ask, last=last, ts=row[0] + tf_ms)
-
-
-def candle_last(market: Market, row: CandleRow) -> Decimal:
-    """candle_quote(...).last without the bid and ask: the close on the price grid. The
-    quote's clamp to [bid, ask] can only bind when the close rounds to zero (the bid is then
-    raised to one increment), because bid <= close <= ask before rounding."""
-    inc = market.price_increment
-    close = to_dec(row[4])
-    if is_pow10(inc):
-        last = close.quantize(inc, ROUND_HALF_EVEN)
-    else:
-        last = (close / inc).to_integral_value() * inc
-    return inc if last < inc else last
-
-
-def float_spread_bps(close: float, half_spread: float, inc: float) -> float:
-    """What candle_quote's Decimal spread comes to, computed in float."""
-    bid = math.floor(close * (1.0 - half_spread) / inc) * inc
-    ask = math.ceil(close * (1.0 + half_spread) / inc) * inc
+def float_spread_bps(close: float, lo_k: float, hi_k: float, inc: float) -> float:
+    """What candle_quote's Decimal spread comes to, computed in float: the universe screens
+    every symbol's spread every cycle, and needs no Decimal quote for that."""
+    bid = math.floor(close * lo_k / inc) * inc
+    ask = math.ceil(close * hi_k / inc) * inc
     if bid <= 0:
         bid = inc
     if ask - bid < inc * 0.999999:
@@ -192,21 +183,18 @@ def float_spread_bps(close: float, half_spread: float, inc: float) -> float:
 
 class SimQuoteBoard(QuoteBoard):
     """Quotes built on first access: a backtest screens every symbol's spread each cycle but
-    needs a full Decimal quote only for the few it trades or holds. Valid for the cycle it
-    was fetched in."""
+    needs a full Decimal quote only for the few it trades or holds. It reads the books live,
+    so one board serves every cycle."""
 
-    __slots__ = ("_books", "_half", "_half_f", "_tf")
+    __slots__ = ("_books",)
 
-    def __init__(self, books: dict[str, SymbolBook], half_spread: Decimal, tf_ms: int) -> None:
+    def __init__(self, books: dict[str, SymbolBook]) -> None:
         super().__init__({})
         self._books = books
-        self._half = half_spread
-        self._half_f = float(half_spread)
-        self._tf = tf_ms
 
     def __getitem__(self, symbol: str) -> Quote:
         book = self._books.get(symbol)
-        q = None if book is None else book.quote(self._half, self._tf)
+        q = None if book is None else book.quote()
         if q is None:
             raise KeyError(symbol)
         return q
@@ -221,18 +209,31 @@ class SimQuoteBoard(QuoteBoard):
         b = self._books.get(symbol) if isinstance(symbol, str) else None
         return b is not None and (bool(b.history) or b.pushed is not None)
 
+    # Marks and the universe ask these for every symbol, every cycle: a close already in the
+    # book's memo is answered here without another call (with no pushed quote the candle's is
+    # the newest), anything else by the book.
+
     def last(self, symbol: str) -> Decimal | None:
         book = self._books.get(symbol)
-        return None if book is None else book.last(self._half, self._tf)
+        if book is None:
+            return None
+        history = book.history
+        if history and book.pushed is None:
+            last = book.lasts.get(history[-1][4])
+            if last is not None:
+                return last
+        return book.last()
 
     def spread_bps(self, symbol: str) -> float | None:
         book = self._books.get(symbol)
         if book is None:
             return None
-        hist = book.history
-        if book.pushed is None and hist and book.spread_ts == hist[-1][0]:
-            return book.spread_f  # candle-derived: SimExchange.on_candle computed it
-        return book.spread_bps(self._half_f, self._tf)  # pushed quotes, restored state
+        history = book.history
+        if history and book.pushed is None:
+            spread = book.spreads.get(history[-1][4])
+            if spread is not None:
+                return spread
+        return book.spread_bps()
 
 
 def row_to_candle(row: CandleRow) -> Candle:
@@ -243,55 +244,102 @@ def row_to_candle(row: CandleRow) -> Candle:
 
 
 class SymbolBook:
-    """Everything the sim keeps for one symbol. Mutable, owned by one SimExchange."""
+    """Everything the sim keeps for one symbol. Mutable, owned by one SimExchange.
+
+    `on_candle` appends each closed candle to `history`; the quote, its last price and its
+    float spread are derived from `history[-1]` when asked for. They depend on the close
+    alone (and this market's constants), so they are cached by the close's value: the last
+    price and the spread in a memo of recent closes (prices revisit the same levels: about
+    three candles in four find theirs there), the quote for the last close. A restored history
+    needs no invalidation."""
 
     __slots__ = (
-        "cached",
+        "_hi_f",
+        "_hi_k",
+        "_lo_f",
+        "_lo_k",
+        "_quote",
+        "_quote_close",
+        "_tf",
+        "grid",
         "history",
-        "last_mark",
         "last_ts",
+        "lasts",
         "market",
         "orders",
-        "price_inc_f",
         "pushed",
-        "spread_f",
-        "spread_ts",
+        "spreads",
     )
 
-    def __init__(self, market: Market, history_size: int) -> None:
+    def __init__(
+        self, market: Market, history_size: int, *, half_spread: Decimal, timeframe_ms: int
+    ) -> None:
         self.market = market
-        self.price_inc_f = float(market.price_increment)
-        self.spread_ts = NEVER
-        self.spread_f = 0.0
+        self.grid = PriceGrid(market.price_increment)  # increments never change, statuses do
+        self._tf = timeframe_ms  # a candle's quote is stamped at its close: open time + this
+        self._lo_k, self._hi_k = 1 - half_spread, 1 + half_spread
+        half_f = float(half_spread)
+        self._lo_f, self._hi_f = 1.0 - half_f, 1.0 + half_f
         self.history: deque[CandleRow] = deque(maxlen=history_size)
         self.last_ts = NEVER
         self.pushed: Quote | None = None  # from set_quote (PAPER mode)
-        self.cached: Quote | None = None  # built from history[-1] on demand
-        self.last_mark: tuple[int, Decimal] | None = None  # (quote ts, its last price)
         self.orders: list[SimOrder] = []  # live orders, oldest first
+        self.spreads: dict[float, float] = {}  # close -> float_spread_bps
+        self.lasts: dict[float, Decimal] = {}  # close -> candle_last
+        self._quote_close = math.nan  # equal to no close
+        self._quote: Quote | None = None
 
-    def spread_bps(self, half_spread: float, tf_ms: int) -> float | None:
-        """The spread of `quote()` in float, without building it (universe screening)."""
+    def _candle(self) -> CandleRow | None:
+        """The last candle, when the quote derived from it is newer than any pushed quote."""
         history = self.history
-        if history:
-            row = history[-1]
-            pushed = self.pushed
-            if pushed is None or pushed.ts < row[0] + tf_ms:
-                if self.spread_ts != row[0]:
-                    self.spread_ts = row[0]
-                    self.spread_f = float_spread_bps(row[4], half_spread, self.price_inc_f)
-                return self.spread_f
-        return None if self.pushed is None else float(self.pushed.spread_bps)
+        if not history:
+            return None
+        row = history[-1]
+        pushed = self.pushed
+        return row if pushed is None or pushed.ts < row[0] + self._tf else None
+
+    def spread_bps(self) -> float | None:
+        """The spread of `quote()` in float, without building it (universe screening)."""
+        row = self._candle()
+        if row is None:
+            return None if self.pushed is None else float(self.pushed.spread_bps)
+        close = row[4]
+        spread = self.spreads.get(close)
+        if spread is None:
+            spread = float_spread_bps(close, self._lo_f, self._hi_f, self.grid.inc_f)
+            _remember(self.spreads, close, spread)
+        return spread
+
+    def last(self) -> Decimal | None:
+        """`quote().last`, without building a Quote for a candle-derived price."""
+        row = self._candle()
+        if row is None:
+            return None if self.pushed is None else self.pushed.last
+        close = row[4]
+        last = self.lasts.get(close)
+        if last is None:
+            last = candle_last(self.grid, to_dec(float(close)))
+            _remember(self.lasts, close, last)
+        return last
+
+    def quote(self) -> Quote | None:
+        """The newest of the pushed quote and the one derived from the last candle."""
+        row = self._candle()
+        if row is None:
+            return self.pushed
+        ts, close = row[0] + self._tf, row[4]
+        q = self._quote
+        if q is None or q.ts != ts or close != self._quote_close:
+            q = candle_quote(self.market.symbol, self.grid, close, self._lo_k, self._hi_k, ts)
+            self._quote, self._quote_close = q, close
+        return q
 
     def restore(self, state: Any, orders: list[SimOrder]) -> None:
         """Take a snapshot's view of this symbol (sim_state.SymbolState, or None for none)."""
         self.orders = orders
         self.history.clear()
         self.pushed = None
-        self.cached = None
-        self.last_mark = None
         self.last_ts = NEVER
-        self.spread_ts = NEVER
         if state is not None:
             self.market = replace(self.market, status=state.status)
             self.history.extend(state.history)
@@ -299,36 +347,14 @@ class SymbolBook:
             if self.history:
                 self.last_ts = self.history[-1][0]
 
-    def last(self, half_spread: Decimal, tf_ms: int) -> Decimal | None:
-        """`quote().last`, without building a Quote for a candle-derived price."""
-        history = self.history
-        pushed = self.pushed
-        if not history:
-            return None if pushed is None else pushed.last
-        row = history[-1]
-        ts = row[0] + tf_ms
-        if pushed is not None and pushed.ts >= ts:
-            return pushed.last
-        cached = self.cached
-        if cached is not None and cached.ts == ts:
-            return cached.last
-        mark = self.last_mark
-        if mark is None or mark[0] != ts:
-            mark = self.last_mark = (ts, candle_last(self.market, row))
-        return mark[1]
 
-    def quote(self, half_spread: Decimal, tf_ms: int) -> Quote | None:
-        """The newest of the pushed quote and the one derived from the last candle."""
-        derived: Quote | None = None
-        if self.history:
-            row = self.history[-1]
-            derived = self.cached
-            if derived is None or derived.ts != row[0] + tf_ms:
-                derived = self.cached = candle_quote(self.market, row, half_spread, tf_ms)
-        pushed = self.pushed
-        if pushed is not None and (derived is None or pushed.ts >= derived.ts):
-            return pushed
-        return derived
+MEMO_SIZE = 4096  # closes remembered per symbol and value: about 0.5 MB each when full
+
+
+def _remember(memo: dict[float, Any], close: float, value: Any) -> None:
+    if len(memo) >= MEMO_SIZE:
+        memo.clear()  # prices drift: the next closes are near the current one, not the old
+    memo[close] = value
 
 
 @dataclass(slots=True)

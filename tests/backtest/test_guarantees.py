@@ -89,21 +89,19 @@ def test_same_inputs_and_seed_give_the_same_decisions_and_report(data_dir: Path)
 def test_compiled_pieces_and_their_python_references_give_the_same_run(
     data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The whole backtest with the three compiled pieces (candle step, replay loop, the sim's
-    candle bookkeeping) against the same run on the Python code they mirror: a user without a
-    C compiler must get the very same decisions and report, only slower."""
-    import infra.exchange.sim as sim_module
+    """The whole backtest with the compiled pieces (candle step, replay loop) against the same
+    run on the Python code they mirror: a user without a C compiler must get the very same
+    decisions and report, only slower."""
     import infra.feeds as feeds_module
     from core import candlestep
 
-    if not (candlestep.AVAILABLE and feeds_module.COMPILED and sim_module._simcandle):
+    if not (candlestep.AVAILABLE and feeds_module.COMPILED):
         pytest.skip("the compiled pieces were not all built (no C compiler)")
     cfg = config()
     inputs = prepare_replay(cfg, data_dir, warmup_candles=cfg.loop.warmup_candles)
     compiled, rec_compiled = run(cfg, inputs)
     monkeypatch.setattr(candlestep, "_candlestep", None)
     monkeypatch.setattr(feeds_module, "COMPILED", False)
-    monkeypatch.setattr(sim_module, "_simcandle", None)
     python, rec_python = run(cfg, inputs)
     assert compiled.fills, "the scenario must trade for this test to mean anything"
     assert strip(rec_compiled) == strip(rec_python)

@@ -20,7 +20,6 @@ from core.breakers import (
     loss_conditions,
     roll_marks,
     spec_of,
-    steady,
     trading_state,
 )
 from core.config import BreakersConfig, BreakerSpec, RiskConfig
@@ -378,7 +377,7 @@ def test_breaker_action_must_be_reducing_or_halted() -> None:
         BreakerSpec(action="ACTIVE")
 
 
-# --------------------------------------------------------------------------- steady (fast path)
+# --------------------------------------------------------------------------- lazy reasons
 
 _state = st.one_of(
     st.none(),
@@ -410,9 +409,11 @@ def test_order_is_the_order_conditions_are_listed_in() -> None:
     actives=st.lists(st.booleans(), min_size=len(ORDER), max_size=len(ORDER)),
     disabled=st.sets(st.sampled_from(ORDER[:5])),
 )
-def test_steady_is_exactly_when_latch_changes_nothing(
+def test_reasons_looked_up_on_a_trip_only_give_the_same_latch(
     states: list[BreakerState | None], actives: list[bool], disabled: set[str]
 ) -> None:
+    """evaluate hands the latch its reasons as a lookup, so a cycle where breakers simply
+    stay tripped formats none: the outcome is the latch's with the reasons given up front."""
     cfg = BreakersConfig(**{name: BreakerSpec(enabled=False) for name in disabled})
     current = {
         name: BreakerState(name, s.tripped, s.tripped_ms, s.clear_since_ms, s.reason)
@@ -420,8 +421,19 @@ def test_steady_is_exactly_when_latch_changes_nothing(
         if s is not None
     }
     conditions = [
-        Condition(name, a, "why" if a else "") for name, a in zip(ORDER, actives, strict=True)
+        Condition(name, a, f"why {name}" if a else "")
+        for name, a in zip(ORDER, actives, strict=True)
     ]
+    calls: list[int] = []
+
+    def reasons() -> dict[str, str]:
+        calls.append(1)
+        return {c.name: c.reason for c in conditions}
+
     out, events = latch(current, conditions, cfg, NOW)
-    unchanged = out is current and not events
-    assert steady(current, cfg, actives, NOW) == unchanged
+    bare = [Condition(c.name, c.active) for c in conditions]
+    lazy_out, lazy_events = latch(current, bare, cfg, NOW, reasons=reasons)
+    assert lazy_events == events
+    assert dict(lazy_out) == dict(out)
+    assert (lazy_out is current) == (out is current) == (not events and dict(out) == current)
+    assert len(calls) == (1 if any(e.event == "trip" for e in events) else 0)

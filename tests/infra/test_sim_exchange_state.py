@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import json
 import random
-from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -226,15 +225,24 @@ async def test_newest_of_pushed_and_candle_quote_wins() -> None:
     inc=st.sampled_from(["0.01", "1", "0.00000001", "0.0001", "0.05", "2.5", "10", "0.0025"]),
     spread_bps=st.sampled_from(["0", "2", "10", "500"]),
 )
-def test_candle_last_is_the_quote_last(close: float, inc: str, spread_bps: str) -> None:
-    """Marks use the cheap `candle_last`; it must equal the full quote's last everywhere,
-    tiny prices (the bid raised to one increment) and non-power-of-ten grids included."""
-    from infra.exchange.sim_book import candle_last, candle_quote
+def test_candle_last_is_the_close_on_the_grid_inside_the_spread(
+    close: float, inc: str, spread_bps: str
+) -> None:
+    """A candle quote's last is `candle_last` (marks ask for it alone, every cycle): the close
+    rounded half-even to the grid and clamped to [bid, ask]. The clamp binds only where the
+    close rounds to zero and the bid is raised to one increment, so candle_last needs no bid
+    or ask; this checks that everywhere, tiny prices and non-power-of-ten grids included."""
+    from decimal import ROUND_HALF_EVEN
 
-    m = replace(market(), price_increment=D(inc))
-    row = (0, close, close, close, close, 1.0)
+    from infra.exchange.sim_book import PriceGrid, candle_last, candle_quote
+
+    grid = PriceGrid(D(inc))
     half = D(spread_bps) / 10_000 / 2
-    assert candle_last(m, row) == candle_quote(m, row, half, TF).last
+    q = candle_quote(SYM, grid, close, 1 - half, 1 + half, TF)
+    on_grid = (D(repr(close)) / grid.inc).to_integral_value(ROUND_HALF_EVEN) * grid.inc
+    assert q.last == min(max(on_grid, q.bid), q.ask)
+    assert q.last == candle_last(grid, D(repr(close)))
+    assert q.bid < q.ask and q.bid > 0
 
 
 async def test_board_last_follows_the_newest_quote() -> None:
