@@ -19,7 +19,6 @@ import numpy.typing as npt
 from backtest.candle_checks import Problem, TickProblem, check_rows, iso
 from backtest.candle_formats import (
     FORMATS,
-    DataError,
     FloatArray,
     Int64Array,
     RawCandles,
@@ -31,6 +30,7 @@ from backtest.candle_formats import (
 )
 from core.clock import timeframe_ms
 from core.config import OutlierGuard
+from core.errors import DataError
 from core.models import Candle
 
 __all__ = [

@@ -21,7 +21,6 @@ import numpy as np
 
 from backtest.candle_checks import alignment_offset_ms, iso
 from backtest.candle_formats import (
-    DataError,
     RawCandles,
     candle_filename,
     check_format,
@@ -31,6 +30,7 @@ from backtest.candle_formats import (
 )
 from backtest.data import CandleSeries, DataReport, load_candles, validate_raw
 from core.clock import DAY_MS, timeframe_ms
+from core.errors import DataError
 
 log = logging.getLogger(__name__)
 
