@@ -21,9 +21,10 @@ import numpy as np
 
 from core.candles import CandleSeries, RawCandles, check_symbol, iso
 from core.clock import DAY_MS, timeframe_ms
+from core.errors import DataError
 from infra.candle_checks import alignment_offset_ms
 from infra.candle_files import DataReport, load_candles, validate_raw
-from infra.candle_formats import DataError, candle_filename, check_format, rows_to_raw, write_raw
+from infra.candle_formats import candle_filename, check_format, rows_to_raw, write_raw
 
 log = logging.getLogger(__name__)
 

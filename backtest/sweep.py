@@ -24,7 +24,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 import optuna
 
@@ -61,7 +61,7 @@ class SweepSpec:
     strategy_dirs: tuple[str, ...] = ()
 
     @property
-    def direction(self) -> str:
+    def direction(self) -> Literal["minimize", "maximize"]:
         return METRICS[self.metric]
 
     def to_json(self) -> dict[str, Any]:
@@ -141,7 +141,7 @@ def make_sampler(spec: SweepSpec, number: int) -> Any:
     return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
 
 
-class _Grid(optuna.samplers.GridSampler):  # type: ignore[misc]
+class _Grid(optuna.samplers.GridSampler):
     """GridSampler without its stop at the end of the grid: that calls study.stop(), which only
     works inside study.optimize. The sweep caps --trials at the grid size itself."""
 

@@ -91,7 +91,8 @@ class RayPool:
             what = f"--ray-address {address}: cannot join Ray" if address else "cannot start Ray"
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
             raise ConfigError(f"{what} ({first}); --workers 1 runs without Ray") from None
-        self.workers = workers if address is None else int(ray.cluster_resources().get("CPU", 1))
+        cpus = ray.cluster_resources().get("CPU", 1)  # type: ignore[no-untyped-call]  # untyped in ray
+        self.workers = workers if address is None else int(cpus)
         self._task = ray.remote(num_cpus=1, max_retries=0)(evaluate)
         self._refs: dict[str, Any] = {}
 

@@ -146,7 +146,8 @@ def _parse_param(path: str, spec: Any, strategies: Sequence[str], label: str) ->
     if len(kinds) != 1 or unknown:
         raise ConfigError(f"{where}: give exactly one of int, float or choices (plus step, log)")
     kind = kinds[0]
-    check = TypeAdapter(Annotated[field.annotation, field])
+    # Annotated built at run time from the field: a value, not a type mypy can follow.
+    check: TypeAdapter[Any] = TypeAdapter(Annotated[field.annotation, field])  # type: ignore[arg-type]
     if kind == "choices":
         choices = spec["choices"]
         if not isinstance(choices, list) or not choices or set(spec) != {"choices"}:
@@ -261,4 +262,4 @@ def params_yaml(strategies: Sequence[str], params: Mapping[str, Any]) -> str:
     with each swept strategy enabled."""
     tree: dict[str, Any] = {"strategies": {name: {"enabled": True} for name in strategies}}
     tree = apply_params(tree, params)
-    return yaml.safe_dump(tree, sort_keys=True, default_flow_style=False)
+    return str(yaml.safe_dump(tree, sort_keys=True, default_flow_style=False))

@@ -244,8 +244,8 @@ def spikes(
         c, v = float(close[i]), float(volume[i])
         if not is_outlier(c, v, med, avg, guard):
             continue
-        band = d * med
-        if abs(c - float(close[i - 1])) <= band or abs(float(close[i + 1]) - c) <= band:
+        jump = d * med
+        if abs(c - float(close[i - 1])) <= jump or abs(float(close[i + 1]) - c) <= jump:
             continue  # no jump out and straight back: a move, not a print
         out.append((int(ts[i]), f"close {c:g} vs median {med:g}, volume {v:g} (avg {avg:g})"))
     return tuple(out)

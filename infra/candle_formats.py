@@ -226,7 +226,7 @@ def _arrow_ts_ms(col: pa.ChunkedArray, source: str) -> Int64Array:
         # Arrow stores UTC epoch values whatever the tz label says; naive ones are taken as UTC.
         # to_numpy keeps the unit (datetime64[unit]); its int64 view is the stored value.
         mul, div = _UNIT_MS[t.unit]
-        raw = col.to_numpy().astype(f"datetime64[{t.unit}]", copy=False).view(np.int64)
+        raw: Int64Array = col.to_numpy().astype(f"datetime64[{t.unit}]", copy=False).view(np.int64)
         if div > 1:
             ms, rest = np.divmod(raw, div)
             if rest.any():

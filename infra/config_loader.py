@@ -218,7 +218,7 @@ def load_config(
     )
 
 
-class _Loader(yaml.SafeLoader):
+class _Loader(yaml.SafeLoader):  # type: ignore[misc]  # PyYAML ships no type hints
     """SafeLoader that refuses duplicate keys (plain PyYAML silently keeps the last one) and
     aliases: `*name` repeats a node, and nested aliases grow exponentially (a 430-byte
     "billion laughs" file would keep validation busy for minutes). Config files spell values

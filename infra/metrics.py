@@ -14,6 +14,7 @@ children are cached so the hot path does not rebuild label tuples.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 from collections.abc import Mapping
@@ -432,7 +433,7 @@ class Metrics:
         states = ("starting", "connecting", "streaming", "rest_fallback", "refused", "stopped")
         up = Gauge("vigil_stream_state", "1 for the streams' current state.", ["state"], registry=r)
         for st in states:
-            up.labels(st).set_function(lambda st=st: float(stats.state == st))
+            up.labels(st).set_function(functools.partial(_is_state, stats, st))
         for name, doc, fn in (
             ("vigil_stream_lag_seconds", "Receive time minus the venue's event time, last "
              "message.", lambda: stats.lag_ms / 1000.0),
@@ -525,3 +526,7 @@ class Metrics:
                 c = children[sym] = self.symbol_age.labels(clean_label(sym))
             f = features.get(sym)
             c.set(math.inf if f is None else (now - f.ts - timeframe_ms) / 1000.0)
+
+
+def _is_state(stats: Any, state: str) -> float:
+    return float(stats.state == state)

@@ -24,8 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from core.errors import ConfigError
-from infra.audit_format import open_day
-from infra.audit_verify import log_files, record_hash
+from infra.audit_format import log_files, open_day, record_hash
 from infra.secrets import ENV_API_KEY_ISSUED
 from infra.settings import VigilConfig
 

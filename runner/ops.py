@@ -176,7 +176,8 @@ def cmd_status(loaded: LoadedConfig, as_json: bool, replay: bool = False) -> int
                 f"{loaded.config_dir}; the daemon runs {facts.get('config_hash')} (its "
                 "environment differs, or the files changed since it started)"
             )
-        _print_status(facts, as_json, f"vigil {_who(replay)} running, pid {found.pid}:")
+        pid = found.pid if found is not None else "?"
+        _print_status(facts, as_json, f"vigil {_who(replay)} running, pid {pid}:")
         return exit_codes.OK
     disk = _disk_facts(paths)
     if found is not None:

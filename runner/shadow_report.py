@@ -22,7 +22,8 @@ from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from infra.audit_verify import format_ts, iter_records
+from infra.audit_format import format_ts
+from infra.audit_verify import iter_records
 from runner import exit_codes
 
 KIND = "shadow_order"

@@ -41,7 +41,7 @@ import re
 import socket
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
-from typing import ParamSpec, TypeVar
+from typing import Literal, ParamSpec, TypeVar
 
 import aiohttp
 import ccxt
@@ -233,7 +233,7 @@ class _Translating:
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
-    ) -> bool:
+    ) -> Literal[False]:  # never swallows: an error leaves translated or as it came
         if exc is None or not is_translatable(exc):
             return False
         err = self.convert(exc)

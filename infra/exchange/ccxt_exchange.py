@@ -9,6 +9,7 @@ looked up by its client order id before anything is re-sent (retry.submit_idempo
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -225,7 +226,7 @@ class CcxtExchange:
         else:
             raw = {}
             for s in wanted:
-                raw[s] = await self._call("ticker", lambda s=s: self._ex.fetch_ticker(s))
+                raw[s] = await self._call("ticker", functools.partial(self._ex.fetch_ticker, s))
         out: dict[str, Quote] = {}
         for sym in wanted:
             t = raw.get(sym)
@@ -364,7 +365,7 @@ class CcxtExchange:
             if not self._ex.has.get(cap):
                 continue
             rows = await self._call(
-                "open_orders", lambda m=method: getattr(self._ex, m)(symbol), retry=retry
+                "open_orders", functools.partial(getattr(self._ex, method), symbol), retry=retry
             )
             for raw in rows:
                 if raw.get("clientOrderId") == client_order_id:
@@ -393,7 +394,7 @@ class CcxtExchange:
         fills: list[Fill] = []
         for sym in symbols:
             rows = await self._call(
-                "my_trades", lambda s=sym: self._ex.fetch_my_trades(s, since_ms)
+                "my_trades", functools.partial(self._ex.fetch_my_trades, sym, since_ms)
             )
             for raw in rows:
                 try:
