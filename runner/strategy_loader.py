@@ -25,6 +25,7 @@ from types import ModuleType, TracebackType
 from pydantic import BaseModel
 
 from core.errors import ConfigError
+from core.ports import StrategyCatalog
 from infra.purity import check_file
 from strategy import registry
 from strategy.base import BaseStrategy
@@ -301,4 +302,4 @@ class RegistryCatalog:
         return src.file if src is not None else None
 
 
-STRATEGIES = RegistryCatalog()
+STRATEGIES: StrategyCatalog = RegistryCatalog()
