@@ -33,7 +33,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -q -p no:cacheprovider tests/test_layers.py
+	$(BIN)/python tools/check_layers.py
 	$(BIN)/python tools/export_schema.py --check
 	$(BIN)/python tools/gen_cli_docs.py --check
 

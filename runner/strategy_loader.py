@@ -26,6 +26,7 @@ from pydantic import BaseModel
 
 from core.errors import ConfigError
 from core.indicators import Indicator
+from core.ports import StrategyCatalog
 from infra.purity import check_file
 from strategy import registry
 from strategy.base import BaseStrategy
@@ -305,4 +306,4 @@ class RegistryCatalog:
         return src.file if src is not None else None
 
 
-STRATEGIES = RegistryCatalog()
+STRATEGIES: StrategyCatalog = RegistryCatalog()
