@@ -22,7 +22,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from backtest.data import load_candles  # noqa: E402
+from infra.candle_files import load_candles  # noqa: E402
 
 from core.features import FeatureBank  # noqa: E402
 from tools.bench_backtest import DATA, PAIRS  # noqa: E402

@@ -84,7 +84,7 @@ def test_every_kind_is_fused() -> None:
 
 
 def test_the_fused_step_matches_on_real_candles() -> None:
-    from backtest.data import load_candles
+    from infra.candle_files import load_candles
 
     if not DATA.is_dir():
         pytest.skip(f"real candles not found at {DATA} (see /work/shared/data/README)")
