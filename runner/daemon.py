@@ -16,10 +16,9 @@ import shutil
 import signal
 import sqlite3
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from core.errors import ConfigError
 from infra.clock import LiveClock, ReplayClock
@@ -121,14 +120,14 @@ def _live_infra(cfg: VigilConfig, db: StateStore) -> Infra:
 
     clock = LiveClock()
 
-    def connect(record: Callable[..., Any], metrics: Metrics) -> Venue:
+    def connect(record: Callable[..., object], metrics: Metrics) -> Venue:
         symbols = FeedSymbols(cfg)
         parts = build_live(
             cfg, load_secrets(os.environ), clock, db, symbols, record=record, observer=metrics
         )
         metrics.rate_limits.watch(parts.data.limiter_state)
 
-        def attach(engine: Engine) -> Callable[[], Any]:
+        def attach(engine: Engine) -> Callable[[], Awaitable[None]]:
             return start_streams(parts, engine, clock, metrics).stop
 
         return Venue(
@@ -200,7 +199,7 @@ def _replay_infra(
             log.warning("data: %s", rep.summary())
     clock = ReplayClock(inputs.start_ms, opts.speed)
 
-    def connect(record: Callable[..., Any], metrics: Metrics) -> Venue:
+    def connect(record: Callable[..., object], metrics: Metrics) -> Venue:
         venue = replay_venue(inputs, sim_cfg, clock, cfg.mode)
         return Venue(
             exchange=venue.exchange,

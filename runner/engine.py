@@ -187,6 +187,7 @@ class Engine:
         """What the kill-switch watcher gets: the gate, and the engine's kill and resume."""
         return KillControl(
             gate=self._gate,
+            in_flight=self.executor.in_flight,
             blocked=self.executor.blocked,
             engage=self.engage_kill,
             cancel_open=lambda now_ms: self.cancel_all(now_ms, reason="KILL_SWITCH"),

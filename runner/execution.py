@@ -125,6 +125,9 @@ class Executor:
         self._idle = asyncio.Event()
         self._idle.set()
 
+    def in_flight(self) -> int:
+        return self._sending
+
     async def blocked(self) -> None:
         """Called after the gate closed: returns once no order can still reach the exchange,
         i.e. every send that passed the gate before it closed has returned (the gate check and

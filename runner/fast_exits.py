@@ -21,7 +21,7 @@ from typing import Any
 
 from core.exits import evaluate_exit
 from core.models import Quote
-from runner.engine import Engine
+from runner.engine import Engine, EngineStatus
 
 log = logging.getLogger("vigil.fast_exits")
 
@@ -47,7 +47,7 @@ class FastExits:
     def on_price(self, symbol: str, quote: Quote) -> None:
         eng = self._engine
         pos = eng.portfolio.positions.get(symbol)
-        if pos is None or not eng.health.started:
+        if pos is None or eng.status is not EngineStatus.STARTED:  # not yet, or stopping
             if pos is None and symbol in self._high:
                 del self._high[symbol]
             return

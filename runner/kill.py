@@ -45,6 +45,7 @@ class KillControl:
     """What the watcher may do to the engine, and nothing more."""
 
     gate: OrderGate
+    in_flight: Callable[[], int]  # sends that passed the gate and have not returned
     blocked: Callable[[], Awaitable[None]]  # returns once no order can still go out
     engage: Callable[[str, int, str], Awaitable[int]]  # (reason, now_ms, source) -> canceled
     cancel_open: Callable[[int], Awaitable[int]]  # (now_ms) -> canceled
@@ -96,12 +97,17 @@ class KillWatcher:
             t0 = self._appeared(now_mono)
             gate.close(self.read_reason())  # the executor refuses new orders from here
             blocked_at = asyncio.get_running_loop().create_future()
-            ack = asyncio.create_task(self._time_block(blocked_at))
+            if ctl.in_flight():  # acknowledged once those sends return
+                ack = asyncio.create_task(self._time_block(blocked_at))
+            else:  # nothing past the gate: blocked now
+                blocked_at.set_result(time.monotonic())
+                ack = None
             # No lock with the cycle: cancels must not wait for a cycle that is mid-flight.
             n = await ctl.engage(gate.reason, self._clock.now_ms(), "file")
-            await ack
-            # An order that was in flight when the gate closed rests now: cancel it too.
-            n += await ctl.cancel_open(self._clock.now_ms())
+            if ack is not None:
+                await ack
+                # An order that was in flight when the gate closed rests now: cancel it too.
+                n += await ctl.cancel_open(self._clock.now_ms())
             canceled = time.monotonic() - t0
             log.warning("KILL SWITCH engaged: %d open order(s) canceled", n)
             if self._on_latency is not None:

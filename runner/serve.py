@@ -14,7 +14,6 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
 
 from core.clock import Clock
 from core.ports import CandleFeed, CandleSink, Exchange
@@ -65,7 +64,7 @@ class Venue:
     on_account: AccountListener | None = None  # told markets and positions (a live feed)
     fetch_time: Callable[[], Awaitable[int]] | None = None  # the venue's clock, for drift
     check_clock: bool = True
-    record: Mapping[str, Any] = field(default_factory=dict)  # extra config_loaded fields
+    record: Mapping[str, object] = field(default_factory=dict)  # extra config_loaded fields
     # Started with the engine (the live streams); returns what stops it.
     attach: Callable[[Engine], Callable[[], Awaitable[None]]] = lambda engine: _nothing
 
@@ -77,7 +76,8 @@ class Infra:
 
     clock: Clock
     label: str
-    connect: Callable[[Callable[..., Any], Metrics], Venue]
+    # (the audit log's append, for shadow records; the metrics) -> the venue
+    connect: Callable[[Callable[..., object], Metrics], Venue]
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from typing import Any
 
 from core.clock import Clock
 from infra.audit import AuditLog
@@ -23,7 +22,7 @@ async def shutdown(engine: Engine, clock: Clock, cfg: VigilConfig, audit: AuditL
         now, cancel_open=cfg.loop.cancel_on_shutdown, timeout_s=CANCEL_TIMEOUT_S
     )
     last = engine.last_decision
-    record: dict[str, Any] = {
+    record: dict[str, object] = {
         "ts": now,
         "canceled": canceled,
         "open_orders": len(engine.book.live()),

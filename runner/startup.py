@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from core.clock import Clock
 from core.errors import ConfigError, ExchangeError, ExchangeUnavailable
@@ -27,6 +27,9 @@ from runner import __version__
 from runner.app import check_markets
 from runner.checks import key_issued_ms
 from runner.engine import Engine
+
+if TYPE_CHECKING:
+    from infra.http import HttpServer
 
 log = logging.getLogger("vigil.daemon")
 AUDIT_CHECKPOINT_MS = 5 * 60_000
@@ -93,7 +96,7 @@ def open_audit(
     ).open()
 
 
-def config_record(loaded: LoadedConfig, paths: ResolvedPaths, **extra: Any) -> dict[str, Any]:
+def config_record(loaded: LoadedConfig, paths: ResolvedPaths, **extra: object) -> dict[str, object]:
     text = banner(loaded)
     where = paths_line(loaded, paths)
     if not json_logging():  # in JSON mode the log lines below are the banner
@@ -187,9 +190,9 @@ async def start_http(
     paths: ResolvedPaths,
     metrics: Metrics,
     replay: bool,
-) -> Any:
+) -> HttpServer | None:
     """The HTTP server (/metrics /health /ready /status), or None when http.enabled is off."""
-    from infra.http import HttpServer, health_report, readiness
+    from infra.http import HttpServer, health_report, readiness  # aiohttp: only when serving
     from runner.ops_status import daemon_facts
 
     cfg = loaded.config
