@@ -22,9 +22,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from infra.candle_files import load_candles  # noqa: E402
-
 from core.features import FeatureBank  # noqa: E402
+from infra.candle_files import load_candles  # noqa: E402
 from tools.bench_backtest import DATA, PAIRS  # noqa: E402
 
 COMMON = ["ema:12", "ema:26", "hh:20", "med:20", "qvol:288", "roc:12", "rsi:14", "vavg:20"]
