@@ -64,6 +64,12 @@ class InvalidOrder(ExchangeError):
     """Rejected by the venue's rules (filters, size, price, post-only would cross)."""
 
 
+class PostOnlyWouldTake(InvalidOrder):
+    """A post-only order refused because the market moved through its price before it
+    arrived: nothing is wrong with the order, the symbol or the account, so it does not count
+    toward the rejections breaker or a symbol's ban (the next cycle prices it again)."""
+
+
 class OrderNotFound(ExchangeError):
     pass
 

@@ -20,6 +20,7 @@ from core.errors import (
     InsufficientFunds,
     InvalidOrder,
     OrderNotFound,
+    PostOnlyWouldTake,
     RateLimited,
     RequestTimeout,
 )
@@ -199,7 +200,8 @@ class Executor:
         o = replace(transition(local, OrderStatus.REJECTED, now_ms), reason=local.reason)
         self._book.put(o)
         self._persist(o)
-        self._on_rejection(now_ms, o.symbol)
+        if not isinstance(exc, PostOnlyWouldTake):  # the price moved; the venue is fine
+            self._on_rejection(now_ms, o.symbol)
         self._rec.ack(o, detail=f"{type(exc).__name__}: {exc}")
         self._on_order("rejected")
         log.warning("order %s rejected: %s", o.client_order_id, exc)

@@ -14,7 +14,8 @@
 | InsufficientFunds                                | InsufficientFunds                     |
 | DuplicateOrderId, Binance "Duplicate order sent" | DuplicateOrder                        |
 | OrderNotFound / OrderNotCached                   | OrderNotFound                         |
-| InvalidOrder (OrderImmediatelyFillable, ...)     | InvalidOrder                          |
+| OrderImmediatelyFillable (post-only would take)   | PostOnlyWouldTake (an InvalidOrder)   |
+| InvalidOrder (other)                             | InvalidOrder                          |
 | MarketClosed                                     | InvalidOrder (the venue refused it)   |
 | BadRequest saying "Filter failure" (Binance -1013)| InvalidOrder                          |
 | BadSymbol                                        | BadSymbol                             |
@@ -58,6 +59,7 @@ from core.errors import (
     IpBanned,
     OrderNotFound,
     PermissionDenied,
+    PostOnlyWouldTake,
     RateLimited,
     RequestTimeout,
 )
@@ -86,6 +88,7 @@ _TABLE: tuple[tuple[type[BaseException], type[ExchangeError]], ...] = (
     (ccxt.DuplicateOrderId, DuplicateOrder),
     (ccxt.OrderNotFound, OrderNotFound),
     (ccxt.OrderNotCached, OrderNotFound),
+    (ccxt.OrderImmediatelyFillable, PostOnlyWouldTake),
     (ccxt.InvalidOrder, InvalidOrder),
     (ccxt.MarketClosed, InvalidOrder),
     (ccxt.BadSymbol, BadSymbol),

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
-from core.errors import InsufficientFunds, InvalidOrder
+from core.errors import InsufficientFunds, InvalidOrder, PostOnlyWouldTake
 from core.models import ONE, ZERO, Market, MarketStatus, OrderIntent, OrderType, Quote, Side
 from infra.exchange.sim_book import on_grid
 
@@ -68,7 +68,7 @@ def admit(
         ref = price
         taker = quote is not None and (price >= quote.ask if buy else price <= quote.bid)
         if taker and quote is not None and intent.post_only:
-            raise InvalidOrder(
+            raise PostOnlyWouldTake(
                 f"{sym}: post-only {intent.side} at {price} would cross the quote "
                 f"(bid {quote.bid}, ask {quote.ask}); price it inside the spread"
             )

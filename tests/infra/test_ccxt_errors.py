@@ -46,7 +46,7 @@ SECRETS = (API_KEY, SIGNATURE, "recvWindow=5000", "symbol=BTCUSDT")
         (ccxt.AccountSuspended, E.AuthenticationFailed),
         (ccxt.InsufficientFunds, E.InsufficientFunds),
         (ccxt.InvalidOrder, E.InvalidOrder),
-        (ccxt.OrderImmediatelyFillable, E.InvalidOrder),
+        (ccxt.OrderImmediatelyFillable, E.PostOnlyWouldTake),
         (ccxt.OrderNotFillable, E.InvalidOrder),
         (ccxt.DuplicateOrderId, E.DuplicateOrder),
         (ccxt.OrderNotFound, E.OrderNotFound),
@@ -140,7 +140,11 @@ def test_binance_429_becomes_rate_limited_not_banned() -> None:
         (400, {"code": -2010, "msg": "Duplicate order sent."}, E.DuplicateOrder),
         (400, {"code": -1013, "msg": "Filter failure: NOTIONAL"}, E.InvalidOrder),
         (400, {"code": -1013, "msg": "Filter failure: LOT_SIZE"}, E.InvalidOrder),
-        (400, {"code": -2010, "msg": "Order would immediately match and take."}, E.InvalidOrder),
+        (
+            400,
+            {"code": -2010, "msg": "Order would immediately match and take."},
+            E.PostOnlyWouldTake,
+        ),
         (400, {"code": -2011, "msg": "Unknown order sent."}, E.OrderNotFound),
         (400, {"code": -2013, "msg": "Order does not exist."}, E.OrderNotFound),
         (

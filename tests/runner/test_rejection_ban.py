@@ -7,7 +7,7 @@ import asyncio
 from decimal import Decimal
 from typing import Any
 
-from core.errors import InvalidOrder
+from core.errors import InvalidOrder, PostOnlyWouldTake
 from core.models import OrderIntent, OrderType, Side
 from infra.settings import VigilConfig
 from runner.app import build_engine
@@ -87,3 +87,30 @@ def test_rejections_spread_over_symbols_ban_nobody() -> None:
     asyncio.run(go())
     assert dict(engine.state.bans) == {}
     assert len(engine.errors.rejections) == 3  # the breaker sees all three
+
+
+class MovedExchange:
+    """Every post-only order arrives after the price moved through it."""
+
+    name = "moved"
+
+    async def create_order(self, intent: OrderIntent) -> Any:
+        raise PostOnlyWouldTake(f"{intent.symbol}: Order would immediately match and take.")
+
+
+def test_post_only_refused_because_the_price_moved_counts_toward_nothing() -> None:
+    cfg = VigilConfig.model_validate({"breakers": {"rejection_count": 3}})
+    sink = MemorySink()
+    engine = build_engine(
+        config=cfg, exchange=MovedExchange(), feed=NoFeed(), store=MemoryStore(), sink=sink
+    )  # type: ignore[arg-type]
+
+    async def go() -> list[str]:
+        orders = [await engine.executor.submit(intent("SOL/USDT", n), T0 + n) for n in range(5)]
+        return [o.status.value for o in orders]
+
+    assert asyncio.run(go()) == ["REJECTED"] * 5  # audited as rejected, as it was
+    assert list(engine.errors.rejections) == []
+    assert engine.state.bans == {}
+    acks = [d for k, d in sink.records if k == "order_ack"]
+    assert len(acks) == 5 and all("PostOnlyWouldTake" in str(a) for a in acks)
