@@ -15,8 +15,9 @@ a loop, ...) is not an error: that indicator's `update` is called as it is, and 
 says which and why.
 
 `_candlestep` is the deriver FeatureBank uses; set to None, every bank calls each definition's
-`update` in turn instead (the reference: tests/golden and tests/backtest run both and compare
-the decisions). AVAILABLE is always true: the fused step needs no compiler.
+`update` in turn instead (the reference: the golden scenario runs both ways and compares the
+decisions). AVAILABLE is always true: the fused step needs no compiler. Reading the source is
+the interpreter reading its own loaded modules (linecache, as a traceback does), not data.
 """
 
 from __future__ import annotations

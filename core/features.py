@@ -75,7 +75,9 @@ def indicator_kinds(classes: Iterable[type[Indicator]] = BUILTIN) -> dict[str, t
         if not (isinstance(cls, type) and issubclass(cls, Indicator)):
             raise ValueError(f"{cls!r} is not an Indicator subclass")
         if not isinstance(kind, str) or not _KIND.fullmatch(kind):
-            raise ValueError(f"{cls.__qualname__}.kind = {kind!r}: expected lowercase letters")
+            raise ValueError(
+                f"{cls.__qualname__}.kind = {kind!r}: expected lowercase letters, digits, _"
+            )
         other = out.get(kind)
         if other is not None and other is not cls:
             raise ValueError(

@@ -207,11 +207,11 @@ class _RollingSum(Indicator):
     """A sum over the last N values, updated by adding the new one and subtracting the one
     that leaves, and re-summed exactly (math.fsum) every RESUM_EVERY candles."""
 
-    __slots__ = ("bars", "sum", "window")
+    __slots__ = ("sum", "until_resum", "window")
 
     def __init__(self, period: int) -> None:
         super().__init__(period)
-        self.bars = 0
+        self.until_resum = RESUM_EVERY  # candles left before the next exact re-sum
         self.window: deque[float] = deque(maxlen=period)
         self.sum = 0.0
 
@@ -231,8 +231,9 @@ class VolumeAverage(_RollingSum):
                 value = 0.0
             self.sum -= window[0]
         window.append(v)
-        self.bars += 1
-        if self.bars % RESUM_EVERY == 0:
+        self.until_resum -= 1
+        if not self.until_resum:
+            self.until_resum = RESUM_EVERY
             self.sum = math.fsum(window)
         else:
             self.sum += v
@@ -251,8 +252,9 @@ class QuoteVolume(_RollingSum):
         if len(window) == p:
             self.sum -= window[0]
         window.append(qv)
-        self.bars += 1
-        if self.bars % RESUM_EVERY == 0:
+        self.until_resum -= 1
+        if not self.until_resum:
+            self.until_resum = RESUM_EVERY
             self.sum = math.fsum(window)
         else:
             self.sum += qv
