@@ -172,8 +172,9 @@ def candle_quote(
 def float_spread_bps(close: float, lo_k: float, hi_k: float, inc: float) -> float:
     """What candle_quote's Decimal spread comes to, computed in float: the universe screens
     every symbol's spread every cycle, and needs no Decimal quote for that."""
-    bid = math.floor(close * lo_k / inc) * inc
-    ask = math.ceil(close * hi_k / inc) * inc
+    # `x // 1.0` is floor(x) and `-(-x // 1.0)` ceil(x), exactly, without a call each.
+    bid = close * lo_k / inc // 1.0 * inc
+    ask = -(-close * hi_k / inc // 1.0) * inc
     if bid <= 0:
         bid = inc
     if ask - bid < inc * 0.999999:
@@ -230,9 +231,9 @@ class SimQuoteBoard(QuoteBoard):
             return None
         history = book.history
         if history and book.pushed is None:
-            spread = book.spreads.get(history[-1][4])
-            if spread is not None:
-                return spread
+            close = history[-1][4]
+            spread = book.spreads.get(close)
+            return book.spread_of(close) if spread is None else spread
         return book.spread_bps()
 
 
@@ -303,11 +304,16 @@ class SymbolBook:
         row = self._candle()
         if row is None:
             return None if self.pushed is None else float(self.pushed.spread_bps)
-        close = row[4]
-        spread = self.spreads.get(close)
-        if spread is None:
-            spread = float_spread_bps(close, self._lo_f, self._hi_f, self.grid.inc_f)
-            _remember(self.spreads, close, spread)
+        spread = self.spreads.get(row[4])
+        return self.spread_of(row[4]) if spread is None else spread
+
+    def spread_of(self, close: float) -> float:
+        """float_spread_bps of a close not in the memo yet, remembered."""
+        spread = float_spread_bps(close, self._lo_f, self._hi_f, self.grid.inc_f)
+        spreads = self.spreads
+        if len(spreads) >= MEMO_SIZE:
+            spreads.clear()  # prices drift: the next closes are near the current one
+        spreads[close] = spread
         return spread
 
     def last(self) -> Decimal | None:

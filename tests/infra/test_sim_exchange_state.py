@@ -362,3 +362,25 @@ def test_every_port_method_completes_without_suspending() -> None:
     drive(ex.fetch_my_trades())
     drive(ex.fetch_fees())
     drive(ex.close())
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    closes=st.lists(st.sampled_from([100.0, 100.004, 100.01, 99.995, 100, 101.5]), max_size=30),
+    inc=st.sampled_from(["0.01", "0.05"]),
+    push_at=st.integers(0, 30),
+)
+def test_remembered_last_and_spread_are_what_the_quote_says(
+    closes: list[float], inc: str, push_at: int
+) -> None:
+    """The board's last and spread come from per-close memos: after any run of repeated,
+    alternating and int closes, and around a pushed quote, they are the current quote's."""
+    ex, clock = make(markets=[market(price_increment=D(inc))], synthetic_spread_bps=D(10))
+    board = drive(ex.fetch_quotes([SYM]))
+    for i, c in enumerate(closes):
+        if i == push_at:
+            ex.set_quote(Quote(symbol=SYM, bid=D(90), ask=D(91), last=D("90.5"), ts=(i + 1) * TF))
+        candle(ex, clock, i, c, max(c, 102.0), min(c, 99.0), c)
+        q = board[SYM]
+        assert board.last(SYM) == q.last
+        assert board.spread_bps(SYM) == pytest.approx(float(q.spread_bps), rel=1e-9)
