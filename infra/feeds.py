@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -10,11 +10,6 @@ import numpy as np
 from core.candles import CandleSeries
 from core.features import BadTick
 from core.ports import CandleSink
-
-# There is no compiled delivery loop (infra/_replay.c was a hand-kept twin of `poll` and is
-# gone): False tells tests/backtest/test_guarantees.py, which compares compiled pieces with
-# their Python references, that this module has none.
-COMPILED = False
 
 # Rows turned into Python lists at a time: indexing lists is several times cheaper than numpy
 # scalars in a loop, and converting in chunks keeps a 15-pair replay's memory small.
@@ -104,7 +99,7 @@ class ReplayFeed:
         # An engine sink hands out each symbol's candle step and listener: calling them
         # here directly saves a Python call per candle (a million in a year of 15 pairs).
         parts_of = getattr(sink, "parts", None)
-        bad = getattr(sink, "bad_tick", None)
+        bad: Callable[[BadTick], object] = getattr(sink, "bad_tick", _reraise)
         delivered = 0
         best: int | None = None
         for s in self.symbols:
@@ -148,3 +143,8 @@ class ReplayFeed:
             cur.pos = max(cur.pos, int(np.searchsorted(cur.series.ts, limit, side="left")))
             cur.load(cur.pos)
         self._next_valid = False
+
+
+def _reraise(exc: BadTick) -> None:
+    """What a sink without `bad_tick` does with a refused candle: its caller hears of it."""
+    raise exc

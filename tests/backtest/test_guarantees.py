@@ -86,28 +86,6 @@ def test_same_inputs_and_seed_give_the_same_decisions_and_report(data_dir: Path)
     assert [f["price"] for f in c.fills] != [f["price"] for f in a.fills]
 
 
-def test_compiled_pieces_and_their_python_references_give_the_same_run(
-    data_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The whole backtest with the compiled pieces (candle step, replay loop) against the same
-    run on the Python code they mirror: a user without a C compiler must get the very same
-    decisions and report, only slower."""
-    import infra.feeds as feeds_module
-    from core import candlestep
-
-    if not (candlestep.AVAILABLE and feeds_module.COMPILED):
-        pytest.skip("the compiled pieces were not all built (no C compiler)")
-    cfg = config()
-    inputs = prepare_replay(cfg, data_dir, warmup_candles=cfg.loop.warmup_candles)
-    compiled, rec_compiled = run(cfg, inputs)
-    monkeypatch.setattr(candlestep, "_candlestep", None)
-    monkeypatch.setattr(feeds_module, "COMPILED", False)
-    python, rec_python = run(cfg, inputs)
-    assert compiled.fills, "the scenario must trade for this test to mean anything"
-    assert strip(rec_compiled) == strip(rec_python)
-    assert report_json(compiled) == report_json(python)
-
-
 def test_no_lookahead_truncated_data_gives_the_same_decisions_up_to_the_cut(
     data_dir: Path,
 ) -> None:
