@@ -154,7 +154,7 @@ async def start_engine(
                 await start
             return False
         try:
-            start.result()
+            _user_code_fails_plainly(start)
             return True
         except ExchangeError as exc:
             engine.start_failed(clock.now_ms(), exc)
@@ -236,3 +236,22 @@ async def start_http(
     (paths.health_dir / "http_port").write_text(f"{port}\n")
     log.info("HTTP on http://%s:%d (/metrics /health /ready)", cfg.http.host, port)
     return server
+
+
+def _user_code_fails_plainly(start: asyncio.Task[None]) -> None:
+    """The start's outcome. A user strategy or indicator that raises while the history warms
+    up is a configuration the daemon cannot run: one line naming the user's file and line
+    (exit 2, which systemd does not restart), not our traceback."""
+    try:
+        start.result()
+    except ExchangeError:
+        raise
+    except Exception as exc:
+        from runner.strategy_loader import user_frame
+
+        where = user_frame(exc.__traceback__)
+        if where is None:
+            raise
+        raise ConfigError(
+            f"strategy error at start-up: {where}: {type(exc).__name__}: {exc}"
+        ) from None

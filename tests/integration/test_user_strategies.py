@@ -243,3 +243,55 @@ def test_a_strategy_that_raises_stops_the_backtest_with_one_line_naming_its_code
     assert res.stderr.strip().splitlines()[-1] == (
         f"strategy error: {mine / 'boom.py'}:8: ZeroDivisionError: division by zero"
     )
+
+
+def test_an_indicator_that_raises_in_warm_up_stops_the_daemon_with_one_line(
+    ws: Workspace, outside: Path, tmp_path: Path
+) -> None:
+    """A user indicator failing on the history is a configuration the daemon cannot run:
+    exit 2 (systemd does not restart it) naming the user's file and line."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "boom.py").write_text(
+        "from strategy.base import BaseStrategy, Indicator\n"
+        "from strategy.registry import register\n"
+        "\n"
+        "\n"
+        "class Boom(Indicator):\n"
+        '    kind = "boom"\n'
+        "\n"
+        "    def update(self, o, h, lo, c, v):\n"
+        "        return 1.0 / (c - c)\n"
+        "\n"
+        "\n"
+        '@register("boomy")\n'
+        "class Boomy(BaseStrategy):\n"
+        "    indicators = (Boom,)\n"
+        "\n"
+        "    @classmethod\n"
+        "    def required_features(cls, params):\n"
+        '        return frozenset({"boom:3"})\n'
+        "\n"
+        "    def propose(self, ctx):\n"
+        "        return []\n"
+    )
+    run = vigil(
+        ws,
+        outside,
+        "run",
+        "--replay",
+        str(ws.candles),
+        *FAST,
+        "--strategy",
+        "boomy",
+        "--strategy-path",
+        str(mine),
+        "--config",
+        str(ws.config),
+    )
+    assert run.returncode == exit_codes.CONFIG, run.stderr
+    assert "Traceback" not in run.stderr
+    assert run.stderr.strip().splitlines()[-1] == (
+        "error: strategy error at start-up: "
+        f"{mine / 'boom.py'}:9: ZeroDivisionError: float division by zero"
+    )
