@@ -506,6 +506,9 @@ def _feature_problems(name: str, strategies: StrategyCatalog, params: BaseModel)
     where = f"{file}: strategy {name!r}" if file else f"strategy {name!r}"
     try:
         kinds = indicator_kinds((*BUILTIN, *strategies.indicators(name)))
+    except Exception as exc:
+        return [f"{where}: indicators: {type(exc).__name__}: {exc}"]
+    try:
         keys = sorted(strategies.required_features(name, params))
         for key in keys:
             parse_key(key, kinds)
