@@ -29,7 +29,7 @@ from core.models import (
     TradeProposal,
     TradingState,
 )
-from core.portfolio import Portfolio, exposure, value
+from core.portfolio import Portfolio, market_exposure, value
 from core.risk import RiskInputs, assess
 
 
@@ -78,13 +78,8 @@ def plan_fast_exit(
     if prop is None:
         return FastExit(None)
     marks = {symbol: mark}
-    ex_all = exposure(
-        portfolio,
-        marks,
-        open_orders,
-        base_of=lambda s: markets[s].base if s in markets else s.split("/")[0],
-        theme_of=config.universe.theme_of,
-        price_of=lambda s: quotes[s].ask if s in quotes else None,
+    ex_all = market_exposure(
+        portfolio, marks, open_orders, markets, quotes, config.universe.theme_of
     )
     inputs = RiskInputs(
         now_ms=now_ms,

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from types import MappingProxyType
 
-from core.models import ZERO, Fill, Order, Position, Side
+from core.models import ZERO, Fill, Market, Order, Position, Quote, Side
 
 SHARE_QUANTUM = Decimal("1e-12")  # far below any venue's price or fee resolution
 
@@ -243,3 +243,23 @@ def exposure(
             pending += amt
             add(o.symbol, o.strategy, amt)
     return Exposure(total, by_asset, by_theme, by_strategy, pending)
+
+
+def market_exposure(
+    p: Portfolio,
+    marks: Mapping[str, Decimal],
+    open_orders: Iterable[Order],
+    markets: Mapping[str, Market],
+    quotes: Mapping[str, Quote],
+    theme_of: Callable[[str], str],
+) -> Exposure:
+    """Exposure as risk judges it, in the cycle and in a fast exit alike: each symbol's base
+    asset from its market (else the symbol's first part), pending market buys at the ask."""
+    return exposure(
+        p,
+        marks,
+        open_orders,
+        base_of=lambda s: markets[s].base if s in markets else s.split("/")[0],
+        theme_of=theme_of,
+        price_of=lambda s: quotes[s].ask if s in quotes else None,
+    )

@@ -41,7 +41,7 @@ from core.models import (
     UniverseResult,
 )
 from core.orders import is_stale
-from core.portfolio import Portfolio, exposure, value
+from core.portfolio import Portfolio, market_exposure, value
 from core.ports import Strategy
 from core.proposals import aggregate
 from core.reasons import CancelReason, NoTradeReason, TriggerReject, UniverseReason
@@ -379,13 +379,8 @@ def risk_stage(
 ) -> RiskView:
     if not proposals:
         return NO_RISK
-    ex_all = exposure(
-        portfolio,
-        gate.marks,
-        open_orders,
-        base_of=lambda s: markets[s].base if s in markets else s.split("/")[0],
-        theme_of=config.universe.theme_of,
-        price_of=lambda s: quotes[s].ask if s in quotes else None,
+    ex_all = market_exposure(
+        portfolio, gate.marks, open_orders, markets, quotes, config.universe.theme_of
     )
     inputs = RiskInputs(
         now_ms=now_ms,
