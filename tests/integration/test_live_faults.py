@@ -124,8 +124,8 @@ async def test_outage_is_no_trade_and_degraded_then_recovers(tmp_path: Path) -> 
         ws = make_workspace(tmp_path, fake.url, mode="LIVE", **FAULT_ENV)
         async with running(ws) as daemon:
             await wait_until(lambda: len(cycles(ws.records())) >= 3, 60, daemon, what="cycles")
-            status, _ = await daemon.health()
-            assert status == 200
+            status, body = await daemon.health()
+            assert status == 200, body  # which component is unhealthy, if one is
             # A cycle record is written just before the cycle sends its orders: start the
             # outage half a second later, between cycles.
             seen = len(cycles(ws.records()))
