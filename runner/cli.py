@@ -241,7 +241,7 @@ def build_parser(groups: Mapping[str, CommandGroup] | None = None) -> argparse.A
 # The order `vigil --help` lists command groups in after the ones above. strategies, state and
 # ops are runner's own; backtest, data and sweep come from the backtest package through the
 # `vigil.commands` entry points (runner/cli_plugins.py). Other installed groups follow by name.
-GROUP_ORDER = ("backtest", "strategies", "data", "state", "ops", "sweep")
+GROUP_ORDER = ("backtest", "strategies", "data", "state", "ops", "drill", "sweep")
 
 
 def _add_groups(sub: Any, groups: Mapping[str, CommandGroup]) -> None:

@@ -1,4 +1,4 @@
-"""The operator's incident commands: alert test, debug-bundle, flatten, drill."""
+"""The operator's incident commands: alert test, debug-bundle, flatten (drills: tools/drills)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 from infra.config_loader import LoadedConfig
 
-OPS_COMMANDS = frozenset({"alert", "debug-bundle", "flatten", "drill"})
+OPS_COMMANDS = frozenset({"alert", "debug-bundle", "flatten"})
 
 
 def add_ops_commands(
@@ -23,9 +23,6 @@ def add_ops_commands(
     from runner.cli_flatten import add_flatten_commands
 
     add_flatten_commands(sub, common, epilog)
-    from runner.cli_drill import add_drill_commands
-
-    add_drill_commands(sub, common, epilog)
 
 
 def dispatch_ops(args: argparse.Namespace, loaded: LoadedConfig) -> int:
@@ -37,10 +34,6 @@ def dispatch_ops(args: argparse.Namespace, loaded: LoadedConfig) -> int:
         from runner.cli_debug import cmd_debug_bundle
 
         return cmd_debug_bundle(loaded, args)
-    if args.cmd == "drill":
-        from runner.cli_drill import cmd_drill
-
-        return cmd_drill(args)
     if args.cmd == "flatten":
         from runner.cli_flatten import cmd_flatten
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from runner import exit_codes
+from runner.cli_plugins import CommandGroup
 
 DRILL_TIMEOUT_S = 240.0
 
@@ -40,8 +42,12 @@ def add_drill_commands(
 
 
 def cmd_drill(args: argparse.Namespace) -> int:
+    from infra.config_loader import load_config
+    from runner.strategy_loader import STRATEGIES
     from tools.drills.catalog import DRILLS
 
+    # The config the drills copy must load, as for every command (ConfigError: exit 2).
+    load_config(args.config, os.environ, [], strategies=STRATEGIES)
     if args.sub == "list":
         for d in DRILLS.values():
             print(f"{d.name:22} {'fast' if d.fast else 'slow':5} {d.what}")
@@ -86,3 +92,8 @@ def _run_one(name: str, config: Path) -> bool:
     shown = " ".join(f"{k}={v}" for k, v in measures.items())
     print(f"PASS {name} ({time.monotonic() - t0:.1f} s) {shown}", flush=True)
     return True
+
+
+# Plugged into `vigil` through the vigil.commands entry points (pyproject.toml): runner may not
+# import tools.
+COMMANDS = CommandGroup(add=add_drill_commands, dispatch=cmd_drill)
