@@ -28,7 +28,7 @@ import aiohttp
 from core.models import Order
 from tools.drills.harness import RESTING_ENV as RESTING_ENV
 from tools.drills.harness import TRADE_ENV as TRADE_ENV
-from tools.drills.harness import daemon_env
+from tools.drills.harness import DaemonFiles, daemon_env, read_records
 from tools.fake_exchange import FakeExchange
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -104,24 +104,6 @@ async def watched_fake(audit_dir: Path, **overrides: Any) -> AsyncIterator[Watch
 # --------------------------------------------------------------------------- audit and state
 
 
-def read_records(audit_dir: Path) -> list[dict[str, Any]]:
-    """Every complete audit record so far (a line being written is skipped)."""
-    out: list[dict[str, Any]] = []
-    for f in sorted(audit_dir.glob("audit-*.jsonl")):
-        try:
-            text = f.read_text()
-        except FileNotFoundError:
-            continue
-        for line in text.splitlines():
-            if not line:
-                continue
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                break
-    return out
-
-
 def intent_ids(audit_dir: Path) -> set[str]:
     return {
         r["data"]["client_order_id"] for r in read_records(audit_dir) if r["kind"] == "order_intent"
@@ -173,26 +155,8 @@ def fake_totals(state: Mapping[str, Any]) -> dict[str, Decimal]:
 
 
 @dataclass
-class LiveWorkspace:
-    root: Path
-    config: Path
-    data: Path
+class LiveWorkspace(DaemonFiles):
     env: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def audit_dir(self) -> Path:
-        return self.data / "audit"
-
-    @property
-    def state_db(self) -> Path:
-        return self.data / "state.db"
-
-    @property
-    def kill_file(self) -> Path:
-        return self.data / "KILL_SWITCH"
-
-    def records(self) -> list[dict[str, Any]]:
-        return read_records(self.audit_dir)
 
     async def vigil(self, *args: str, timeout: float = 60) -> tuple[int, str, str]:
         """A short `vigil` command (audit verify, ...) run to completion: (rc, out, err).

@@ -159,12 +159,12 @@ def read_records(audit_dir: Path) -> list[dict[str, Any]]:
 
 
 @dataclass
-class Site:
+class DaemonFiles:
+    """Where a daemon started in a temporary workspace keeps its files (drills and tests)."""
+
     root: Path
     config: Path
     data: Path
-    fake: DrillFake
-    env: dict[str, str] = field(default_factory=dict)
 
     @property
     def audit_dir(self) -> Path:
@@ -180,6 +180,12 @@ class Site:
 
     def records(self) -> list[dict[str, Any]]:
         return read_records(self.audit_dir)
+
+
+@dataclass
+class Site(DaemonFiles):
+    fake: DrillFake
+    env: dict[str, str] = field(default_factory=dict)
 
     def cycles(self) -> list[dict[str, Any]]:
         return [r["data"] for r in self.records() if r["kind"] == "cycle"]
