@@ -26,7 +26,13 @@ from infra.secrets import (
 )
 from infra.state_schema import StateUnavailable
 from runner import __version__, exit_codes
-from runner.cli_plugins import CommandGroup, expand_aliases, installed_groups, ordered
+from runner.cli_plugins import (
+    CommandGroup,
+    expand_aliases,
+    installed_groups,
+    missing_install,
+    ordered,
+)
 
 EPILOG = (
     "Exit codes: 0 ok, 1 check failed, 2 bad config/arguments, 3 already running, "
@@ -264,6 +270,15 @@ def _add_groups(sub: Any, groups: Mapping[str, CommandGroup]) -> None:
             sub.choices[command].set_defaults(_dispatch=groups[name].dispatch)
 
 
+def _commands(parser: argparse.ArgumentParser) -> set[str]:
+    return {
+        name
+        for action in parser._actions
+        if isinstance(action, argparse._SubParsersAction)
+        for name in action.choices
+    }
+
+
 def setup_logging(level: str, fmt: str = "text") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter(fmt))
@@ -399,7 +414,13 @@ def _plain(exc: BaseException) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     groups = installed_groups()
-    args = build_parser(groups).parse_args(expand_aliases(argv, groups))
+    parser = build_parser(groups)
+    if argv and argv[0][:1] != "-" and argv[0] not in _commands(parser):
+        hint = missing_install(argv[0])
+        if hint is not None:  # argparse's "invalid choice" would not say why
+            print(f"error: {hint}", file=sys.stderr)
+            return exit_codes.CONFIG
+    args = parser.parse_args(expand_aliases(argv, groups))
     setup_logging(args.log_level, getattr(args, "log_format", "text"))
     try:
         code = dispatch(args)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 ENTRY_POINT_GROUP = "vigil.commands"
+OWN_DISTRIBUTION = "vigil"  # pyproject's [project] name
 
 # add(subparsers, common, epilog): the BRIEF's `add_<topic>_commands` shape; `common` adds
 # --config, --log-level and --log-format to a parser.
@@ -54,6 +55,24 @@ def installed_groups() -> dict[str, CommandGroup]:
             continue
         out[ep.name] = group
     return out
+
+
+def missing_install(command: str) -> str | None:
+    """Why `command` may be unknown when vigil's own groups are absent: entry points exist
+    only once an install registered them, so a checkout run from source, or an install older
+    than the checkout, lacks its backtest commands. None when vigil's groups are installed."""
+    try:
+        dist = importlib.metadata.distribution(OWN_DISTRIBUTION)
+    except importlib.metadata.PackageNotFoundError:
+        state = "vigil is not installed in this Python"
+    else:
+        if any(ep.group == ENTRY_POINT_GROUP for ep in dist.entry_points):
+            return None
+        state = f"the installed vigil {dist.version} is older than its entry points"
+    return (
+        f"no command {command!r} here: part of vigil's commands are registered when it is "
+        f"installed, and {state}; run `make` (or `pip install -e .`) in the checkout"
+    )
 
 
 def _skip(name: str, value: str, why: str) -> None:

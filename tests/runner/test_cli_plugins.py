@@ -5,6 +5,7 @@ same as before, and a broken group cannot take the other commands down."""
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import subprocess
 import sys
 from pathlib import Path
@@ -116,3 +117,52 @@ def test_a_broken_group_is_one_warning_and_the_rest_still_works(
     with pytest.raises(SystemExit) as exc:
         main(["--version"])
     assert exc.value.code == 0
+
+
+class _OldInstall:
+    """The metadata of a vigil installed before its commands became entry points."""
+
+    version = "0.0.9"
+    entry_points: tuple[object, ...] = ()
+
+
+def _no_groups(monkeypatch: pytest.MonkeyPatch, dist: object) -> None:
+    def distribution(name: str) -> object:
+        assert name == "vigil"
+        if dist is None:
+            raise importlib.metadata.PackageNotFoundError(name)
+        return dist
+
+    monkeypatch.setattr(importlib.metadata, "distribution", distribution)
+    monkeypatch.setattr("runner.cli.installed_groups", lambda: {})
+
+
+@pytest.mark.parametrize(
+    ("dist", "state"),
+    [
+        (None, "vigil is not installed in this Python"),
+        (_OldInstall(), "the installed vigil 0.0.9 is older than its entry points"),
+    ],
+)
+def test_a_command_missing_for_want_of_an_install_says_so(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    dist: object,
+    state: str,
+) -> None:
+    _no_groups(monkeypatch, dist)
+    assert main(["backtest", "--data", "x"]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        "error: no command 'backtest' here: part of vigil's commands are registered when it is "
+        f"installed, and {state}; run `make` (or `pip install -e .`) in the checkout\n"
+    )
+
+
+def test_with_vigil_installed_a_typo_is_argparses_plain_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["bakctest"])
+    assert exc.value.code == 2
+    assert "invalid choice: 'bakctest'" in capsys.readouterr().err
