@@ -53,6 +53,23 @@ def build_engine(
     cycle nor per-stage timings. `on_account` hears the markets and positions after start
     and after each cycle (a live feed polls those symbols)."""
     strategies = resolve(config)  # looked up, validated and built once, outside core
+    return Engine(
+        config=config,
+        strategies=strategies,
+        exchange=exchange,
+        feed=feed,
+        bank=feature_bank(config, strategies),
+        store=store,
+        recorder=Recorder(sink, cycle_summaries=cycle_summaries),
+        candle_listeners=listeners,
+        telemetry=telemetry,
+        stage_timing=stage_timing,
+        on_account=on_account,
+    )
+
+
+def feature_bank(config: PipelineConfig, strategies: Sequence[StrategySlot]) -> FeatureBank:
+    """The indicators this config's stages and strategies read, for every symbol."""
     common, extra = feature_plan(config, strategies)
     bank = FeatureBank(
         common,
@@ -62,19 +79,7 @@ def build_engine(
     )
     for kind, why in sorted(bank.unfused.items()):
         log.warning("indicator %r runs unfused (its update is called as it is): %s", kind, why)
-    return Engine(
-        config=config,
-        strategies=strategies,
-        exchange=exchange,
-        feed=feed,
-        bank=bank,
-        store=store,
-        recorder=Recorder(sink, cycle_summaries=cycle_summaries),
-        candle_listeners=listeners,
-        telemetry=telemetry,
-        stage_timing=stage_timing,
-        on_account=on_account,
-    )
+    return bank
 
 
 def indicator_classes(strategies: Sequence[StrategySlot]) -> tuple[type[Indicator], ...]:
