@@ -27,6 +27,15 @@ from tests.integration.live_helpers import (
 
 pytestmark = pytest.mark.integration
 FAST = ("--passive-seconds", "1", "--marketable-seconds", "8")
+# The workspace's exits are tight so positions come and go within seconds; a flatten needs a
+# position that is still there when it runs (on a loaded machine, `vigil kill` alone takes a
+# few seconds to start), so these tests keep their positions until they flatten them.
+HOLD = {
+    "VIGIL_EXITS__STOP_LOSS_PCT": "-50",
+    "VIGIL_EXITS__TAKE_PROFIT_PCT": "100",
+    "VIGIL_EXITS__TRAILING_STOP_PCT": "50",
+    "VIGIL_EXITS__MAX_HOLDING_MINUTES": "600",
+}
 
 
 async def held(fake: WatchedFake) -> dict[str, Decimal]:
@@ -40,7 +49,7 @@ def kinds(ws: LiveWorkspace) -> list[str]:
 
 async def test_kill_flatten_through_the_running_daemon(tmp_path: Path) -> None:
     async with asyncio.timeout(150), watched_fake(tmp_path / "data" / "audit") as fake:
-        ws = make_workspace(tmp_path, fake.url, mode="LIVE")
+        ws = make_workspace(tmp_path, fake.url, mode="LIVE", **HOLD)
         async with running(ws) as daemon:
 
             async def holding() -> bool:
@@ -53,6 +62,7 @@ async def test_kill_flatten_through_the_running_daemon(tmp_path: Path) -> None:
         holdings = await held(fake)
         state = await fake.state()
     assert "flatten" in out and "done" in out, out
+    assert "nothing to flatten" not in out, out
     problems = [line for line in out.splitlines() if ": left" in line]
     assert not problems, out
     left = {s: q for s, q in holdings.items() if q > 0}
@@ -64,7 +74,7 @@ async def test_kill_flatten_through_the_running_daemon(tmp_path: Path) -> None:
     k = kinds(ws)
     assert k.index("kill_switch") < k.index("flatten_request") < k.index("flatten_result")
     steps = [r["data"] for r in ws.records() if r["kind"] == "flatten_step"]
-    assert steps and all(s["step"] in ("passive", "marketable") for s in steps)
+    assert steps and all(s["step"] in ("passive", "marketable") for s in steps), out
     db = read_db(ws.state_db)
     for sym, qty in db.positions.items():
         assert qty == holdings[sym], (sym, qty, holdings)
@@ -74,7 +84,7 @@ async def test_kill_flatten_through_the_running_daemon(tmp_path: Path) -> None:
 
 async def test_flatten_without_a_daemon_does_it_on_its_own(tmp_path: Path) -> None:
     async with asyncio.timeout(150), watched_fake(tmp_path / "data" / "audit") as fake:
-        ws = make_workspace(tmp_path, fake.url, mode="LIVE")
+        ws = make_workspace(tmp_path, fake.url, mode="LIVE", **HOLD)
         async with running(ws) as daemon:
 
             async def holding() -> bool:
