@@ -178,14 +178,30 @@ class ClockSkewed(Exception):
     """LIVE refused to start: the host clock is too far from the exchange's (exit code 7)."""
 
 
+# Requests to the exchange's time endpoint per measurement. A single round trip may be slow
+# (the first one opens the TCP and TLS connection; a loaded host answers late), and its error
+# is up to half of it: with a 150 ms limit one slow request would look like a skewed clock.
+TIME_SAMPLES = 3
+
+
 async def exchange_offset_ms(
     fetch_time: Callable[[], Awaitable[int]],
     now_ms: Callable[[], int],
     monotonic: Callable[[], float] = time.monotonic,
+    samples: int = TIME_SAMPLES,
 ) -> float:
-    """Offset (exchange - local, ms) from one request to the exchange's time endpoint: the
+    """Offset (exchange - local, ms) from `samples` requests to the exchange's time endpoint,
+    taken from the one with the shortest round trip (the least uncertain, as NTP does): the
     local time comes from the Clock port, the round trip from a monotonic clock."""
-    local = now_ms()
-    t0 = monotonic()
-    server = await fetch_time()
-    return skew_from_server_time(int(server), local, (monotonic() - t0) * 1000.0)
+
+    async def sample() -> tuple[float, float]:  # (round trip, offset)
+        local = now_ms()
+        t0 = monotonic()
+        server = await fetch_time()
+        rtt = (monotonic() - t0) * 1000.0
+        return rtt, skew_from_server_time(int(server), local, rtt)
+
+    best = await sample()
+    for _ in range(samples - 1):
+        best = min(best, await sample())
+    return best[1]

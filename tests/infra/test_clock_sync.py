@@ -7,6 +7,7 @@ from infra.clock_sync import (
     ClockSkew,
     check_clock_skew,
     check_clock_skew_async,
+    exchange_offset_ms,
     skew_from_server_time,
 )
 
@@ -111,3 +112,29 @@ def test_server_skew_composes_with_check() -> None:
     )
     assert skew.offset_ms == -1_220.0
     assert not skew.ok
+
+
+async def test_exchange_offset_comes_from_the_quickest_round_trip() -> None:
+    """The first request is slow (a new connection: 400 ms, the venue stamping its time at
+    the end): alone it would put the clock 200 ms off. Two quick ones follow."""
+    local = [1_000_000, 2_000_000, 3_000_000]  # wall clock before each request
+    trips = [0.400, 0.002, 0.004]  # seconds each request takes
+    true_offset = 10  # the venue's clock runs 10 ms ahead
+    stamp_at = [1.0, 0.5, 0.5]  # where within its round trip the venue reads its clock
+    mono = [0.0]
+    i = [-1]
+
+    def now_ms() -> int:
+        i[0] += 1
+        return local[i[0]]
+
+    async def fetch_time() -> int:
+        k = i[0]
+        mono[0] += trips[k]
+        return int(local[k] + true_offset + trips[k] * 1000 * stamp_at[k])
+
+    offset = await exchange_offset_ms(fetch_time, now_ms, lambda: mono[0])
+    assert offset == pytest.approx(true_offset, abs=1)
+    assert i[0] == 2  # three requests
+    i[0] = -1
+    assert await exchange_offset_ms(fetch_time, now_ms, lambda: mono[0], samples=1) > 190
