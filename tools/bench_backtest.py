@@ -52,6 +52,34 @@ STRATEGY_ENV = {
 }
 
 
+def strategy_names(text: str) -> list[str]:
+    """--strategies: comma-separated names of STRATEGY_ENV."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in STRATEGY_ENV]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected names from {', '.join(STRATEGY_ENV)}, comma-separated"
+        )
+    return names
+
+
+def pair_count(text: str) -> int:
+    """A number of pairs: the first n of PAIRS."""
+    if not text.strip().isdigit() or not 1 <= int(text) <= len(PAIRS):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a number from 1 to {len(PAIRS)}")
+    return int(text)
+
+
+def pair_counts(text: str) -> list[int]:
+    return [pair_count(n) for n in text.split(",")]
+
+
+def positive(text: str) -> int:
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number of at least 1")
+    return int(text)
+
+
 def one_run(strategy: str, pairs: list[str], data: Path, out: Path) -> tuple[float, float, int]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
     env.update(STRATEGY_ENV[strategy])
@@ -91,9 +119,9 @@ def one_run(strategy: str, pairs: list[str], data: Path, out: Path) -> tuple[flo
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--pairs", default="1,5,15")
-    ap.add_argument("--strategies", default="rules,ema_cross")
+    ap.add_argument("--runs", type=positive, default=3)
+    ap.add_argument("--pairs", type=pair_counts, default=[1, 5, 15])
+    ap.add_argument("--strategies", type=strategy_names, default=["rules", "ema_cross"])
     ap.add_argument("--data", type=Path, default=DATA)
     args = ap.parse_args()
     if not args.data.is_dir():
@@ -102,8 +130,8 @@ def main() -> None:
             "described in ../shared/data/README.md"
         )
     with tempfile.TemporaryDirectory() as tmp:
-        for strategy in args.strategies.split(","):
-            for n in (int(x) for x in args.pairs.split(",")):
+        for strategy in args.strategies:
+            for n in args.pairs:
                 walls, rss = [], []
                 candles = 0
                 for r in range(args.runs):

@@ -31,7 +31,14 @@ from infra.feeds import ReplayFeed  # noqa: E402
 from runner.app import ReplayInputs, feature_bank, prepare_replay  # noqa: E402
 from runner.strategy_loader import STRATEGIES  # noqa: E402
 from strategy.registry import resolve  # noqa: E402
-from tools.bench_backtest import DATA, PAIRS, STRATEGY_ENV  # noqa: E402
+from tools.bench_backtest import (  # noqa: E402
+    DATA,
+    PAIRS,
+    STRATEGY_ENV,
+    pair_count,
+    positive,
+    strategy_names,
+)
 
 Step = Callable[..., Any]
 
@@ -72,9 +79,9 @@ def one_run(stage: str, config: PipelineConfig, inputs: ReplayInputs) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--pairs", type=int, default=15)
-    ap.add_argument("--strategies", default="rules,ema_cross")
+    ap.add_argument("--runs", type=positive, default=3)
+    ap.add_argument("--pairs", type=pair_count, default=len(PAIRS))
+    ap.add_argument("--strategies", type=strategy_names, default=["rules", "ema_cross"])
     ap.add_argument("--data", type=Path, default=DATA)
     args = ap.parse_args()
     if not args.data.is_dir():
@@ -82,7 +89,7 @@ def main() -> None:
             f"{args.data} not found: the benchmark needs the Binance candles "
             "described in ../shared/data/README.md"
         )
-    for strategy in args.strategies.split(","):
+    for strategy in args.strategies:
         env = dict(STRATEGY_ENV[strategy])
         config = load_config(ROOT / "config", env, strategies=STRATEGIES).config
         inputs = prepare_replay(config, args.data, pairs=PAIRS[: args.pairs])
