@@ -4,7 +4,8 @@ Each record carries the hash of the one before it, so an edited, deleted or reor
 missing day file, breaks the chain. The HEAD anchor, rewritten after every durable write, makes
 the loss of trailing records visible as well. With a key (VIGIL_AUDIT_KEY) each record and HEAD
 also carry an HMAC, which nobody without the key can forge. open() verifies the chain written
-since its last verified point (infra/audit_startup.py) and refuses to extend a broken one.
+since its last verified point (infra/audit_startup.py) and refuses to extend a broken one;
+where it resumes the chain, and whether HEAD agrees, is infra/audit_resume.py.
 The format is in infra/audit_format.py, verification and reading in infra/audit_verify.py;
 docs/audit.md is the operator's description. Record data is made plain JSON by
 infra/audit_json.py (to_jsonable).
@@ -25,7 +26,6 @@ import re
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Final, Self
@@ -38,21 +38,15 @@ from infra.audit_format import (
     canonical_json,
     file_day_ms,
     file_name_for,
-    find_hash,
     head_json,
     is_compressed,
-    last_lines,
     log_files,
-    parse_line,
-    read_head,
-    record_hash,
     record_mac,
-    record_problem,
 )
-from infra.audit_json import decimal_text as decimal_text
-from infra.audit_json import to_jsonable as to_jsonable
-from infra.audit_recovery import Torn, fsync_dir, quarantine
-from infra.audit_startup import Verified, advance, check_before_append, write_verified
+from infra.audit_json import to_jsonable
+from infra.audit_recovery import fsync_dir, quarantine
+from infra.audit_resume import check_head, find_tip, verify_chain
+from infra.audit_startup import Verified, advance, write_verified
 
 logger = logging.getLogger(__name__)
 
@@ -68,13 +62,6 @@ class LogState(StrEnum):
     OPEN = "OPEN"
     CLOSED = "CLOSED"
     FAILED = "FAILED"  # a write failed and could not be undone; reopen to continue
-
-
-@dataclass(frozen=True, slots=True)
-class _Tip:
-    seq: int
-    hash: str
-    file: str
 
 
 class AuditLog:
@@ -143,10 +130,10 @@ class AuditLog:
                     "compressed; the writer continues the newest day, so only older days may "
                     f"be compressed. Decompress it (gunzip {newest[0]}) and start again"
                 )
-            verified = self._verify()
+            verified = verify_chain(self._dir, self._key)
             files = log_files(self._dir)
-            tip, torn = self._find_tip(files)
-            head_mac = self._check_head(tip)
+            tip, torn = find_tip(self._dir, files)
+            head_mac, self._head_written = check_head(self._dir, tip)
             self._seq, self._hash, self._file_name = tip.seq, tip.hash, tip.file
             recovered = (
                 quarantine(self._dir, torn, self._seq, fsync=self._fsync)
@@ -408,95 +395,3 @@ class AuditLog:
                 moved.first_bad,
             )
             self._verified = None
-
-    # -- resuming
-
-    def _verify(self) -> Verified:
-        """Verify the chain since the last verified point; refuse to extend a broken one."""
-        result, verified = check_before_append(self._dir, self._key)
-        if not result.ok:
-            raise self._corrupted(f"the chain fails verification at {result.first_bad}")
-        if result.keyed_from is not None and self._key is None:
-            raise AuditCorrupted(
-                f"audit log {self._dir}: the chain is keyed (records carry MACs from seq "
-                f"{result.keyed_from}) but VIGIL_AUDIT_KEY is not set; set it to the key the "
-                "log was written with (unkeyed records would break the chain's rule), or move "
-                "the directory aside to start a new chain"
-            )
-        if self._key is not None and result.last_seq and result.keyed_from is None:
-            logger.warning(
-                "audit log %s: records 1..%d carry no MAC (written before VIGIL_AUDIT_KEY was "
-                "set); records from seq %d on are keyed",
-                self._dir,
-                result.last_seq,
-                result.last_seq + 1,
-            )
-        return verified
-
-    def _corrupted(self, what: str) -> AuditCorrupted:
-        return AuditCorrupted(
-            f"audit log {self._dir}: {what}. The chain cannot be continued safely; nothing was "
-            "appended. Run `vigil audit verify` for the full report; after investigating, move "
-            f"the directory aside (for example to {self._dir}.broken) so that a new chain starts."
-        )
-
-    def _find_tip(self, files: list[Path]) -> tuple[_Tip, Torn | None]:
-        """The newest complete record, and the torn tail of the newest file if there is one."""
-        torn: Torn | None = None
-        for index, path in enumerate(reversed(files)):
-            size = path.stat().st_size
-            if size == 0:
-                continue
-            lines = last_lines(path, size)
-            offset, raw, complete = lines[-1]
-            rec = parse_line(raw)[0] if complete else None
-            if rec is None:
-                if index > 0 or torn is not None:
-                    raise self._corrupted(f"the last line of {path.name} is not a complete record")
-                # A crash during the final write: set aside, never silently kept or dropped.
-                torn = Torn(path=path, keep_bytes=offset, drop_bytes=size - offset)
-                if len(lines) == 1:
-                    continue
-                rec = parse_line(lines[-2][1])[0]
-                if rec is None:
-                    raise self._corrupted(
-                        f"the last two lines of {path.name} are unreadable, which a crash "
-                        "cannot explain"
-                    )
-            problem = record_problem(rec)
-            if problem is None and record_hash(rec) != rec["hash"]:
-                problem = "hash mismatch"
-            if problem is not None:
-                raise self._corrupted(f"the last record in {path.name} fails its check ({problem})")
-            return _Tip(seq=rec["seq"], hash=rec["hash"], file=path.name), torn
-        return _Tip(seq=0, hash=GENESIS_HASH, file=""), torn
-
-    def _check_head(self, tip: _Tip) -> bool:
-        """HEAD may lag the log (records after the last flush), never lead or disagree with it.
-        True when HEAD carries a MAC."""
-        try:
-            head = read_head(self._dir)
-        except ValueError as exc:
-            raise self._corrupted(str(exc)) from None
-        if head is None:
-            if tip.seq:
-                raise self._corrupted(
-                    f"the HEAD anchor is missing but records exist (seq {tip.seq})"
-                )
-            return False
-        if head.seq > tip.seq:
-            raise self._corrupted(
-                f"truncated: HEAD records seq {head.seq} but the log ends at seq {tip.seq}"
-            )
-        if head.seq == tip.seq:
-            found: tuple[str, str] | None = (tip.hash, tip.file)
-        elif head.seq == 0:
-            found = (GENESIS_HASH, "")
-        else:
-            found = find_hash(self._dir / head.file, head.seq)
-        if found is None:
-            raise self._corrupted(f"HEAD names seq {head.seq} in {head.file}, which lacks it")
-        if found[0] != head.hash or found[1] != head.file:
-            raise self._corrupted(f"HEAD hash differs from record seq {head.seq}")
-        self._head_written = (head.seq, head.hash) if head.seq == tip.seq else None
-        return head.mac is not None

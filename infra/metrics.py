@@ -5,7 +5,10 @@ process, or two tests, never share counters. Every label value is bounded: stage
 kinds come from code, and each labelled family still caps how many distinct values it accepts
 (extra ones are counted under "other"), so a bug can never grow the scrape without limit.
 Client order ids, symbols outside the universe and free text never become labels.
-Label cleaning, the caps and the bucket bounds live in infra/metrics_labels.py.
+Label cleaning, the caps and the bucket bounds live in infra/metrics_labels.py; what the metrics
+read from the engine in infra/metrics_view.py. The guard, alert, rate-limit, shadow-mode and
+stream families are groups of their own (infra/metrics_guards.py, metrics_alerts.py,
+metrics_limits.py, metrics_shadow.py, metrics_streams.py), built on this registry.
 
 `cycle()` runs once per cycle and does a few dozen dictionary lookups and gauge sets; label
 children are cached so the hot path does not rebuild label tuples.
@@ -14,12 +17,11 @@ children are cached so the hot path does not rebuild label tuples.
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import math
 from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -31,85 +33,27 @@ from prometheus_client import (
 )
 
 from core.features import SymbolFeatures
-from core.models import (
-    BreakerState,
-    CycleDecision,
-    Order,
-    Position,
-    Regime,
-    Side,
-    TradingState,
-)
+from core.models import CycleDecision, Position, Regime, Side, TradingState
 from core.reasons import Breaker, NoTradeReason, RiskReason
 from infra.metrics_alerts import AlertMetrics
 from infra.metrics_guards import GuardMetrics
-from infra.metrics_labels import CYCLE_BUCKETS as CYCLE_BUCKETS
-from infra.metrics_labels import FILL_SIDES as FILL_SIDES
-from infra.metrics_labels import KILL_BUCKETS as KILL_BUCKETS
-from infra.metrics_labels import KILL_PHASES as KILL_PHASES
-from infra.metrics_labels import ORDER_RESULTS as ORDER_RESULTS
-from infra.metrics_labels import OTHER as OTHER
-from infra.metrics_labels import SLIPPAGE_BUCKETS as SLIPPAGE_BUCKETS
-from infra.metrics_labels import STAGE_BUCKETS as STAGE_BUCKETS
-from infra.metrics_labels import _Family, _one_hot
-from infra.metrics_labels import clean_label as clean_label
-from infra.metrics_labels import reason_code as reason_code
+from infra.metrics_labels import (
+    CYCLE_BUCKETS,
+    FILL_SIDES,
+    KILL_BUCKETS,
+    ORDER_RESULTS,
+    STAGE_BUCKETS,
+    _Family,
+    _one_hot,
+    clean_label,
+    reason_code,
+)
 from infra.metrics_limits import RateLimitMetrics
+from infra.metrics_shadow import ShadowMetrics
+from infra.metrics_streams import StreamMetrics
+from infra.metrics_view import EngineView
 
 log = logging.getLogger("vigil.metrics")
-
-
-# --------------------------------------------------------------------------- engine view
-
-
-class FeatureSource(Protocol):
-    def latest(self) -> Mapping[str, SymbolFeatures]: ...
-
-
-class OrderSource(Protocol):
-    def live(self) -> list[Order]: ...
-
-
-class PortfolioView(Protocol):
-    @property
-    def positions(self) -> Mapping[str, Position]: ...
-
-
-class StateView(Protocol):
-    @property
-    def breakers(self) -> Mapping[str, BreakerState]: ...
-
-
-class ConfigView(Protocol):
-    @property
-    def timeframe_ms(self) -> int: ...
-
-
-class EngineView(Protocol):
-    """What `Metrics.cycle` reads from `runner.engine.Engine` (and nothing else)."""
-
-    @property
-    def portfolio(self) -> PortfolioView: ...
-
-    @property
-    def book(self) -> OrderSource: ...
-
-    @property
-    def bank(self) -> FeatureSource: ...
-
-    @property
-    def state(self) -> StateView: ...
-
-    @property
-    def config(self) -> ConfigView: ...
-
-    @property
-    def exits_only(self) -> Mapping[str, str]: ...
-
-    def kill_active(self) -> bool: ...
-
-
-# --------------------------------------------------------------------------- metrics
 
 
 class Metrics:
@@ -297,32 +241,7 @@ class Metrics:
         )
         self.kill_block = kill_latency.labels("block")
         self.kill_cancel = kill_latency.labels("cancel")
-        self.shadow_orders = Counter(
-            "vigil_shadow_orders",
-            "Shadow mode: orders compared, by how they ended live and in the sim.",
-            ["live_status", "sim_status"],
-            registry=r,
-        )
-        self.shadow_slippage = Histogram(
-            "vigil_shadow_slippage_bps",
-            "Shadow mode: live fill price vs intended, basis points, positive = worse for us.",
-            ["side", "type"],
-            buckets=SLIPPAGE_BUCKETS,
-            registry=r,
-        )
-        self.shadow_gap = Histogram(
-            "vigil_shadow_sim_vs_live_bps",
-            "Shadow mode: live slippage minus the sim's for the same order, basis points.",
-            ["side", "type"],
-            buckets=SLIPPAGE_BUCKETS,
-            registry=r,
-        )
-        self.shadow_ack = Histogram(
-            "vigil_shadow_ack_latency_seconds",
-            "Shadow mode: order submit to acknowledgement.",
-            buckets=KILL_BUCKETS,
-            registry=r,
-        )
+        self.shadow = ShadowMetrics(r)
         self.info = Gauge(
             "vigil_info",
             "Always 1; the labels describe the running daemon.",
@@ -346,6 +265,7 @@ class Metrics:
         self._unknown_events: set[str] = set()
         self.alerts = AlertMetrics(r)
         self.rate_limits = RateLimitMetrics(r)
+        self.streams: StreamMetrics | None = None  # built by watch_streams
 
     # ---- Telemetry --------------------------------------------------------------------------
 
@@ -400,23 +320,7 @@ class Metrics:
 
     def on_shadow(self, data: Mapping[str, Any]) -> None:
         """ShadowObserver hook: one call per `shadow_order` record."""
-        live, sim = data.get("live") or {}, data.get("sim") or {}
-        self.shadow_orders.labels(
-            clean_label(str(live.get("status", "?"))), clean_label(str(sim.get("status", "?")))
-        ).inc()
-        side, kind = (
-            clean_label(str(data.get("side", "?"))),
-            clean_label(str(data.get("type", "?"))),
-        )
-        for value, hist in (
-            (data.get("slippage_bps"), self.shadow_slippage),
-            (data.get("sim_vs_live_bps"), self.shadow_gap),
-        ):
-            if value is not None:
-                hist.labels(side, kind).observe(float(value))
-        ack = live.get("ack_latency_ms")
-        if ack is not None:
-            self.shadow_ack.observe(ack / 1000.0)
+        self.shadow.on_shadow(data)
 
     def observe_kill_latency(self, block_s: float, cancel_s: float) -> None:
         self.kill_block.observe(block_s)
@@ -429,37 +333,11 @@ class Metrics:
 
     def watch_streams(self, stats: Any) -> None:
         """The WebSocket streams' figures (infra/streams.py StreamStats), read at each scrape."""
-        r = self.registry
-        states = ("starting", "connecting", "streaming", "rest_fallback", "refused", "stopped")
-        up = Gauge("vigil_stream_state", "1 for the streams' current state.", ["state"], registry=r)
-        for st in states:
-            up.labels(st).set_function(functools.partial(_is_state, stats, st))
-        for name, doc, fn in (
-            ("vigil_stream_lag_seconds", "Receive time minus the venue's event time, last "
-             "message.", lambda: stats.lag_ms / 1000.0),
-            ("vigil_stream_messages_per_second", "Stream messages per second (last 5 s).",
-             lambda: stats.rate),
-            ("vigil_stream_messages", "Stream messages received since start.",
-             lambda: float(stats.messages)),
-            ("vigil_stream_reconnects", "Stream reconnects since start.",
-             lambda: float(stats.reconnects)),
-            ("vigil_stream_backfills", "Symbols backfilled over REST after a reconnect or gap.",
-             lambda: float(stats.backfills)),
-            ("vigil_stream_stale_symbols", "Subscribed symbols with no message for "
-             "stream.staleness_seconds.", lambda: float(stats.stale_count)),
-        ):  # fmt: skip
-            Gauge(name, doc, registry=r).set_function(fn)
-        self.fast_exit_seconds = Histogram(
-            "vigil_fast_exit_seconds",
-            "From a streamed price that fires an exit rule to the exit order's answer.",
-            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
-            registry=r,
-        )
+        self.streams = StreamMetrics(self.registry, stats)
 
     def observe_fast_exit(self, seconds: float) -> None:
-        hist = getattr(self, "fast_exit_seconds", None)
-        if hist is not None:
-            hist.observe(seconds)
+        if self.streams is not None:
+            self.streams.fast_exit_seconds.observe(seconds)
 
     def set_info(self, *, version: str, mode: str, exchange: str, config_hash: str) -> None:
         self.info.clear()
@@ -526,7 +404,3 @@ class Metrics:
                 c = children[sym] = self.symbol_age.labels(clean_label(sym))
             f = features.get(sym)
             c.set(math.inf if f is None else (now - f.ts - timeframe_ms) / 1000.0)
-
-
-def _is_state(stats: Any, state: str) -> float:
-    return float(stats.state == state)

@@ -28,29 +28,30 @@ from core.models import (
     Regime,
     RegimeState,
 )
-from infra.state_schema import (
+from infra.state_codecs import (
     BALANCES,
     BREAKERS,
     FILLS,
-    MEMORY,
-    MIGRATIONS,
     ORDERS,
     POSITIONS,
-    Migration,
-    NotAStateDatabase,
     RowCodec,
+    decimal_text,
+    dumps,
+    loads,
+    stored_decimal,
+    text_decimal,
+)
+from infra.state_file import (
+    MEMORY,
+    NotAStateDatabase,
     StateMissing,
     StateQuarantined,
     StateUnavailable,
     StateVersionTooNew,
-    decimal_text,
-    dumps,
-    loads,
     open_connection,
     open_readonly_connection,
-    stored_decimal,
-    text_decimal,
 )
+from infra.state_schema import MIGRATIONS, Migration
 
 __all__ = [
     "KV_EQUITY_MARKS",

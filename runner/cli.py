@@ -24,7 +24,7 @@ from infra.secrets import (
     scrub_in_logs,
     url_credentials,
 )
-from infra.state_schema import StateUnavailable
+from infra.state_file import StateUnavailable
 from runner import __version__, exit_codes
 from runner.cli_plugins import (
     CommandGroup,

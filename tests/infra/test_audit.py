@@ -28,7 +28,8 @@ from core.models import (
     Side,
     TradeProposal,
 )
-from infra.audit import AuditLog, to_jsonable
+from infra.audit import AuditLog
+from infra.audit_json import to_jsonable
 from infra.audit_verify import (
     GENESIS_HASH,
     format_record,

@@ -32,7 +32,8 @@ from core.models import (
 )
 from core.portfolio import Portfolio
 from core.reasons import Breaker, NoTradeReason, RiskReason
-from infra.metrics import OTHER, Metrics, clean_label, reason_code
+from infra.metrics import Metrics
+from infra.metrics_labels import OTHER, clean_label, reason_code
 from runner.engine import Health
 from runner.execution import OrderBookkeeper
 from strategy.registry import resolve

@@ -14,7 +14,7 @@ import pytest
 
 from core.candles import CandleSeries
 from infra.candle_files import load_candles, write_candles
-from infra.state_schema import loads
+from infra.state_codecs import loads
 from tests.integration.conftest import Workspace
 
 pytestmark = pytest.mark.integration
