@@ -17,8 +17,7 @@ from backtest import stats
 from backtest.report import build_report
 from backtest.runner import run_backtest
 from core.errors import ConfigError
-from infra.config_loader import config_hash
-from infra.settings import VigilConfig
+from infra.settings import VigilConfig, config_hash
 from runner import __version__
 from runner.app import ReplayInputs
 from runner.strategy_loader import load_user_strategies

@@ -14,7 +14,8 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from infra.settings import VigilConfig, default_at, model_of, type_at
+from infra.schema_walk import default_at, model_of, type_at
+from infra.settings import VigilConfig
 
 Loc = tuple[str, ...]
 

@@ -21,7 +21,7 @@ from aiohttp import web
 
 from core.models import BreakerState, CycleDecision, TradingState
 from infra.metrics import Metrics
-from infra.settings import is_loopback as is_loopback
+from infra.settings_sections import is_loopback
 
 log = logging.getLogger("vigil.http")
 

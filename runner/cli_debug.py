@@ -31,9 +31,10 @@ from pathlib import Path
 from typing import Any
 
 from infra.audit_verify import verify
-from infra.config_loader import LoadedConfig, redacted_dump
+from infra.config_loader import LoadedConfig
+from infra.runtime_paths import ResolvedPaths
 from infra.secrets import SECRET_ENV_NAMES, Secrets, load_secrets, looks_secret, redact
-from infra.settings import ResolvedPaths
+from infra.settings import redacted_dump
 from infra.state_store import StateStore
 from runner import __version__, exit_codes
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from infra.config_loader import LoadedConfig
 from infra.lock import pid_alive
-from infra.settings import ResolvedPaths
+from infra.runtime_paths import ResolvedPaths
 from infra.state_store import StateStore
 from runner import exit_codes
 from runner.flatten import (

@@ -18,8 +18,9 @@ from infra.audit import AuditLog
 from infra.audit_verify import verify
 from infra.clock import LiveClock
 from infra.config_loader import LoadedConfig
+from infra.runtime_paths import ResolvedPaths
 from infra.secrets import load_secrets
-from infra.settings import Mode, ResolvedPaths, VigilConfig
+from infra.settings import Mode, VigilConfig
 from infra.state_store import StateStore
 from runner import exit_codes
 from runner.state_guard import set_aside_leftovers, state_absent, writer_locks

@@ -25,8 +25,9 @@ from infra.clock import LiveClock, ReplayClock
 from infra.config_loader import LoadedConfig
 from infra.exchange.sim_config import SimConfig
 from infra.metrics import Metrics
+from infra.runtime_paths import ResolvedPaths
 from infra.secrets import load_secrets
-from infra.settings import ResolvedPaths, VigilConfig
+from infra.settings import VigilConfig
 from infra.state_store import StateStore, StateUnavailable
 from runner.app import prepare_replay, replay_markets_check, replay_venue
 from runner.engine import Engine

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from infra.lock import pid_alive
-from infra.settings import HttpSettings, ResolvedPaths
+from infra.runtime_paths import ResolvedPaths
+from infra.settings_sections import HttpSettings
 
 HTTP_TIMEOUT_S = 1.0
 _ANY_ADDRESS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}

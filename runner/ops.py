@@ -15,8 +15,9 @@ from core.portfolio import PortfolioError
 from infra.audit import AuditLog
 from infra.audit_verify import tail
 from infra.clock import LiveClock
-from infra.config_loader import LoadedConfig, redacted_dump
-from infra.settings import ResolvedPaths
+from infra.config_loader import LoadedConfig
+from infra.runtime_paths import ResolvedPaths
+from infra.settings import redacted_dump
 from infra.state_store import StateStore
 from runner import daemon_link, exit_codes
 from runner.ops_status import format_facts, path_facts, state_facts

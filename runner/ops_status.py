@@ -11,7 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 from core.models import EngineState, Order, Position
-from infra.settings import ResolvedPaths
+from infra.runtime_paths import ResolvedPaths
 
 DAY_MS = 86_400_000
 

@@ -21,8 +21,9 @@ from infra.alerts import Notifier
 from infra.audit import AuditLog
 from infra.config_loader import LoadedConfig
 from infra.metrics import Metrics
+from infra.runtime_paths import ResolvedPaths
 from infra.secrets import load_secrets, redact
-from infra.settings import Mode, ResolvedPaths
+from infra.settings import Mode
 from infra.state_store import StateStore
 from infra.systemd import SystemdNotifier
 from runner import __version__

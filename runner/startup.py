@@ -21,8 +21,9 @@ from infra.audit import AuditLog
 from infra.config_loader import LoadedConfig
 from infra.logfmt import json_logging
 from infra.metrics import Metrics
+from infra.runtime_paths import ResolvedPaths
 from infra.secrets import audit_key
-from infra.settings import ResolvedPaths, VigilConfig
+from infra.settings import VigilConfig
 from runner import __version__
 from runner.app import check_markets
 from runner.checks import key_issued_ms

@@ -20,7 +20,7 @@ from pathlib import Path
 from core.errors import ConfigError
 from infra.audit_format import HEAD_NAME, QUARANTINE_DIR, log_files
 from infra.lock import InstanceLock
-from infra.settings import ResolvedPaths
+from infra.runtime_paths import ResolvedPaths
 from infra.state_file import SIBLING_SUFFIXES, StateMissing, StateUnavailable, quarantine
 
 AUDIT_LOCK_NAME = "vigil.lock"

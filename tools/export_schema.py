@@ -24,8 +24,9 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
 from pydantic import BaseModel  # noqa: E402
 
 from core.config_base import MAX_NUMBER  # noqa: E402
-from infra.config_loader import FILES, export_schema, schema_text  # noqa: E402
-from infra.settings import VigilConfig, is_mapping, model_of, unwrap  # noqa: E402
+from infra.config_loader import FILES  # noqa: E402
+from infra.schema_walk import is_mapping, model_of, unwrap  # noqa: E402
+from infra.settings import VigilConfig, export_schema, schema_text  # noqa: E402
 from strategy import registry  # noqa: E402
 
 SCHEMA_PATH = ROOT / "docs" / "config.schema.json"

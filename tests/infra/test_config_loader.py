@@ -15,14 +15,9 @@ from pydantic import BaseModel
 
 from core.config import PipelineConfig
 from core.errors import ConfigError
-from infra.config_loader import (
-    DEPRECATED,
-    HOME,
-    config_hash,
-    load_config,
-    redacted_dump,
-    schema_text,
-)
+from infra.config_loader import HOME, load_config
+from infra.config_sources import DEPRECATED
+from infra.schema_walk import model_of, unwrap
 from infra.secrets import (
     RedactingFilter,
     Secrets,
@@ -32,7 +27,7 @@ from infra.secrets import (
     require_live_credentials,
     url_credentials,
 )
-from infra.settings import Mode, VigilConfig, model_of, unwrap
+from infra.settings import Mode, VigilConfig, config_hash, redacted_dump, schema_text
 from runner.strategy_loader import STRATEGIES
 from strategy.registry import resolve_params
 from tools.export_schema import BEGIN, END, render_reference

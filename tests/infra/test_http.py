@@ -28,10 +28,10 @@ from infra.http import (
     ServerState,
     Status,
     health_report,
-    is_loopback,
     readiness,
 )
 from infra.metrics import Metrics
+from infra.settings_sections import is_loopback
 from runner.engine import Engine
 from runner.recorder import MemorySink, Recorder
 from runner.store import MemoryStore

@@ -12,7 +12,8 @@ import pytest
 from backtest.cli_backtest import _pairs
 from core.errors import ConfigError
 from core.models import BreakerState, EngineState
-from infra.settings import HttpSettings, PathSettings
+from infra.runtime_paths import PathSettings
+from infra.settings_sections import HttpSettings
 from runner import daemon_link, ops
 from runner.cli import build_parser, check_range, parse_date_ms
 from runner.ops_status import format_facts, path_facts, state_facts
