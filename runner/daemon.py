@@ -128,7 +128,15 @@ def _live_infra(cfg: VigilConfig, db: StateStore) -> Infra:
         metrics.rate_limits.watch(parts.data.limiter_state)
 
         def attach(engine: Engine) -> Callable[[], Awaitable[None]]:
-            return start_streams(parts, engine, clock, metrics).stop
+            streams = start_streams(
+                parts.stream,
+                exits_to=engine if cfg.stream.fast_exits else None,
+                rules=cfg.exits,
+                started=lambda: engine.health.started,
+                clock=clock,
+                metrics=metrics,
+            )
+            return streams.stop
 
         return Venue(
             exchange=parts.exchange,

@@ -29,7 +29,6 @@ from infra.secrets import Secrets, require_live_credentials
 from infra.settings import Mode, VigilConfig
 from infra.state_store import StateStore
 from infra.streams import StreamFeed, capacity
-from runner.fast_exits import PriceRouter
 from runner.store import paper_wallet
 
 log = logging.getLogger("vigil.live")
@@ -46,7 +45,6 @@ class LiveParts:
     feed: CandleFeed
     listeners: list[Any]
     stream: StreamFeed | None = None
-    prices: PriceRouter | None = None
 
 
 class FeedSymbols:
@@ -146,10 +144,8 @@ def build_live(
     )
     feed: CandleFeed = rest
     stream: StreamFeed | None = None
-    prices: PriceRouter | None = None
     if cfg.stream.enabled:
-        prices = PriceRouter()
-        stream = build_stream(cfg, clock, rest, symbols, prices)
+        stream = build_stream(cfg, clock, rest, symbols)
         feed = stream
     wallet = cfg.sim if live else paper_wallet(cfg.sim, cfg.universe.quote_currency, db)
 
@@ -167,18 +163,18 @@ def build_live(
         shadow = ShadowExchange(
             live=data, sim_factory=make_sim, clock=clock, record=record, observer=observer
         )
-        return LiveParts(shadow, data, feed, [shadow.on_candle], stream, prices)
+        return LiveParts(shadow, data, feed, [shadow.on_candle], stream)
     if live:
-        return LiveParts(data, data, feed, [], stream, prices)
+        return LiveParts(data, data, feed, [], stream)
     paper = PaperExchange(data=data, sim_factory=make_sim)
     exchange: Exchange = paper
     if cfg.mode is Mode.DRY_RUN:
         exchange = DryRunExchange(paper, now_ms=clock.now_ms)
-    return LiveParts(exchange, data, feed, [paper.on_candle], stream, prices)
+    return LiveParts(exchange, data, feed, [paper.on_candle], stream)
 
 
 def build_stream(
-    cfg: VigilConfig, clock: Clock, rest: ExchangeFeed, symbols: FeedSymbols, prices: PriceRouter
+    cfg: VigilConfig, clock: Clock, rest: ExchangeFeed, symbols: FeedSymbols
 ) -> StreamFeed:
     """Public streams only: no keys go to the WebSocket client."""
     sc = cfg.stream
@@ -198,5 +194,4 @@ def build_stream(
         backoff_max_s=sc.reconnect_max_seconds,
         fallback_after=sc.fallback_after_failures,
         rng=random.Random(),
-        on_price=prices,
     )

@@ -29,7 +29,7 @@ from runner.checks import key_issued_ms
 from runner.engine import Engine
 
 if TYPE_CHECKING:
-    from infra.http import HttpServer
+    from infra.http import ClockView, HttpServer
 
 log = logging.getLogger("vigil.daemon")
 AUDIT_CHECKPOINT_MS = 5 * 60_000
@@ -190,8 +190,10 @@ async def start_http(
     paths: ResolvedPaths,
     metrics: Metrics,
     replay: bool,
+    clock_check: Callable[[], ClockView | None] = lambda: None,
 ) -> HttpServer | None:
-    """The HTTP server (/metrics /health /ready /status), or None when http.enabled is off."""
+    """The HTTP server (/metrics /health /ready /status), or None when http.enabled is off.
+    `clock_check()` is the clock-drift check's last result (runner/guards.py)."""
     from infra.http import HttpServer, health_report, readiness  # aiohttp: only when serving
     from runner.ops_status import daemon_facts
 
@@ -211,6 +213,7 @@ async def start_http(
             config_hash=loaded.config_hash,
             stale_after_s=max(3 * engine.config.timeframe_ms / 1000, 60),
             streams=getattr(engine.feed, "stats", None),
+            clock=clock_check(),
         ),
         ready=lambda: readiness(engine),
         status=lambda: daemon_facts(
