@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from core.models import BreakerState, CycleDecision, TradingState
+from infra.clock_sync import ClockStatus
 from infra.metrics import Metrics
 from infra.settings import is_loopback as is_loopback
 
@@ -105,22 +106,6 @@ class HealthView(Protocol):
     started: bool
 
 
-class ClockView(Protocol):
-    """runner.clock_watch.ClockStatus: the last clock-drift check (checked_ms 0: never)."""
-
-    @property
-    def offset_ms(self) -> float | None: ...
-
-    @property
-    def ok(self) -> bool: ...
-
-    @property
-    def detail(self) -> str: ...
-
-    @property
-    def checked_ms(self) -> int: ...
-
-
 class StateView(Protocol):
     @property
     def breakers(self) -> Mapping[str, BreakerState]: ...
@@ -150,14 +135,8 @@ class HealthSource(Protocol):
     def kill_active(self) -> bool: ...
 
 
-def _clock(c: ClockView | None, now_ms: int) -> dict[str, Any]:
-    if c is None:  # not checked (a replay, or no time source)
-        return {
-            "offset_ms": None,
-            "ok": True,
-            "detail": "not measured",
-            "seconds_since_check": None,
-        }
+def _clock(c: ClockStatus | None, now_ms: int) -> dict[str, Any]:
+    c = c or ClockStatus()  # None: not checked (a replay, or no time source)
     return {
         "offset_ms": None if c.offset_ms is None else round(c.offset_ms, 1),
         "ok": c.ok,
@@ -231,7 +210,7 @@ def health_report(
     config_hash: str,
     stale_after_s: float,
     streams: Any = None,
-    clock: ClockView | None = None,
+    clock: ClockStatus | None = None,
 ) -> HealthReport:
     """Per-component status from the engine's last good updates, and the overall status:
     down if any component is down, degraded if any is degraded, else ok. A deliberate halt

@@ -26,6 +26,7 @@ from infra.clock_sync import (
     ClockSettings,
     ClockSkew,
     ClockSkewed,
+    ClockStatus,
     check_clock_skew_async,
     exchange_offset_ms,
 )
@@ -45,16 +46,6 @@ class ClockReading:
     offset_ms: float | None  # the largest known offset by magnitude; None: none known
     ok: bool  # no known offset above the limit
     detail: str
-
-
-@dataclass(frozen=True, slots=True)
-class ClockStatus:
-    """The last check, as /health shows it (checked_ms 0: never measured)."""
-
-    offset_ms: float | None = None
-    ok: bool = True
-    detail: str = "not measured"
-    checked_ms: int = 0
 
 
 class ClockWatch:

@@ -5,12 +5,13 @@ ingest candles -> reconcile with the exchange -> snapshot -> run_cycle -> record
 clock, the exchange adapter, the feed and where records go.
 
 The engine is the one owner of the account state (markets, portfolio, engine state, the
-order book): others read it through read-only properties. Its parts get narrow interfaces,
-never the engine: the executor the order gate and callbacks, the reconciler the values it
-reconciles (it hands back new ones), the kill watcher a `KillControl`, the runner's guards a
-`GuardControl`. Its own parts: `MarketData` (markets and candles, runner/market_data.py),
-`ExitsOnly` (runner/exits_only.py), `ErrorWindows` and `Outage` (runner/error_windows.py).
-Lifecycle: new -> started -> stopping -> stopped; `step` runs only while started.
+order book): others read it through read-only properties. The parts it builds get narrow
+interfaces, never the engine: the executor the order gate and callbacks, the reconciler the
+values it reconciles (it hands back new ones), `MarketData` (runner/market_data.py: markets,
+candles, quotes, depth books) the venue and failure callbacks. It hands out narrow controls:
+the kill watcher's `KillControl`, the runner guards' `GuardControl` (with the `ExitsOnly`
+causes, runner/exits_only.py). Lifecycle (runner/engine_parts.py): new -> started ->
+stopping -> stopped; `step` runs only while started.
 """
 
 from __future__ import annotations

@@ -18,9 +18,9 @@ from typing import Any
 
 from core.clock import Clock
 from core.errors import ConfigError
-from infra.clock_sync import ClockSkewed
+from infra.clock_sync import ClockSkewed, ClockStatus
 from infra.settings import Mode, VigilConfig
-from runner.clock_watch import ClockReading, ClockStatus, ClockWatch
+from runner.clock_watch import ClockReading, ClockWatch
 from runner.cycle_guard import CycleGuard, GuardControl
 
 log = logging.getLogger("vigil.guards")

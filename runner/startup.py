@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from core.clock import Clock
 from core.errors import ConfigError, ExchangeError, ExchangeUnavailable
 from infra.audit import AuditLog
+from infra.clock_sync import ClockStatus
 from infra.config_loader import LoadedConfig
 from infra.logfmt import json_logging
 from infra.metrics import Metrics
@@ -29,7 +30,7 @@ from runner.checks import key_issued_ms
 from runner.engine import Engine
 
 if TYPE_CHECKING:
-    from infra.http import ClockView, HttpServer
+    from infra.http import HttpServer
 
 log = logging.getLogger("vigil.daemon")
 AUDIT_CHECKPOINT_MS = 5 * 60_000
@@ -190,7 +191,7 @@ async def start_http(
     paths: ResolvedPaths,
     metrics: Metrics,
     replay: bool,
-    clock_check: Callable[[], ClockView | None] = lambda: None,
+    clock_check: Callable[[], ClockStatus | None] = lambda: None,
 ) -> HttpServer | None:
     """The HTTP server (/metrics /health /ready /status), or None when http.enabled is off.
     `clock_check()` is the clock-drift check's last result (runner/guards.py)."""

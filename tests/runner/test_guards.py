@@ -15,8 +15,9 @@ from runner.app import build_engine
 from runner.clock_watch import ClockWatch
 from runner.cycle_guard import CycleGuard
 from runner.engine import Engine
+from runner.exits_only import ExitsOnly
 from runner.guards import fault_from_env
-from runner.recorder import MemorySink
+from runner.recorder import MemorySink, Recorder
 from runner.store import MemoryStore
 
 T0 = 1_704_067_200_000
@@ -78,6 +79,23 @@ def test_failures_in_a_row_go_exits_only_then_halted_and_success_resets_the_coun
     assert SECRET not in str(sink.records)
     eng.resume(T0 + 10, "test")
     assert not eng.exits_only and not eng.state.kill_switch
+
+
+def test_exits_only_records_each_cause_once_and_resume_clears_only_latched_ones() -> None:
+    sink = MemorySink()
+    causes = ExitsOnly(Recorder(sink).event)
+    causes.set("clock_skew", "400 ms behind", T0)
+    causes.set("clock_skew", "400 ms behind", T0 + 1)
+    causes.set("clock_skew", "500 ms behind", T0 + 2)  # the detail follows, no second record
+    causes.set("cycle_errors", "3 in a row", T0 + 3)
+    assert dict(causes) == {"clock_skew": "500 ms behind", "cycle_errors": "3 in a row"}
+    assert causes.joined() == "clock_skew,cycle_errors"
+    causes.resume(T0 + 4)  # an operator's resume lifts the latched cause only
+    assert dict(causes) == {"clock_skew": "500 ms behind"}
+    causes.clear("clock_skew", T0 + 5)
+    causes.clear("clock_skew", T0 + 6)
+    assert not causes and causes.joined() == ""
+    assert kinds(sink) == ["exits_only", "exits_only", "exits_only_clear", "exits_only_clear"]
 
 
 def test_test_fault_hook_accepts_only_its_one_value() -> None:
