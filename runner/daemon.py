@@ -121,7 +121,7 @@ def _live_infra(cfg: VigilConfig, db: StateStore) -> Infra:
     clock = LiveClock()
 
     def connect(record: Callable[..., object], metrics: Metrics) -> Venue:
-        symbols = FeedSymbols(cfg)
+        symbols = FeedSymbols(cfg, streams=cfg.stream.enabled)
         parts = build_live(
             cfg, load_secrets(os.environ), clock, db, symbols, record=record, observer=metrics
         )

@@ -52,14 +52,15 @@ class FeedSymbols:
     The engine tells it its markets and positions (`follow`, the engine's `on_account`)
     after start and after every cycle; before that it polls the configured symbols."""
 
-    def __init__(self, cfg: VigilConfig) -> None:
+    def __init__(self, cfg: VigilConfig, *, streams: bool = False) -> None:
+        """`streams`: the candles come over the WebSocket streams (build_stream)."""
         self._cfg = cfg
         self._markets: Mapping[str, Market] = {}
         self._held: tuple[str, ...] = ()
         self._warned = False
         # Streams carry every candidate (up to the venue's documented capacity, docs/streams.md);
         # REST polling keeps to the first MAX_FEED_SYMBOLS, and says so.
-        self.cap = MAX_FEED_SYMBOLS
+        self.cap = (capacity(cfg.exchange.id) if streams else 0) or MAX_FEED_SYMBOLS
 
     def follow(self, markets: Mapping[str, Market], positions: Mapping[str, Position]) -> None:
         self._markets = markets
@@ -179,8 +180,6 @@ def build_stream(
     """Public streams only: no keys go to the WebSocket client."""
     sc = cfg.stream
     ex = cfg.exchange
-    if capacity(ex.id):
-        symbols.cap = capacity(ex.id)
     return StreamFeed(
         rest=rest,
         exchange_id=ex.id,
