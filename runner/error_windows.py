@@ -23,8 +23,9 @@ class ErrorWindows:
         self._rejected_by: deque[tuple[int, str]] = deque(maxlen=MAX_KEPT)  # (ts, symbol)
 
     def api_error(self, ts: int, kind: str = "") -> None:
-        # Feeds the API-error breaker. vigil_api_errors_total is counted per failed request
-        # by the venue adapter itself (runner/live.py), retries included.
+        # Feeds the API-error breaker, which counts every kind alike (`kind` is there for the
+        # executor's and reconciler's callback shape). vigil_api_errors_total is counted per
+        # failed request by the venue adapter itself (runner/live.py), retries included.
         self.api_errors.append(ts)
 
     def rejected(self, ts: int, symbol: str) -> tuple[int | None, str]:
