@@ -174,6 +174,17 @@ async def check_clock_skew_async(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class ClockStatus:
+    """The daemon's last clock-drift check (runner/clock_watch.py), as /health shows it:
+    the verdict over every source, and when it was taken (checked_ms 0: never measured)."""
+
+    offset_ms: float | None = None
+    ok: bool = True
+    detail: str = "not measured"
+    checked_ms: int = 0
+
+
 class ClockSkewed(Exception):
     """LIVE refused to start: the host clock is too far from the exchange's (exit code 7)."""
 

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from core.models import BreakerState, CycleDecision, TradingState
+from infra.clock_sync import ClockStatus
 from infra.metrics import Metrics
 from infra.settings_sections import is_loopback
 
@@ -94,7 +95,7 @@ class HealthReport:
 
 
 class HealthView(Protocol):
-    """runner.engine.Health: the last good update (ms) per component."""
+    """runner.engine_parts.Health: the last good update (ms) per component."""
 
     market_data_ms: int
     exchange_ms: int
@@ -103,10 +104,6 @@ class HealthView(Protocol):
     store_ms: int
     exchange_error: str
     started: bool
-    clock_offset_ms: float | None
-    clock_ok: bool
-    clock_detail: str
-    clock_ms: int
 
 
 class StateView(Protocol):
@@ -138,12 +135,13 @@ class HealthSource(Protocol):
     def kill_active(self) -> bool: ...
 
 
-def _clock(h: HealthView, now_ms: int) -> dict[str, Any]:
+def _clock(c: ClockStatus | None, now_ms: int) -> dict[str, Any]:
+    c = c or ClockStatus()  # None: not checked (a replay, or no time source)
     return {
-        "offset_ms": None if h.clock_offset_ms is None else round(h.clock_offset_ms, 1),
-        "ok": h.clock_ok,
-        "detail": h.clock_detail,
-        "seconds_since_check": _age_s(h.clock_ms, now_ms) if h.clock_ms > 0 else None,
+        "offset_ms": None if c.offset_ms is None else round(c.offset_ms, 1),
+        "ok": c.ok,
+        "detail": c.detail,
+        "seconds_since_check": _age_s(c.checked_ms, now_ms) if c.checked_ms > 0 else None,
     }
 
 
@@ -212,10 +210,12 @@ def health_report(
     config_hash: str,
     stale_after_s: float,
     streams: Any = None,
+    clock: ClockStatus | None = None,
 ) -> HealthReport:
     """Per-component status from the engine's last good updates, and the overall status:
     down if any component is down, degraded if any is degraded, else ok. A deliberate halt
-    (kill switch, halting breaker) is "degraded": the process is fine, it is not trading."""
+    (kill switch, halting breaker) is "degraded": the process is fine, it is not trading.
+    `clock` is the clock-drift check's last result (None: the clock is not checked)."""
     if stale_after_s <= 0:
         raise ValueError(f"stale_after_s must be positive, got {stale_after_s}")
     h = engine.health
@@ -249,8 +249,8 @@ def health_report(
     tripped = sorted(n for n, b in engine.state.breakers.items() if b.tripped)
     guards = dict(engine.exits_only)
     unknown: Mapping[str, str] = getattr(h, "unknown_holdings", {})
-    if not h.clock_ok:
-        notes.append(f"clock: {h.clock_detail}")
+    if clock is not None and not clock.ok:
+        notes.append(f"clock: {clock.detail}")
         status = _worse(status, Status.DEGRADED)
     if kill:
         trading = TradingState.HALTED.value
@@ -285,7 +285,7 @@ def health_report(
         config_hash=config_hash,
         checked_ms=now_ms,
         exits_only=MappingProxyType(guards),
-        clock=MappingProxyType(_clock(h, now_ms)),
+        clock=MappingProxyType(_clock(clock, now_ms)),
         unknown_holdings=MappingProxyType(dict(unknown)),
     )
 

@@ -6,7 +6,8 @@ each symbol's candles exactly once (deduplicated by open time). A symbol whose s
 reconnected, or whose next streamed candle leaves a hole, is backfilled over REST before
 anything newer is delivered, so indicator state never skips or repeats a candle.
 
-Prices (bookTicker, trade) go to `on_price` at once: the fast exits (runner/fast_exits.py).
+Prices (bookTicker, trade) go at once to the `on_price` given to `run`: the fast exits
+(runner/fast_exits.py).
 
 A symbol is stale when nothing arrived for it for `staleness_seconds`: its candles stop, so
 its data ages and the stale-data breaker trips as for a silent REST feed; when every subscribed
@@ -82,13 +83,12 @@ class StreamFeed:
         backoff_max_s: float,
         fallback_after: int,
         rng: random.Random,
-        on_price: PriceSink | None = None,
     ) -> None:
         self.rest = rest
         self.timeframe = rest.timeframe
         self.timeframe_ms = rest.timeframe_ms
         self.stats = StreamStats()
-        self.on_price = on_price
+        self._price_sink: PriceSink | None = None  # given to `run`
         self._id = exchange_id
         self._factory = client_factory
         self._symbols = symbols
@@ -258,8 +258,8 @@ class StreamFeed:
             return
         q = Quote(symbol=sym, bid=bid, ask=ask, last=last, ts=self._now_ms())
         self._quotes[sym] = q
-        if self.on_price is not None:
-            self.on_price(sym, q)
+        if self._price_sink is not None:
+            self._price_sink(sym, q)
 
     def _make_client(self) -> Any:
         ex = self._factory()
@@ -334,8 +334,10 @@ class StreamFeed:
         if mono > t0:
             self.stats.rate = (self.stats.messages - m0) / (mono - t0)
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Connect, subscribe, reconnect with jittered backoff, fall back to REST; until stop."""
+    async def run(self, stop: asyncio.Event, on_price: PriceSink | None = None) -> None:
+        """Connect, subscribe, reconnect with jittered backoff, fall back to REST; until stop.
+        Every streamed price goes to `on_price(symbol, quote)` meanwhile."""
+        self._price_sink = on_price
         cap = capacity(self._id)
         if cap == 0:
             self._set("rest_fallback", f"no stream support for {self._id} here; polling REST")

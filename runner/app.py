@@ -29,7 +29,8 @@ from infra.exchange.sim_config import SimConfig
 from infra.feeds import ReplayFeed
 from infra.markets import markets_from_series
 from infra.settings import Mode
-from runner.engine import AccountListener, Engine, Telemetry
+from runner.engine import Engine
+from runner.engine_parts import AccountListener, Telemetry
 from runner.recorder import AuditSink, Recorder
 from strategy.registry import resolve
 

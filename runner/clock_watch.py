@@ -8,6 +8,9 @@ server time (through the adapter, one request) and against NTP when a server ans
 above `clock.max_offset_ms` (exit 7); while running, an offset above it puts trading exits
 only until a later check finds it back within the limit. An offset that cannot be measured
 (exchange and NTP both unreachable) is reported, never treated as good or bad.
+
+The watch owns its last result (`status`, what /health shows under "clock"); it acts on the
+engine only through the exits-only causes it is handed.
 """
 
 from __future__ import annotations
@@ -23,10 +26,11 @@ from infra.clock_sync import (
     ClockSettings,
     ClockSkew,
     ClockSkewed,
+    ClockStatus,
     check_clock_skew_async,
     exchange_offset_ms,
 )
-from runner.engine import Engine
+from runner.exits_only import ExitsOnly
 
 log = logging.getLogger("vigil.clock")
 
@@ -50,7 +54,7 @@ class ClockWatch:
         *,
         settings: ClockSettings,
         clock: Clock,
-        engine: Engine,
+        exits_only: ExitsOnly,
         fetch_time: Callable[[], Awaitable[int]] | None,
         exchange: str,
         on_reading: Callable[[ClockReading], None] = lambda r: None,
@@ -58,12 +62,13 @@ class ClockWatch:
         """`on_reading(reading)` runs after each measurement has been acted on."""
         self._cfg = settings
         self._clock = clock
-        self._engine = engine
+        self._exits_only = exits_only
         self._fetch_time = fetch_time
         self._exchange = exchange
         self._on_reading = on_reading
         self._last_ms: int | None = None
         self.last: ClockReading | None = None
+        self.status = ClockStatus()
 
     async def _exchange_skew(self) -> ClockSkew | None:
         if self._fetch_time is None:
@@ -106,11 +111,9 @@ class ClockWatch:
             skews.append(await self._ntp_skew())
         reading = _verdict(tuple(skews), self._cfg.max_offset_ms)
         self.last = reading
-        h = self._engine.health
-        h.clock_offset_ms = reading.offset_ms
-        h.clock_ok = reading.ok
-        h.clock_detail = reading.detail
-        h.clock_ms = self._clock.now_ms()
+        self.status = ClockStatus(
+            reading.offset_ms, reading.ok, reading.detail, self._clock.now_ms()
+        )
         return reading
 
     async def at_start(self, *, refuse: bool) -> ClockReading:
@@ -124,7 +127,7 @@ class ClockWatch:
                     "time sync on the host (chronyc tracking / timedatectl), then start again"
                 )
             log.error("clock: %s; trading exits only until it is fixed", reading.detail)
-            self._engine.set_exits_only(CAUSE, reading.detail, self._clock.now_ms())
+            self._exits_only.set(CAUSE, reading.detail, self._clock.now_ms())
         else:
             log.info("clock: %s", reading.detail)
         self._on_reading(reading)
@@ -138,9 +141,9 @@ class ClockWatch:
         self._last_ms = now_ms
         reading = await self.measure()
         if not reading.ok:
-            self._engine.set_exits_only(CAUSE, reading.detail, now_ms)
-        elif CAUSE in self._engine.exits_only:
-            self._engine.clear_exits_only(CAUSE, now_ms)
+            self._exits_only.set(CAUSE, reading.detail, now_ms)
+        elif CAUSE in self._exits_only:
+            self._exits_only.clear(CAUSE, now_ms)
         self._on_reading(reading)
 
 

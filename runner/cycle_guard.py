@@ -23,10 +23,11 @@ import errno
 import logging
 import sqlite3
 import traceback
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from infra.state_store import StateUnavailable
-from runner.engine import Engine
+from runner.exits_only import ExitsOnly
 
 log = logging.getLogger("vigil.cycle")
 
@@ -44,11 +45,23 @@ def storage_failure(exc: BaseException) -> bool:
 MAX_TRACEBACK = 8_000  # characters kept in the audit record (the innermost frames)
 
 
+@dataclass(frozen=True)
+class GuardControl:
+    """What the runner's guards (this one, runner/clock_watch.py) may do to the engine, and
+    nothing more; the engine hands it out (`Engine.guard_control`)."""
+
+    exits_only: ExitsOnly
+    halt: Callable[[str, int, str], Awaitable[int]]  # (reason, now_ms, source) -> canceled
+    halted: Callable[[], bool]  # the engine state holds the kill latch
+    record: Callable[..., None]  # (kind, data, sync=...) an audit record
+    event: Callable[..., None]  # (name, **labels) a telemetry event
+
+
 class CycleGuard:
     def __init__(
         self,
         *,
-        engine: Engine,
+        control: GuardControl,
         limit: int,
         scrub: Callable[[str], str],
         on_change: Callable[[], None] = lambda: None,
@@ -57,7 +70,7 @@ class CycleGuard:
         set at the end of a cycle, which a failing cycle never reaches."""
         if limit < 1:
             raise ValueError(f"limit must be >= 1, got {limit}")
-        self._engine = engine
+        self._ctl = control
         self._limit = limit
         self._scrub = scrub
         self._on_change = on_change
@@ -71,7 +84,7 @@ class CycleGuard:
         """Record, count and alert one failed cycle; escalate when they come in a row."""
         self.in_a_row += 1
         self.total += 1
-        eng = self._engine
+        ctl = self._ctl
         kind = type(exc).__name__
         message = self._scrub(" ".join(str(exc).split()))[:500]
         text = self._scrub("".join(traceback.format_exception(exc)))[-MAX_TRACEBACK:]
@@ -79,8 +92,8 @@ class CycleGuard:
             log.error("cycle failed: %s: %s\n%s", kind, message, text)
         else:
             log.error("cycle failed (%d in a row): %s: %s", self.in_a_row, kind, message)
-        eng.telemetry.event("cycle_error", kind=kind)
-        eng.recorder.event(
+        ctl.event("cycle_error", kind=kind)
+        ctl.record(
             "cycle_error",
             {
                 "ts": now_ms,
@@ -93,9 +106,9 @@ class CycleGuard:
             sync=True,
         )
         why = f"{self.in_a_row} cycles failed in a row, last {kind}: {message}"[:300]
-        if self.in_a_row >= 2 * self._limit and not eng.state.kill_switch:
-            n = await eng.engage_kill(f"{CAUSE}: {why}", now_ms, CAUSE)
+        if self.in_a_row >= 2 * self._limit and not ctl.halted():
+            n = await ctl.halt(f"{CAUSE}: {why}", now_ms, CAUSE)
             log.critical("HALTED: %s; %d open order(s) cancelled; run `vigil resume`", why, n)
-        elif self.in_a_row >= self._limit and CAUSE not in eng.exits_only:
-            eng.set_exits_only(CAUSE, why, now_ms)
+        elif self.in_a_row >= self._limit and CAUSE not in ctl.exits_only:
+            ctl.exits_only.set(CAUSE, why, now_ms)
         self._on_change()

@@ -122,14 +122,22 @@ def _live_infra(cfg: VigilConfig, db: StateStore) -> Infra:
     clock = LiveClock()
 
     def connect(record: Callable[..., object], metrics: Metrics) -> Venue:
-        symbols = FeedSymbols(cfg)
+        symbols = FeedSymbols(cfg, streams=cfg.stream.enabled)
         parts = build_live(
             cfg, load_secrets(os.environ), clock, db, symbols, record=record, observer=metrics
         )
         metrics.rate_limits.watch(parts.data.limiter_state)
 
         def attach(engine: Engine) -> Callable[[], Awaitable[None]]:
-            return start_streams(parts, engine, clock, metrics).stop
+            streams = start_streams(
+                parts.stream,
+                exits_to=engine if cfg.stream.fast_exits else None,
+                rules=cfg.exits,
+                started=lambda: engine.health.started,
+                clock=clock,
+                metrics=metrics,
+            )
+            return streams.stop
 
         return Venue(
             exchange=parts.exchange,

@@ -5,10 +5,13 @@ ingest candles -> reconcile with the exchange -> snapshot -> run_cycle -> record
 clock, the exchange adapter, the feed and where records go.
 
 The engine is the one owner of the account state (markets, portfolio, engine state, the
-order book): others read it through read-only properties. Its parts get narrow interfaces,
-never the engine: the executor the order gate and callbacks, the reconciler the values it
-reconciles (it hands back new ones), the kill watcher a `KillControl`. Lifecycle:
-new -> started -> stopping -> stopped; `step` runs only while started.
+order book): others read it through read-only properties. The parts it builds get narrow
+interfaces, never the engine: the executor the order gate and callbacks, the reconciler the
+values it reconciles (it hands back new ones), `MarketData` (runner/market_data.py: markets,
+candles, quotes, depth books) the venue and failure callbacks. It hands out narrow controls:
+the kill watcher's `KillControl`, the runner guards' `GuardControl` (with the `ExitsOnly`
+causes, runner/exits_only.py). Lifecycle (runner/engine_parts.py): new -> started ->
+stopping -> stopped; `step` runs only while started.
 """
 
 from __future__ import annotations
@@ -26,53 +29,32 @@ from core.context import CandleHistory
 from core.cycle import MarketSnapshot, StrategySlot, run_cycle
 from core.errors import ExchangeError, ExchangeUnavailable
 from core.fast_exit import FastExit, plan_fast_exit
-from core.features import BadTick, FeatureBank
-from core.models import (
-    CancelRequest,
-    CycleDecision,
-    EngineState,
-    Market,
-    OrderBook,
-    Quote,
-)
+from core.features import FeatureBank
+from core.models import CycleDecision, EngineState, Market, Quote
 from core.portfolio import Portfolio, update_peaks
 from core.ports import CandleFeed, CandleSink, Exchange, Store
 from core.reasons import NoTradeReason
 from core.stages import cycle_marks
-from core.universe import StaticScreen, static_screen
 from infra.logfmt import CYCLE
-from runner.depth import DEPTH_LEVELS, with_books
+from runner.cycle_guard import GuardControl
+from runner.depth import with_books
 from runner.engine_parts import (
-    TRANSITIONS,
     AccountListener,
-    EngineNotRunning,
-    EngineSink,
     EngineStatus,
     Health,
+    Lifecycle,
     NullTelemetry,
     Telemetry,
 )
-from runner.error_windows import ErrorWindows
+from runner.error_windows import ErrorWindows, Outage
 from runner.execution import Executor, OrderBookkeeper, OrderGate
+from runner.exits_only import ExitsOnly
 from runner.kill import KillControl
+from runner.market_data import MarketData
 from runner.reconcile import Account, Reconciler
-from runner.recorder import Recorder, proposal_data, verdict_data
-
-__all__ = [
-    "AccountListener",
-    "Engine",
-    "EngineNotRunning",
-    "EngineSink",
-    "EngineStatus",
-    "Health",
-    "Telemetry",
-]
+from runner.recorder import Recorder
 
 log = logging.getLogger("vigil.engine")
-
-MARKETS_CHECK_MS = 60_000
-# Exits-only causes that stay until an operator resumes (others clear by themselves).
-LATCHED_BY_RESUME = frozenset({"cycle_errors"})
 
 
 class Engine:
@@ -103,27 +85,30 @@ class Engine:
         self.telemetry: Telemetry = telemetry or NullTelemetry()
         self._timed = telemetry is not None  # a cycle's duration goes to real telemetry only
         self.quote = quote_currency or config.universe.quote_currency
-        self._listeners = tuple(candle_listeners)
-        self._sink = self._make_sink()
+        self._errors = ErrorWindows(config, error_window_ms)
+        self._data = MarketData(
+            universe=config.universe,
+            exchange=exchange,
+            feed=feed,
+            bank=bank,
+            listeners=candle_listeners,
+            record=recorder.event,
+            telemetry=self.telemetry,
+            on_failed=self._exchange_failed,
+            on_api_error=self._errors.api_error,
+        )
         self._timer = time.perf_counter if stage_timing else None
         self._on_account = on_account
-        self._status = EngineStatus.NEW
-        self._markets: Mapping[str, Market] = {}
+        self._life = Lifecycle()
         self._state = EngineState()
         self._portfolio = Portfolio(cash=Decimal(0), quote=self.quote)
         self._book = OrderBookkeeper()
         self._gate = OrderGate(latched=lambda: self._state.kill_switch)
-        self._errors = ErrorWindows(config, error_window_ms)
         self._depth_check = config.execution.min_depth_multiple > 0
-        self.health = Health()
-        # Exits-only orders from the runner's own guards: cause -> detail (see set_exits_only).
-        self.exits_only: dict[str, str] = {}
+        self.health = Health(unknown_policy=config.reconcile.unknown_holdings)
+        self._exits_only = ExitsOnly(recorder.event)
         self.last_decision: CycleDecision | None = None
-        self.bad_ticks = 0
-        self._down = False  # an ExchangeUnavailable happened during this cycle
-        self._down_cycles = 0  # cycles in a row that ended with the exchange unreachable
-        self._markets_ms = 0
-        self._screen: StaticScreen | None = None  # of self._markets; see _quote_symbols
+        self._outage = Outage()
         self._history = CandleHistory(bank)
         # One owner of the portfolio at a time: a cycle and a fast exit never interleave.
         self.lock = asyncio.Lock()
@@ -135,7 +120,7 @@ class Engine:
             recorder=recorder,
             quote=self.quote,
             on_exchange_failed=self._exchange_failed,
-            on_api_error=self._api_error,
+            on_api_error=self._errors.api_error,
             on_fill=lambda f: self.telemetry.event("fill", side=f.side.value),
         )
         self.executor = Executor(
@@ -144,21 +129,20 @@ class Engine:
             book=self._book,
             gate=self._gate,
             on_rejection=self._rejected,
-            on_api_error=self._api_error,
+            on_api_error=self._errors.api_error,
             persist=store.save_order,
             on_order=lambda result: self.telemetry.event("order", result=result),
         )
-        self.health.unknown_policy = config.reconcile.unknown_holdings
 
     # ---- the state it owns, read-only for everyone else -------------------------------------
 
     @property
     def status(self) -> EngineStatus:
-        return self._status
+        return self._life.status
 
     @property
     def markets(self) -> Mapping[str, Market]:
-        return self._markets
+        return self._data.markets
 
     @property
     def state(self) -> EngineState:
@@ -175,6 +159,15 @@ class Engine:
     @property
     def errors(self) -> ErrorWindows:
         return self._errors
+
+    @property
+    def exits_only(self) -> ExitsOnly:
+        """The runner guards' exits-only causes, cause -> detail."""
+        return self._exits_only
+
+    @property
+    def bad_ticks(self) -> int:
+        return self._data.bad_ticks
 
     @property
     def kill_reason(self) -> str:
@@ -195,33 +188,23 @@ class Engine:
             latched=lambda: self._state.kill_switch,
         )
 
+    def guard_control(self) -> GuardControl:
+        """What the runner's guards get: exits only, the halt, the audit record, telemetry."""
+        return GuardControl(
+            exits_only=self._exits_only,
+            halt=self.engage_kill,
+            halted=lambda: self._state.kill_switch,
+            record=self.recorder.event,
+            event=self.telemetry.event,
+        )
+
     # ---- lifecycle --------------------------------------------------------------------------
 
-    def _to(self, trigger: str) -> None:
-        nxt = TRANSITIONS.get((self._status, trigger))
-        if nxt is None:
-            raise EngineNotRunning(f"engine is {self._status.value}: cannot {trigger}")
-        self._status = nxt
-
-    def _refuse_unless_started(self, what: str) -> None:
-        if self._status is not EngineStatus.STARTED:
-            hint = "; call start() first" if self._status is EngineStatus.NEW else ""
-            raise EngineNotRunning(f"engine is {self._status.value}: cannot {what}{hint}")
-
     def _exchange_failed(self, now_ms: int, exc: ExchangeError) -> None:
-        self._api_error(now_ms, type(exc).__name__)
+        self._errors.api_error(now_ms)
         self.health.exchange_error = type(exc).__name__
         if isinstance(exc, ExchangeUnavailable):
-            if not self._down and not self._down_cycles:
-                log.error(
-                    "exchange unreachable (%s: %s); trading nothing, retrying every cycle",
-                    type(exc).__name__,
-                    " ".join(str(exc).split())[:200],
-                )
-            self._down = True
-
-    def _api_error(self, ts: int, kind: str) -> None:
-        self._errors.api_error(ts)
+            self._outage.unreachable(exc)
 
     def _rejected(self, ts: int, symbol: str) -> None:
         until, detail = self._errors.rejected(ts, symbol)
@@ -247,30 +230,28 @@ class Engine:
     async def start(self, now_ms: int, *, warmup_bars: int) -> None:
         """Restore state, load markets, warm indicators up. A start that fails on the
         exchange leaves the engine new: it may be started again."""
-        if self._status is not EngineStatus.NEW:
-            raise EngineNotRunning(f"engine is {self._status.value}: cannot start")
+        self._life.check("start")
         self._state = self.store.load_engine_state()
         positions = self.store.load_positions()
         self._book.load(self.store.load_orders(live_only=True))
-        self._markets = await self.exchange.load_markets()
-        self._markets_ms = now_ms
+        await self._data.load_markets(now_ms)
         balances = await self.exchange.fetch_balances()
         cash = balances[self.quote].total if self.quote in balances else Decimal(0)
         self._portfolio = Portfolio(cash=cash, positions=positions, quote=self.quote)
         self._reconciler.restore(self.store.load_fills())
         if warmup_bars > 0:
-            await self.feed.warmup(now_ms, warmup_bars, self._sink)
-        self._to("start")
+            await self._data.warmup(now_ms, warmup_bars)
+        self._life.to("start")
         self.health.started = True
         self.health.store_ms = now_ms
         if self._on_account is not None:
-            self._on_account(self._markets, self._portfolio.positions)
+            self._on_account(self._data.markets, self._portfolio.positions)
 
     async def stop(self, now_ms: int, *, cancel_open: bool, timeout_s: float = 5.0) -> int:
         """Stopping: no new order may leave from here on (the gate refuses them), open ones
         are canceled when `cancel_open` (within `timeout_s`). Returns how many were canceled.
         The state is saved by `persist` (also allowed once stopped)."""
-        self._to("stop")
+        self._life.to("stop")
         self._gate.stopping = True
         canceled = 0
         if cancel_open and self._book.has_live():
@@ -280,7 +261,7 @@ class Engine:
                 )
             except TimeoutError:
                 log.error("cancelling open orders timed out; they may still rest on the exchange")
-        self._to("stopped")
+        self._life.to("stopped")
         return canceled
 
     def persist(self, now_ms: int) -> None:
@@ -288,30 +269,14 @@ class Engine:
 
     # ---- the cycle --------------------------------------------------------------------------
 
-    def _make_sink(self) -> EngineSink:
-        return EngineSink(self.bank.pusher, self._listeners, self._bad_tick)
-
-    def _bad_tick(self, exc: BadTick) -> None:
-        self.bad_ticks += 1
-        log.warning("bad tick rejected: %s", exc)
-        self.recorder.event(
-            "bad_tick",
-            {"symbol": exc.symbol, "ts": exc.ts, "reason": exc.reason, "detail": exc.detail},
-        )
-        self.telemetry.event("bad_tick", reason=exc.reason)
-
     async def poll_market(self, now_ms: int) -> None:
         """New candles in, outside a cycle (a flatten waiting for fills: in PAPER the
         simulated fills come from these candles)."""
-        try:
-            if await self.feed.poll(now_ms, self._sink):
-                self.health.market_data_ms = now_ms
-        except ExchangeError as exc:
-            self._exchange_failed(now_ms, exc)
+        if await self._data.poll(now_ms):
+            self.health.market_data_ms = now_ms
 
     async def step(self, now_ms: int) -> CycleDecision:
-        if self._status is not EngineStatus.STARTED:
-            self._refuse_unless_started("step")
+        self._life.require_started("step")
         async with self.lock:
             return await self._step(now_ms)
 
@@ -319,11 +284,11 @@ class Engine:
         """One reconcile outside a cycle (a flatten waiting for its fills)."""
         await self._reconcile(now_ms, [])
         if self._on_account is not None:
-            self._on_account(self._markets, self._portfolio.positions)
+            self._on_account(self._data.markets, self._portfolio.positions)
 
     async def _reconcile(self, now_ms: int, missing: list[str]) -> None:
         acct = await self._reconciler.run(
-            now_ms, missing, Account(self._portfolio, self._state), self._markets
+            now_ms, missing, Account(self._portfolio, self._state), self._data.markets
         )
         if acct is None:
             return
@@ -337,24 +302,21 @@ class Engine:
         CYCLE.set(now_ms)  # JSON log lines name the cycle they belong to
         missing: list[str] = []
         health = self.health
-        self._down = False
-        try:
-            if await self.feed.poll(now_ms, self._sink):
-                health.market_data_ms = now_ms
-        except ExchangeError as exc:
-            self._exchange_failed(now_ms, exc)
+        data = self._data
+        self._outage.cycle_begins()
+        polled = await data.poll(now_ms)
+        if polled:
+            health.market_data_ms = now_ms
+        elif polled is None:
             missing.append("candles")
-        if now_ms - self._markets_ms >= MARKETS_CHECK_MS:
-            await self._refresh_markets(now_ms)
+        await data.refresh_markets(now_ms)
         await self._reconcile(now_ms, missing)
-        symbols = self._quote_symbols()
-        try:
-            quotes: Mapping[str, Quote] = await self.exchange.fetch_quotes(symbols)
-            health.exchange_ms = now_ms
-        except ExchangeError as exc:
-            self._exchange_failed(now_ms, exc)
+        quotes = await data.quotes(now_ms, self._portfolio.positions)
+        if quotes is None:
             quotes = {}
             missing.append("quotes")
+        else:
+            health.exchange_ms = now_ms
         features = self.bank.latest()
         # The guarded marks the cycle values positions at, computed once: a bad print must
         # not lift a trailing stop's peak either.
@@ -367,7 +329,7 @@ class Engine:
         errors = self._errors
         snapshot = MarketSnapshot(
             ts=now_ms,
-            markets=self._markets,
+            markets=data.markets,
             features=features,
             quotes=quotes,
             open_orders=tuple(book.live()) if book.has_live() else (),
@@ -377,12 +339,12 @@ class Engine:
             kill_switch=gate.killed,
             kill_reason=gate.reason,
             missing=tuple(missing) if missing else (),
-            exchange_down=self._down,
+            exchange_down=self._outage.now,
             history=self._history,
-            exits_only=",".join(sorted(self.exits_only)) if self.exits_only else "",
+            exits_only=self._exits_only.joined(),
             entries_blocked=self._reconciler.unknown.entry_blocks(),
             marks=marks,
-            screen=self._screen,
+            screen=data.screen,
         )
         decision = run_cycle(
             snapshot,
@@ -399,28 +361,21 @@ class Engine:
                 self._portfolio,
                 self.config,
                 self.strategies,
-                self._order_book,
+                data.order_book,
                 self._timer,
             )
-        if self._down:
-            self._down_cycles += 1
-        elif self._down_cycles:
-            log.warning("exchange reachable again after %d cycle(s)", self._down_cycles)
-            self._down_cycles = 0
+        self._outage.cycle_ends()
         self._state = decision.state
         health.strategies_ms = now_ms
         self.recorder.decision(
             decision,
-            prior.breakers,
+            prior,
             positions=len(self._portfolio.positions),
             open_orders=len(snapshot.open_orders),
         )
-        if decision.state.kill_switch and not prior.kill_switch:
-            self.recorder.event(
-                "kill_switch", {"reason": decision.state.kill_reason, "source": "cycle"}, sync=True
-            )
         if decision.cancels or decision.intents:
-            await self._execute(decision, now_ms)
+            await self.executor.execute(decision.cancels, decision.intents, now_ms)
+            health.execution_ms = now_ms
         self.store.save_cycle(self._state, self._portfolio, now_ms)
         health.store_ms = now_ms
         self.last_decision = decision
@@ -429,55 +384,21 @@ class Engine:
         if len(book.orders) > 1000:
             book.forget_terminal()
         if self._on_account is not None:
-            self._on_account(self._markets, self._portfolio.positions)
+            self._on_account(self._data.markets, self._portfolio.positions)
         return decision
-
-    async def _order_book(self, symbol: str, now_ms: int) -> OrderBook:
-        try:
-            return await self.exchange.fetch_order_book(symbol, DEPTH_LEVELS)
-        except ExchangeError as exc:
-            self._api_error(now_ms, type(exc).__name__)
-            log.warning("order book of %s unavailable (%s): entry refused", symbol, exc)
-            return OrderBook(symbol=symbol, bids=(), asks=(), ts=now_ms)
-
-    async def _refresh_markets(self, now_ms: int) -> None:
-        """The adapter caches markets and reloads them on its own schedule; asking once a
-        minute means a product whose status degrades stops being traded within a cycle or
-        two of the adapter seeing it."""
-        self._markets_ms = now_ms
-        try:
-            self._markets = await self.exchange.load_markets()
-        except ExchangeError as exc:
-            self._exchange_failed(now_ms, exc)  # keep trading on the markets we have
-
-    def _quote_symbols(self) -> Sequence[str]:
-        screen = self._screen
-        if screen is None or not screen.fits(self.config.universe, self._markets):
-            screen = self._screen = static_screen(self.config.universe, self._markets)
-        syms = screen.symbols
-        extra = [s for s in self._portfolio.positions if s not in syms]
-        return [*syms, *extra] if extra else syms
-
-    async def _execute(self, d: CycleDecision, now_ms: int) -> None:
-        for c in d.cancels:
-            await self.executor.cancel(c, now_ms)
-        for intent in d.intents:
-            await self.executor.submit(intent, now_ms)
-        if d.cancels or d.intents:
-            self.health.execution_ms = now_ms
 
     async def fast_exit(
         self, symbol: str, quote: Quote, now_ms: int, high: Decimal | None = None
     ) -> FastExit:
         """A streamed price for a held position, between cycles: the cycle's exit rule, gate
         and risk check (core/fast_exit.py), then the same executor and audit records."""
-        self._refuse_unless_started("fast-exit")
+        self._life.require_started("fast-exit")
         async with self.lock:
             plan = plan_fast_exit(
                 symbol=symbol,
                 quote=quote,
                 portfolio=self._portfolio,
-                markets=self._markets,
+                markets=self._data.markets,
                 features=self.bank.latest(),
                 state=self._state,
                 open_orders=self._book.live() if self._book.has_live() else (),
@@ -488,13 +409,7 @@ class Engine:
             )
             if plan.proposal is None:
                 return plan
-            self.recorder.event(
-                "fast_exit",
-                {"symbol": symbol, "ts": now_ms, "last": str(quote.last), "bid": str(quote.bid)},
-            )
-            self.recorder.event("proposal", proposal_data(plan.proposal, now_ms))
-            for v in plan.verdicts:
-                self.recorder.event("verdict", verdict_data(v, now_ms))
+            self.recorder.fast_exit(symbol, quote, plan, now_ms)
             for intent in plan.intents:
                 await self.executor.submit(intent, now_ms)
                 self.health.execution_ms = now_ms
@@ -512,35 +427,12 @@ class Engine:
             self.recorder.event("kill_switch", {"reason": reason, "source": source}, sync=True)
         return await self.cancel_all(now_ms, reason="KILL_SWITCH")
 
-    def set_exits_only(self, cause: str, detail: str, now_ms: int) -> None:
-        """Refuse entries from the next cycle on (exits still run) until `clear_exits_only`
-        or an operator's resume. Recorded (and so alerted) when it starts."""
-        if self.exits_only.get(cause) == detail:
-            return
-        first = cause not in self.exits_only
-        self.exits_only[cause] = detail
-        if first:
-            self.recorder.event(
-                "exits_only", {"ts": now_ms, "cause": cause, "detail": detail}, sync=True
-            )
-            log.error("EXITS ONLY (%s): %s", cause, detail)
-
-    def clear_exits_only(self, cause: str, now_ms: int) -> None:
-        if self.exits_only.pop(cause, None) is not None:
-            self.recorder.event("exits_only_clear", {"ts": now_ms, "cause": cause}, sync=True)
-            log.warning("exits-only (%s) cleared", cause)
-
     def resume(self, now_ms: int, source: str) -> None:
         self._gate.open()
-        for cause in list(self.exits_only):
-            if cause in LATCHED_BY_RESUME:
-                self.clear_exits_only(cause, now_ms)
+        self._exits_only.resume(now_ms)
         self._state = replace(self._state, kill_switch=False, kill_reason="")
         self.store.set_kill(False, "")
         self.recorder.event("resume", {"ts": now_ms, "source": source}, sync=True)
 
     async def cancel_all(self, now_ms: int, *, reason: str) -> int:
-        live = self._book.live()
-        for o in live:
-            await self.executor.cancel(CancelRequest(o.client_order_id, o.symbol, reason), now_ms)
-        return len(live)
+        return await self.executor.cancel_all(now_ms, reason=reason)

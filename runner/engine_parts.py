@@ -39,6 +39,29 @@ class EngineNotRunning(RuntimeError):
     """An engine asked to do what its lifecycle state does not allow."""
 
 
+class Lifecycle:
+    """The engine's lifecycle state, moved only along TRANSITIONS."""
+
+    __slots__ = ("status",)
+
+    def __init__(self) -> None:
+        self.status = EngineStatus.NEW
+
+    def check(self, trigger: str) -> None:
+        """EngineNotRunning unless `trigger` is allowed now."""
+        if (self.status, trigger) not in TRANSITIONS:
+            raise EngineNotRunning(f"engine is {self.status.value}: cannot {trigger}")
+
+    def to(self, trigger: str) -> None:
+        self.check(trigger)
+        self.status = TRANSITIONS[(self.status, trigger)]
+
+    def require_started(self, what: str) -> None:
+        if self.status is not EngineStatus.STARTED:
+            hint = "; call start() first" if self.status is EngineStatus.NEW else ""
+            raise EngineNotRunning(f"engine is {self.status.value}: cannot {what}{hint}")
+
+
 class EngineSink:
     """The per-candle path into the engine: a CandleSink (`sink(symbol, ts, o, h, lo, c, v)`)
     that can also hand a feed one symbol's parts, its candle step and its listener, so a replay
@@ -115,11 +138,6 @@ class Health:
     store_ms: int = 0
     exchange_error: str = ""
     started: bool = False
-    # The clock-drift check (runner/clock_watch.py); clock_ms 0: never measured.
-    clock_offset_ms: float | None = None
-    clock_ok: bool = True
-    clock_detail: str = "not measured"
-    clock_ms: int = 0
     # coins on the venue the state does not know (runner/holdings.py): symbol -> amount
     unknown_holdings: dict[str, str] = field(default_factory=dict)
     unknown_policy: str = ""

@@ -1,11 +1,15 @@
 """The engine's recent API errors and order rejections: what the API-error and rejections
-breakers count, and the per-symbol rejection ban."""
+breakers count, and the per-symbol rejection ban; and the exchange's outages (`Outage`)."""
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 
 from core.config import PipelineConfig
+from core.errors import ExchangeError
+
+log = logging.getLogger("vigil.engine")
 
 MAX_KEPT = 1000
 
@@ -18,9 +22,10 @@ class ErrorWindows:
         self.rejections: deque[int] = deque(maxlen=MAX_KEPT)
         self._rejected_by: deque[tuple[int, str]] = deque(maxlen=MAX_KEPT)  # (ts, symbol)
 
-    def api_error(self, ts: int) -> None:
-        # Feeds the API-error breaker. vigil_api_errors_total is counted per failed request
-        # by the venue adapter itself (runner/live.py), retries included.
+    def api_error(self, ts: int, kind: str = "") -> None:
+        # Feeds the API-error breaker, which counts every kind alike (`kind` is there for the
+        # executor's and reconciler's callback shape). vigil_api_errors_total is counted per
+        # failed request by the venue adapter itself (runner/live.py), retries included.
         self.api_errors.append(ts)
 
     def rejected(self, ts: int, symbol: str) -> tuple[int | None, str]:
@@ -55,3 +60,32 @@ class ErrorWindows:
         while dq and dq[0] <= lo:
             dq.popleft()
         return tuple(dq)
+
+
+class Outage:
+    """The exchange unreachable (ExchangeUnavailable): during the current cycle (what the
+    snapshot's `exchange_down` says) and for how many cycles in a row. Logged once when it
+    begins and once when it ends, not every cycle."""
+
+    def __init__(self) -> None:
+        self.now = False  # an ExchangeUnavailable happened during this cycle
+        self._cycles = 0  # cycles in a row that ended with the exchange unreachable
+
+    def cycle_begins(self) -> None:
+        self.now = False
+
+    def unreachable(self, exc: ExchangeError) -> None:
+        if not self.now and not self._cycles:
+            log.error(
+                "exchange unreachable (%s: %s); trading nothing, retrying every cycle",
+                type(exc).__name__,
+                " ".join(str(exc).split())[:200],
+            )
+        self.now = True
+
+    def cycle_ends(self) -> None:
+        if self.now:
+            self._cycles += 1
+        elif self._cycles:
+            log.warning("exchange reachable again after %d cycle(s)", self._cycles)
+            self._cycles = 0

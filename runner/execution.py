@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from core.errors import (
@@ -248,6 +248,22 @@ class Executor:
             self._merge(local, remote)
         self._rec.cancel(req, "canceled", now_ms)
         return "canceled"
+
+    async def execute(
+        self, cancels: Sequence[CancelRequest], intents: Sequence[OrderIntent], now_ms: int
+    ) -> None:
+        """A cycle's orders: its cancels first, then its new orders."""
+        for c in cancels:
+            await self.cancel(c, now_ms)
+        for intent in intents:
+            await self.submit(intent, now_ms)
+
+    async def cancel_all(self, now_ms: int, *, reason: str) -> int:
+        """Cancel every live order in the book; returns how many were asked to cancel."""
+        live = self._book.live()
+        for o in live:
+            await self.cancel(CancelRequest(o.client_order_id, o.symbol, reason), now_ms)
+        return len(live)
 
     def _merge(self, local: Order, remote: Order) -> Order:
         if remote.filled > local.filled:

@@ -17,24 +17,46 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
+from core.config import ExitConfig
 from core.exits import evaluate_exit
-from core.models import Quote
-from runner.engine import Engine, EngineStatus
+from core.fast_exit import FastExit
+from core.models import CycleDecision, Quote
+from core.portfolio import Portfolio
+from runner.engine_parts import EngineStatus
 
 log = logging.getLogger("vigil.fast_exits")
+
+
+class ExitEngine(Protocol):
+    """What the fast exits read from the engine, and the one thing they ask of it."""
+
+    @property
+    def status(self) -> EngineStatus: ...
+
+    @property
+    def portfolio(self) -> Portfolio: ...
+
+    @property
+    def last_decision(self) -> CycleDecision | None: ...
+
+    async def fast_exit(
+        self, symbol: str, quote: Quote, now_ms: int, high: Decimal | None = None
+    ) -> FastExit: ...
 
 
 class FastExits:
     def __init__(
         self,
         *,
-        engine: Engine,
+        engine: ExitEngine,
+        rules: ExitConfig,
         now_ms: Callable[[], int],
         on_exit: Callable[[float], None] | None = None,
     ) -> None:
         self._engine = engine
+        self._rules = rules
         self._now_ms = now_ms
         self._on_exit = on_exit  # seconds from the price's arrival to the order's return
         self._busy: dict[str, asyncio.Task[None]] = {}
@@ -68,7 +90,7 @@ class FastExits:
         # The pure rule first, on the raw price: most prices trigger nothing, and the engine
         # re-checks under its lock with the guarded mark before anything is sent.
         peaked = replace(pos, peak_price=high) if high > pos.peak_price else pos
-        if evaluate_exit(peaked, quote.last, now, eng.config.exits) is None:
+        if evaluate_exit(peaked, quote.last, now, self._rules) is None:
             return
         self._busy[symbol] = asyncio.get_running_loop().create_task(
             self._run(symbol, quote, now, high, time.perf_counter()), name=f"fast-exit-{symbol}"
@@ -100,14 +122,3 @@ class FastExits:
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-
-
-class PriceRouter:
-    """The stream's price callback, pointed at the fast exits once the engine exists."""
-
-    def __init__(self) -> None:
-        self.target: Callable[[str, Quote], None] | None = None
-
-    def __call__(self, symbol: str, quote: Quote) -> None:
-        if self.target is not None:
-            self.target(symbol, quote)

@@ -1,5 +1,6 @@
 """The daemon's guards around the engine: the cycle boundary (runner/cycle_guard.py), the
-clock-drift check (runner/clock_watch.py) and the one test hook.
+clock-drift check (runner/clock_watch.py) and the one test hook. They act on the engine only
+through the `GuardControl` it hands out (exits only, the halt, audit records, telemetry).
 
 VIGIL_TEST_FAULT=cycle makes every cycle raise a RuntimeError at its start, so the
 integration tests can show from outside that failing cycles are recorded, alerted and latch
@@ -17,11 +18,10 @@ from typing import Any
 
 from core.clock import Clock
 from core.errors import ConfigError
-from infra.clock_sync import ClockSkewed
+from infra.clock_sync import ClockSkewed, ClockStatus
 from infra.settings import Mode, VigilConfig
 from runner.clock_watch import ClockReading, ClockWatch
-from runner.cycle_guard import CycleGuard
-from runner.engine import Engine
+from runner.cycle_guard import CycleGuard, GuardControl
 
 log = logging.getLogger("vigil.guards")
 
@@ -48,7 +48,7 @@ class Guards:
     def __init__(
         self,
         *,
-        engine: Engine,
+        control: GuardControl,
         config: VigilConfig,
         clock: Clock,
         scrub: Callable[[str], str],
@@ -59,9 +59,9 @@ class Guards:
         env: Mapping[str, str] | None = None,
         check_clock: bool = True,
     ) -> None:
-        self._engine = engine
+        self._record = control.record
         self.cycle = CycleGuard(
-            engine=engine, limit=config.loop.max_cycle_errors, scrub=scrub, on_change=on_change
+            control=control, limit=config.loop.max_cycle_errors, scrub=scrub, on_change=on_change
         )
         self._refuse_skew = config.mode is Mode.LIVE
 
@@ -75,7 +75,7 @@ class Guards:
             else ClockWatch(
                 settings=config.clock,
                 clock=clock,
-                engine=engine,
+                exits_only=control.exits_only,
                 fetch_time=fetch_time,
                 exchange=exchange,
                 on_reading=after_reading,
@@ -86,6 +86,10 @@ class Guards:
             log.warning(
                 "%s=%s: every cycle fails on purpose (test hook)", TEST_FAULT_ENV, self.fault
             )
+
+    def clock_status(self) -> ClockStatus | None:
+        """The clock check's last result for /health; None when the clock is not checked."""
+        return None if self.clock is None else self.clock.status
 
     def describe(self) -> dict[str, Any]:
         """For the config_loaded audit record."""
@@ -98,7 +102,7 @@ class Guards:
         try:
             await self.clock.at_start(refuse=self._refuse_skew)
         except ClockSkewed as exc:
-            self._engine.recorder.event("clock_refused", {"detail": str(exc)}, sync=True)
+            self._record("clock_refused", {"detail": str(exc)}, sync=True)
             raise
 
     async def before_cycle(self, now_ms: int) -> None:

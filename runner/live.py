@@ -29,7 +29,6 @@ from infra.secrets import Secrets, require_live_credentials
 from infra.settings import Mode, VigilConfig
 from infra.state_store import StateStore
 from infra.streams import StreamFeed, capacity
-from runner.fast_exits import PriceRouter
 from runner.store import paper_wallet
 
 log = logging.getLogger("vigil.live")
@@ -46,7 +45,6 @@ class LiveParts:
     feed: CandleFeed
     listeners: list[Any]
     stream: StreamFeed | None = None
-    prices: PriceRouter | None = None
 
 
 class FeedSymbols:
@@ -54,14 +52,15 @@ class FeedSymbols:
     The engine tells it its markets and positions (`follow`, the engine's `on_account`)
     after start and after every cycle; before that it polls the configured symbols."""
 
-    def __init__(self, cfg: VigilConfig) -> None:
+    def __init__(self, cfg: VigilConfig, *, streams: bool = False) -> None:
+        """`streams`: the candles come over the WebSocket streams (build_stream)."""
         self._cfg = cfg
         self._markets: Mapping[str, Market] = {}
         self._held: tuple[str, ...] = ()
         self._warned = False
         # Streams carry every candidate (up to the venue's documented capacity, docs/streams.md);
         # REST polling keeps to the first MAX_FEED_SYMBOLS, and says so.
-        self.cap = MAX_FEED_SYMBOLS
+        self.cap = (capacity(cfg.exchange.id) if streams else 0) or MAX_FEED_SYMBOLS
 
     def follow(self, markets: Mapping[str, Market], positions: Mapping[str, Position]) -> None:
         self._markets = markets
@@ -146,10 +145,8 @@ def build_live(
     )
     feed: CandleFeed = rest
     stream: StreamFeed | None = None
-    prices: PriceRouter | None = None
     if cfg.stream.enabled:
-        prices = PriceRouter()
-        stream = build_stream(cfg, clock, rest, symbols, prices)
+        stream = build_stream(cfg, clock, rest, symbols)
         feed = stream
     wallet = cfg.sim if live else paper_wallet(cfg.sim, cfg.universe.quote_currency, db)
 
@@ -167,24 +164,22 @@ def build_live(
         shadow = ShadowExchange(
             live=data, sim_factory=make_sim, clock=clock, record=record, observer=observer
         )
-        return LiveParts(shadow, data, feed, [shadow.on_candle], stream, prices)
+        return LiveParts(shadow, data, feed, [shadow.on_candle], stream)
     if live:
-        return LiveParts(data, data, feed, [], stream, prices)
+        return LiveParts(data, data, feed, [], stream)
     paper = PaperExchange(data=data, sim_factory=make_sim)
     exchange: Exchange = paper
     if cfg.mode is Mode.DRY_RUN:
         exchange = DryRunExchange(paper, now_ms=clock.now_ms)
-    return LiveParts(exchange, data, feed, [paper.on_candle], stream, prices)
+    return LiveParts(exchange, data, feed, [paper.on_candle], stream)
 
 
 def build_stream(
-    cfg: VigilConfig, clock: Clock, rest: ExchangeFeed, symbols: FeedSymbols, prices: PriceRouter
+    cfg: VigilConfig, clock: Clock, rest: ExchangeFeed, symbols: FeedSymbols
 ) -> StreamFeed:
     """Public streams only: no keys go to the WebSocket client."""
     sc = cfg.stream
     ex = cfg.exchange
-    if capacity(ex.id):
-        symbols.cap = capacity(ex.id)
     return StreamFeed(
         rest=rest,
         exchange_id=ex.id,
@@ -198,5 +193,4 @@ def build_stream(
         backoff_max_s=sc.reconnect_max_seconds,
         fallback_after=sc.fallback_after_failures,
         rng=random.Random(),
-        on_price=prices,
     )

@@ -153,7 +153,7 @@ async def run_loop(
     checks that live outside the engine (the clock-drift check)."""
     cycles = 0
     progress = progress or Progress()
-    guard = guard or CycleGuard(engine=engine, limit=3, scrub=lambda text: text)
+    guard = guard or CycleGuard(control=engine.guard_control(), limit=3, scrub=lambda text: text)
     watch = asyncio.create_task(watcher.run(stop, progress.tick), name="kill-watcher")
     try:
         while not stop.is_set():

@@ -8,13 +8,16 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any, Protocol
 
+from core.fast_exit import FastExit
 from core.models import (
     BreakerState,
     CancelRequest,
     CycleDecision,
+    EngineState,
     Fill,
     Order,
     OrderIntent,
+    Quote,
     RiskVerdict,
     TradeProposal,
 )
@@ -201,14 +204,15 @@ class Recorder:
     def decision(
         self,
         d: CycleDecision,
-        before: Mapping[str, BreakerState],
+        before: EngineState,
         *,
         positions: int,
         open_orders: int,
     ) -> None:
+        """A cycle's records; `before` is the engine state the cycle started from."""
         append = self.sink.append
         ts = d.ts
-        for kind, data in breaker_events(before, d.state.breakers, ts):
+        for kind, data in breaker_events(before.breakers, d.state.breakers, ts):
             append(kind, data)
         for p in d.proposals:
             append("proposal", proposal_data(p, ts))
@@ -216,6 +220,20 @@ class Recorder:
             append("verdict", verdict_data(v, ts))
         if self.cycle_summaries:
             append("cycle", cycle_data(d, positions=positions, open_orders=open_orders))
+        if d.state.kill_switch and not before.kill_switch:
+            append("kill_switch", {"reason": d.state.kill_reason, "source": "cycle"}, sync=True)
+
+    def fast_exit(self, symbol: str, quote: Quote, plan: FastExit, ts: int) -> None:
+        """A fast exit's decision (runner/fast_exits.py), before its orders are sent."""
+        append = self.sink.append
+        append(
+            "fast_exit",
+            {"symbol": symbol, "ts": ts, "last": str(quote.last), "bid": str(quote.bid)},
+        )
+        if plan.proposal is not None:
+            append("proposal", proposal_data(plan.proposal, ts))
+        for v in plan.verdicts:
+            append("verdict", verdict_data(v, ts))
 
     def intent(self, i: OrderIntent) -> None:
         # Durable before the order leaves: after a crash the intent tells us what may exist.

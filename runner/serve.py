@@ -30,7 +30,8 @@ from runner import __version__
 from runner.alerting import AlertingSink, alerting_sink, make_notifier
 from runner.app import build_engine
 from runner.checks import key_issued_ms, start_integrity_watch
-from runner.engine import AccountListener, Engine
+from runner.engine import Engine
+from runner.engine_parts import AccountListener
 from runner.flatten import Flattener, FlattenPacer
 from runner.guards import Guards
 from runner.kill import KillFiles, KillWatcher
@@ -127,7 +128,7 @@ async def run_daemon(
             try:
                 secrets = load_secrets(os.environ)
                 guards = Guards(
-                    engine=engine,
+                    control=engine.guard_control(),
                     config=cfg,
                     clock=clock,
                     scrub=lambda text: redact(text, secrets),
@@ -176,7 +177,9 @@ async def _serve(
     engine, clock, audit, notifier = parts.engine, parts.clock, parts.audit, parts.notifier
     metrics, guards = parts.metrics, parts.guards
     notifier.start()
-    server = await start_http(loaded, engine, clock, paths, metrics, opts.replay)
+    server = await start_http(
+        loaded, engine, clock, paths, metrics, opts.replay, clock_check=guards.clock_status
+    )
     systemd = SystemdNotifier()
     # Up and serving /health: systemd may count the start as done even while the exchange is
     # still unreachable (the retries below), so a down venue never becomes a restart loop.

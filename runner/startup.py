@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from core.clock import Clock
 from core.errors import ConfigError, ExchangeError, ExchangeUnavailable
 from infra.audit import AuditLog
+from infra.clock_sync import ClockStatus
 from infra.config_loader import LoadedConfig
 from infra.logfmt import json_logging
 from infra.metrics import Metrics
@@ -191,8 +192,10 @@ async def start_http(
     paths: ResolvedPaths,
     metrics: Metrics,
     replay: bool,
+    clock_check: Callable[[], ClockStatus | None] = lambda: None,
 ) -> HttpServer | None:
-    """The HTTP server (/metrics /health /ready /status), or None when http.enabled is off."""
+    """The HTTP server (/metrics /health /ready /status), or None when http.enabled is off.
+    `clock_check()` is the clock-drift check's last result (runner/guards.py)."""
     from infra.http import HttpServer, health_report, readiness  # aiohttp: only when serving
     from runner.ops_status import daemon_facts
 
@@ -212,6 +215,7 @@ async def start_http(
             config_hash=loaded.config_hash,
             stale_after_s=max(3 * engine.config.timeframe_ms / 1000, 60),
             streams=getattr(engine.feed, "stats", None),
+            clock=clock_check(),
         ),
         ready=lambda: readiness(engine),
         status=lambda: daemon_facts(

@@ -12,7 +12,7 @@ import pytest
 from backtest.synthetic import generate_candles
 from core.features import BadTick, FeatureBank
 from infra.feeds import CHUNK, ReplayFeed
-from runner.engine import EngineSink
+from runner.engine_parts import EngineSink
 
 START = 1_704_067_200_000
 TF = 300_000

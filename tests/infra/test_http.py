@@ -19,6 +19,7 @@ from core.features import FeatureBank
 from core.models import BreakerState, TradingState
 from core.ports import CandleSink
 from core.reasons import Breaker
+from infra.clock_sync import ClockStatus
 from infra.exchange.sim import SimExchange
 from infra.exchange.sim_config import SimConfig
 from infra.http import (
@@ -152,6 +153,32 @@ def test_report_json_has_the_documented_shape() -> None:
     assert set(doc["components"]["store"]) == {"status", "seconds_since_update", "detail"}
     with pytest.raises(ValueError, match="stale_after_s"):
         health_report(healthy_engine(), now_ms=NOW, mode="x", config_hash="y", stale_after_s=0)
+
+
+def test_clock_section_is_the_clock_checks_own_result() -> None:
+    r = report(healthy_engine())  # no clock check (a replay): not measured, not judged
+    assert dict(r.clock) == {
+        "offset_ms": None,
+        "ok": True,
+        "detail": "not measured",
+        "seconds_since_check": None,
+    }
+    off = ClockStatus(-1523.44, False, "host clock is 1523 ms ahead of binance", NOW - 30_000)
+    r = health_report(
+        healthy_engine(),
+        now_ms=NOW,
+        mode="PAPER",
+        config_hash=HASH,
+        stale_after_s=STALE_S,
+        clock=off,
+    )
+    assert r.status is Status.DEGRADED and "clock: host clock is 1523 ms ahead" in r.detail
+    assert dict(r.clock) == {
+        "offset_ms": -1523.4,
+        "ok": False,
+        "detail": off.detail,
+        "seconds_since_check": 30.0,
+    }
 
 
 def test_readiness_waits_for_start_and_one_cycle() -> None:

@@ -34,7 +34,7 @@ from core.portfolio import Portfolio
 from core.reasons import Breaker, NoTradeReason, RiskReason
 from infra.metrics import Metrics
 from infra.metrics_labels import OTHER, clean_label, reason_code
-from runner.engine import Health
+from runner.engine_parts import Health
 from runner.execution import OrderBookkeeper
 from strategy.registry import resolve
 from tests.core.helpers import T0, TF, market, position, quote, series

@@ -18,7 +18,8 @@ from core.models import Order, OrderIntent, OrderStatus, OrderType, Side
 from infra.candle_files import write_candles
 from infra.settings import VigilConfig
 from runner.app import build_engine, prepare_replay, replay_venue
-from runner.engine import Engine, EngineNotRunning, EngineStatus
+from runner.engine import Engine
+from runner.engine_parts import EngineNotRunning, EngineStatus
 from runner.kill import KillFiles, KillWatcher
 from runner.recorder import MemorySink
 from runner.store import MemoryStore

@@ -15,8 +15,9 @@ from runner.app import build_engine
 from runner.clock_watch import ClockWatch
 from runner.cycle_guard import CycleGuard
 from runner.engine import Engine
+from runner.exits_only import ExitsOnly
 from runner.guards import fault_from_env
-from runner.recorder import MemorySink
+from runner.recorder import MemorySink, Recorder
 from runner.store import MemoryStore
 
 T0 = 1_704_067_200_000
@@ -48,7 +49,9 @@ def boom() -> None:
 def test_failures_in_a_row_go_exits_only_then_halted_and_success_resets_the_count() -> None:
     sink = MemorySink()
     eng = engine(sink)
-    guard = CycleGuard(engine=eng, limit=2, scrub=lambda t: t.replace(SECRET, "***"))
+    guard = CycleGuard(
+        control=eng.guard_control(), limit=2, scrub=lambda t: t.replace(SECRET, "***")
+    )
 
     async def fail(n: int) -> None:
         try:
@@ -78,6 +81,23 @@ def test_failures_in_a_row_go_exits_only_then_halted_and_success_resets_the_coun
     assert not eng.exits_only and not eng.state.kill_switch
 
 
+def test_exits_only_records_each_cause_once_and_resume_clears_only_latched_ones() -> None:
+    sink = MemorySink()
+    causes = ExitsOnly(Recorder(sink).event)
+    causes.set("clock_skew", "400 ms behind", T0)
+    causes.set("clock_skew", "400 ms behind", T0 + 1)
+    causes.set("clock_skew", "500 ms behind", T0 + 2)  # the detail follows, no second record
+    causes.set("cycle_errors", "3 in a row", T0 + 3)
+    assert dict(causes) == {"clock_skew": "500 ms behind", "cycle_errors": "3 in a row"}
+    assert causes.joined() == "clock_skew,cycle_errors"
+    causes.resume(T0 + 4)  # an operator's resume lifts the latched cause only
+    assert dict(causes) == {"clock_skew": "500 ms behind"}
+    causes.clear("clock_skew", T0 + 5)
+    causes.clear("clock_skew", T0 + 6)
+    assert not causes and causes.joined() == ""
+    assert kinds(sink) == ["exits_only", "exits_only", "exits_only_clear", "exits_only_clear"]
+
+
 def test_test_fault_hook_accepts_only_its_one_value() -> None:
     assert fault_from_env({}) == ""
     assert fault_from_env({"VIGIL_TEST_FAULT": "cycle"}) == "cycle"
@@ -87,7 +107,9 @@ def test_test_fault_hook_accepts_only_its_one_value() -> None:
 
 def watch(eng: Engine, clock: SimClock, fetch: Any, **kw: Any) -> ClockWatch:
     settings = ClockSettings(max_offset_ms=150, ntp_servers=(), check_interval_seconds=60, **kw)
-    return ClockWatch(settings=settings, clock=clock, engine=eng, fetch_time=fetch, exchange="fake")
+    return ClockWatch(
+        settings=settings, clock=clock, exits_only=eng.exits_only, fetch_time=fetch, exchange="fake"
+    )
 
 
 def test_live_refuses_to_start_above_the_limit_and_paper_goes_exits_only() -> None:
@@ -97,9 +119,11 @@ def test_live_refuses_to_start_above_the_limit_and_paper_goes_exits_only() -> No
         return clock.now_ms() + 400  # the exchange is 400 ms ahead: the host is behind
 
     eng = engine(MemorySink())
+    w = watch(eng, clock, ahead)
     with pytest.raises(ClockSkewed, match="400 ms behind fake"):
-        asyncio.run(watch(eng, clock, ahead).at_start(refuse=True))
-    assert eng.health.clock_offset_ms is not None and not eng.health.clock_ok
+        asyncio.run(w.at_start(refuse=True))
+    assert w.status.offset_ms is not None and not w.status.ok
+    assert w.status.checked_ms == T0
 
     eng = engine(MemorySink())
     asyncio.run(watch(eng, clock, ahead).at_start(refuse=False))
@@ -116,7 +140,7 @@ def test_drift_while_running_trips_and_clears_exits_only() -> None:
     eng = engine(MemorySink())
     w = watch(eng, clock, server)
     asyncio.run(w.at_start(refuse=True))
-    assert eng.health.clock_ok and not eng.exits_only
+    assert w.status.ok and not eng.exits_only
     skew["ms"] = -500
     asyncio.run(w.check(T0 + 30_000))  # before the interval: not measured again
     assert not eng.exits_only
@@ -124,7 +148,7 @@ def test_drift_while_running_trips_and_clears_exits_only() -> None:
     assert "ahead of fake" in eng.exits_only["clock_skew"]
     skew["ms"] = 20
     asyncio.run(w.check(T0 + 120_000))
-    assert not eng.exits_only and eng.health.clock_ok
+    assert not eng.exits_only and w.status.ok
 
 
 def test_unknown_offset_is_reported_not_judged() -> None:
@@ -134,9 +158,11 @@ def test_unknown_offset_is_reported_not_judged() -> None:
         raise ExchangeUnavailable("connection refused")
 
     eng = engine(MemorySink())
-    reading = asyncio.run(watch(eng, clock, down).at_start(refuse=True))
+    w = watch(eng, clock, down)
+    assert w.status.detail == "not measured" and w.status.checked_ms == 0
+    reading = asyncio.run(w.at_start(refuse=True))
     assert reading.ok and reading.offset_ms is None
-    assert "offset unknown" in eng.health.clock_detail
+    assert "offset unknown" in w.status.detail
 
 
 def test_ntp_that_does_not_answer_leaves_the_exchange_reading_in_charge() -> None:
@@ -148,7 +174,13 @@ def test_ntp_that_does_not_answer_leaves_the_exchange_reading_in_charge() -> Non
     eng = engine(MemorySink())
     # Nothing serves NTP on loopback: the request times out, it never leaves the host.
     settings = ClockSettings(max_offset_ms=150, ntp_servers=("127.0.0.1",), ntp_timeout_seconds=0.2)
-    w = ClockWatch(settings=settings, clock=clock, engine=eng, fetch_time=server, exchange="fake")
+    w = ClockWatch(
+        settings=settings,
+        clock=clock,
+        exits_only=eng.exits_only,
+        fetch_time=server,
+        exchange="fake",
+    )
     reading = asyncio.run(w.at_start(refuse=True))
     assert reading.ok and reading.offset_ms is not None
     assert [s.offset_ms is None for s in reading.skews] == [False, True]
