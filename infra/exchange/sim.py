@@ -89,8 +89,6 @@ class SimExchange:
         self._matcher = Matcher(
             config=config, fees=self._fees, account=self._account, rng=rng, clock=clock
         )
-        # Bound once: on_candle calls it for every candle that finds resting orders.
-        self._match = self._matcher.match
         self._markets: dict[str, Market] | None = None
         self._orders: dict[str, SimOrder] = {}  # every order ever accepted, by client order id
         self._seq = 0
@@ -129,7 +127,7 @@ class SimExchange:
         book.last_ts = ts
         book.history.append((ts, o, h, l, c, v))
         if book.orders:
-            return self._match(book, ts, o, h, l, c, v)
+            return self._matcher.match(book, ts, o, h, l, c, v)
         return []
 
     def _refusal(self, symbol: str, ts: int, ohlcv: tuple[float, ...]) -> Exception:
