@@ -9,7 +9,6 @@ drive them from one coroutine at no scheduling cost.
 from __future__ import annotations
 
 import random
-from bisect import insort
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from decimal import Decimal
@@ -20,11 +19,9 @@ from core.clock import timeframe_ms as timeframe_to_ms
 from core.errors import BadSymbol, DuplicateOrder, ExchangeError, InvalidOrder, OrderNotFound
 from core.models import (
     BPS,
-    ZERO,
     Balance,
     Candle,
     Fill,
-    Liquidity,
     Market,
     MarketStatus,
     Order,
@@ -33,23 +30,15 @@ from core.models import (
     OrderStatus,
     Quote,
     QuoteBoard,
-    Side,
 )
-from infra.exchange.sim_book import (
-    SimOrder,
-    SimQuoteBoard,
-    SymbolBook,
-    affordable,
-    floor_to,
-    quantize_fee,
-    row_to_candle,
-    slipped_price,
-    synthetic_book,
-    to_dec,
-)
+from infra.exchange.sim_account import SimAccount
+from infra.exchange.sim_book import SimQuoteBoard, SymbolBook, row_to_candle
 from infra.exchange.sim_config import SimConfig
-from infra.exchange.sim_rules import HALTED, admit
-from infra.exchange.sim_state import balances, dump_state, parse_state
+from infra.exchange.sim_matching import Matcher
+from infra.exchange.sim_orders import SimOrder
+from infra.exchange.sim_prices import synthetic_book
+from infra.exchange.sim_rules import admit
+from infra.exchange.sim_state import dump_state, parse_state
 
 
 class UnsupportedTimeframe(ExchangeError):
@@ -95,20 +84,13 @@ class SimExchange:
             )
             self._fees[symbol] = (maker, taker)
         self._boards: dict[tuple[str, ...], SimQuoteBoard] = {}
-        self._slip_bps = float(config.slippage_bps)
-        self._vol_mult = float(config.slippage_vol_mult)
         self._cap = config.participation_cap
-        self._latency = config.latency_ms
-        self._free: dict[str, Decimal] = {}
-        self._used: dict[str, Decimal] = {}
-        for asset, amount in config.starting_balances.items():
-            if amount < 0:
-                raise ValueError(f"starting balance of {asset} is negative ({amount})")
-            self._free[asset] = amount
-        self._balances: dict[str, Balance] | None = None
+        self._account = SimAccount(config.starting_balances)
+        self._matcher = Matcher(
+            config=config, fees=self._fees, account=self._account, rng=rng, clock=clock
+        )
         self._markets: dict[str, Market] | None = None
         self._orders: dict[str, SimOrder] = {}  # every order ever accepted, by client order id
-        self._fills: list[Fill] = []
         self._seq = 0
 
     @property
@@ -145,7 +127,7 @@ class SimExchange:
         book.last_ts = ts
         book.history.append((ts, o, h, l, c, v))
         if book.orders:
-            return self._match(book, ts, o, h, l, c, v)
+            return self._matcher.match(book, ts, o, h, l, c, v)
         return []
 
     def _refusal(self, symbol: str, ts: int, ohlcv: tuple[float, ...]) -> Exception:
@@ -182,153 +164,15 @@ class SimExchange:
 
     def set_balance(self, asset: str, free: Decimal) -> None:
         """Set an asset's free amount (tests, the fake server's admin hooks); `used` is kept."""
-        if free < 0:
-            raise ValueError(f"balance of {asset} must not be negative, got {free}")
-        self._free[asset] = Decimal(free)
-        self._balances = None
+        self._account.set_free(asset, free)
 
-    # ---- matching -------------------------------------------------------------------------
-
-    def _match(
-        self,
-        book: SymbolBook,
-        ts: int,
-        o: float,
-        h: float,
-        lo: float,
-        c: float,
-        v: float,
-    ) -> list[Fill]:
-        market = book.market
-        if market.status in HALTED:
-            return []
-        cap_qty: Decimal | None = None  # built on the first trade-through: most candles have none
-        ready = ts - self._latency
-        fills: list[Fill] = []
-        for order in tuple(book.orders):
-            if order.created_ms > ready:
-                continue  # still "in flight": fills at the next candle at the earliest
-            arriving = not order.arrived
-            order.arrived = True
-            buy = order.side is Side.BUY
-            limit = order.price
-            pf = order.price_f
-            if limit is not None and ((lo >= pf) if buy else (h <= pf)):
-                continue  # the candle did not trade through the price
-            if cap_qty is None:
-                cap_qty = floor_to(to_dec(v) * self._cap, market.amount_increment)
-            qty = min(order.amount - order.filled, cap_qty)
-            if qty <= 0:
-                continue
-            if limit is None:
-                px = self._slipped(order.side, o, h, lo, market.price_increment, None)
-                liq = Liquidity.TAKER
-            elif arriving and not order.post_only and ((o < pf) if buy else (o > pf)):
-                # It crossed on arrival: a taker fill at the open, never beyond the limit.
-                px = self._slipped(order.side, o, h, lo, market.price_increment, limit)
-                liq = Liquidity.TAKER
-            else:
-                px = limit
-                liq = Liquidity.TAKER if order.taker_at_placement else Liquidity.MAKER
-            fill = self._apply_fill(book, order, qty, px, liq, ts)
-            if fill is not None:
-                fills.append(fill)
-        return fills
-
-    def _slipped(
-        self,
-        side: Side,
-        o: float,
-        h: float,
-        lo: float,
-        inc: Decimal,
-        limit: Decimal | None,
-    ) -> Decimal:
-        u = self._rng.uniform(0.5, 1.0)
-        return slipped_price(side, o, h, lo, inc, limit, u, self._slip_bps, self._vol_mult)
-
-    def _apply_fill(
-        self, book: SymbolBook, order: SimOrder, qty: Decimal, px: Decimal, liq: Liquidity, ts: int
-    ) -> Fill | None:
-        market = book.market
-        maker, taker = self._fees[market.symbol]
-        rate = maker if liq is Liquidity.MAKER else taker
-        notional = px * qty
-        fee = quantize_fee(notional * rate)
-        short = False
-        if order.side is Side.BUY:
-            avail = order.reserved + self._free.get(market.quote, ZERO)
-            if notional + fee > avail:
-                # A market buy (reserved at the ask seen when placed) can outrun its reserve,
-                # a limit buy only by fee rounding: like a venue, fill what the wallet pays
-                # for and expire the rest.
-                short = True
-                qty = affordable(qty, px, rate, avail, market.amount_increment)
-                if qty <= 0:
-                    self._finish(book, order, OrderStatus.EXPIRED, "insufficient funds at fill")
-                    return None
-                notional = px * qty
-                fee = quantize_fee(notional * rate)
-            cost = notional + fee
-            from_reserve = min(cost, order.reserved)
-            order.reserved -= from_reserve
-            self._shift(market.quote, -(cost - from_reserve), -from_reserve)
-            self._shift(market.base, qty, ZERO)
-        else:
-            order.reserved -= qty
-            self._shift(market.base, ZERO, -qty)
-            self._shift(market.quote, notional - fee, ZERO)
-        order.filled += qty
-        order.cost += notional
-        order.fee += fee
-        order.fill_count += 1
-        order.updated_ms = self._clock.now_ms()
-        fill = Fill(
-            fill_id=f"{order.client_order_id}-{order.fill_count}",
-            client_order_id=order.client_order_id,
-            symbol=market.symbol,
-            side=order.side,
-            price=px,
-            amount=qty,
-            fee=fee,
-            ts=ts,
-            liquidity=liq,
-        )
-        # Kept sorted by ts (stable), so fetch_my_trades(since_ms) is a bisect, not a scan.
-        insort(self._fills, fill, key=_fill_ts)
-        if order.filled >= order.amount:
-            self._finish(book, order, OrderStatus.FILLED, "")
-        elif short:
-            self._finish(book, order, OrderStatus.EXPIRED, "insufficient funds at fill")
-        else:
-            order.status = OrderStatus.PARTIAL
-        return fill
-
-    def _finish(self, book: SymbolBook, order: SimOrder, status: OrderStatus, reason: str) -> None:
-        """Move an order to a terminal status and hand back whatever it still had reserved."""
-        asset = book.market.quote if order.side is Side.BUY else book.market.base
-        self._shift(asset, order.reserved, -order.reserved)
-        order.reserved = ZERO
-        order.status = status
-        order.reason = reason or order.reason
-        order.updated_ms = self._clock.now_ms()
-        book.orders.remove(order)
-
-    def _shift(self, asset: str, free_delta: Decimal, used_delta: Decimal) -> None:
-        self._balances = None
-        # `or ZERO` keeps an emptied balance at a plain 0 rather than 0E-8 or 0.00000.
-        if free_delta:
-            self._free[asset] = (self._free.get(asset, ZERO) + free_delta) or ZERO
-        if used_delta:
-            self._used[asset] = (self._used.get(asset, ZERO) + used_delta) or ZERO
+    # ---- orders ---------------------------------------------------------------------------
 
     def _book(self, symbol: str) -> SymbolBook:
         try:
             return self._books[symbol]
         except KeyError:
             raise BadSymbol(f"{self.name}: unknown symbol {symbol!r}") from None
-
-    # ---- orders ---------------------------------------------------------------------------
 
     async def create_order(self, intent: OrderIntent) -> Order:
         book = self._book(intent.symbol)
@@ -337,8 +181,9 @@ class SimExchange:
             raise InvalidOrder(f"{intent.symbol}: the client order id is empty")
         if coid in self._orders:
             raise DuplicateOrder(f"{intent.symbol}: client order id {coid!r} was already used")
-        adm = admit(intent, book.market, book.quote(), self._fees[intent.symbol], self._free)
-        self._shift(adm.asset, -adm.reserve, adm.reserve)
+        account = self._account
+        adm = admit(intent, book.market, book.quote(), self._fees[intent.symbol], account.free)
+        account.shift(adm.asset, -adm.reserve, adm.reserve)
         self._seq += 1
         now = self._clock.now_ms()
         order = SimOrder(
@@ -369,7 +214,7 @@ class SimExchange:
             raise OrderNotFound(
                 f"{symbol}: order {client_order_id!r} is already {order.status}; nothing to cancel"
             )
-        self._finish(self._books[symbol], order, OrderStatus.CANCELED, "canceled")
+        self._matcher.finish(self._books[symbol], order, OrderStatus.CANCELED, "canceled")
         return order.to_order()
 
     async def fetch_order(self, client_order_id: str, symbol: str) -> Order:
@@ -394,7 +239,7 @@ class SimExchange:
     ) -> list[Fill]:
         if symbol is not None:
             self._book(symbol)
-        fills = self._fills
+        fills = self._account.fills
         start = 0 if since_ms is None else _first_since(fills, since_ms)
         if symbol is None:
             return fills[start:]
@@ -403,10 +248,7 @@ class SimExchange:
     # ---- account and market data out -------------------------------------------------------
 
     async def fetch_balances(self) -> dict[str, Balance]:
-        # Cached until money moves: engines ask every cycle, money moves on fills only.
-        if self._balances is None:
-            self._balances = balances(self._free, self._used)
-        return dict(self._balances)
+        return self._account.balances()
 
     async def fetch_quotes(self, symbols: Sequence[str]) -> QuoteBoard:
         # Engines ask for the same symbols every cycle: the board over them is reused (it
@@ -476,10 +318,10 @@ class SimExchange:
             name=self.name,
             timeframe_ms=self._tf_ms,
             next_seq=self._seq,
-            free=self._free,
-            used=self._used,
+            free=self._account.free,
+            used=self._account.used,
             orders=self._orders.values(),
-            fills=self._fills,
+            fills=self._account.fills,
             books=self._books,
             rng=self._rng.getstate(),
         )
@@ -492,18 +334,13 @@ class SimExchange:
         """
         markets = {s: b.market for s, b in self._books.items()}
         st = parse_state(state, timeframe_ms=self._tf_ms, markets=markets)
-        self._free, self._used, self._orders = st.free, st.used, st.orders
-        self._balances = None
-        self._fills, self._seq = sorted(st.fills, key=_fill_ts), st.next_seq
+        self._account.restore(st.free, st.used, st.fills)
+        self._orders, self._seq = st.orders, st.next_seq
         live = sorted((o for o in st.orders.values() if o.status.is_live), key=lambda o: o.seq)
         for symbol, book in self._books.items():
             book.restore(st.symbols.get(symbol), [o for o in live if o.symbol == symbol])
         self._markets = None  # statuses may differ in the snapshot
         self._rng.setstate(st.rng)
-
-
-def _fill_ts(fill: Fill) -> int:
-    return fill.ts
 
 
 def _first_since(fills: list[Fill], since_ms: int) -> int:

@@ -12,7 +12,7 @@ from decimal import Decimal
 
 from core.errors import InsufficientFunds, InvalidOrder, PostOnlyWouldTake
 from core.models import ONE, ZERO, Market, MarketStatus, OrderIntent, OrderType, Quote, Side
-from infra.exchange.sim_book import on_grid
+from infra.exchange.sim_prices import on_grid
 
 HALTED = frozenset({MarketStatus.OFFLINE, MarketStatus.CANCEL_ONLY})
 NO_TAKING = frozenset({MarketStatus.POST_ONLY, MarketStatus.LIMIT_ONLY})

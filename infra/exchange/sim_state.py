@@ -12,16 +12,10 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from core.models import ZERO, Balance, Fill, Market, MarketStatus, Quote, Side
-from infra.exchange.sim_book import (
-    CandleRow,
-    SimOrder,
-    SymbolBook,
-    fill_from_json,
-    fill_to_json,
-    quote_from_json,
-    quote_to_json,
-)
+from core.models import ZERO, Fill, Liquidity, Market, MarketStatus, Quote, Side
+from infra.exchange.sim_account import balances
+from infra.exchange.sim_book import CandleRow, SymbolBook
+from infra.exchange.sim_orders import SimOrder
 
 STATE_VERSION = 1
 
@@ -44,13 +38,6 @@ class ParsedState:
     symbols: dict[str, SymbolState]
     next_seq: int
     rng: RngState
-
-
-def balances(free: Mapping[str, Decimal], used: Mapping[str, Decimal]) -> dict[str, Balance]:
-    return {
-        a: Balance(asset=a, free=free.get(a, ZERO), used=used.get(a, ZERO))
-        for a in sorted(set(free) | set(used))
-    }
 
 
 def dump_state(
@@ -141,3 +128,51 @@ def _parse(
     version, internal, gauss = state["rng"]
     rng = (int(version), tuple(int(x) for x in internal), gauss)
     return ParsedState(free, used, orders, fills, symbols, int(state["next_seq"]), rng)
+
+
+def fill_to_json(f: Fill) -> dict[str, Any]:
+    return {
+        "fill_id": f.fill_id,
+        "client_order_id": f.client_order_id,
+        "symbol": f.symbol,
+        "side": f.side.value,
+        "price": str(f.price),
+        "amount": str(f.amount),
+        "fee": str(f.fee),
+        "ts": f.ts,
+        "liquidity": f.liquidity.value,
+    }
+
+
+def fill_from_json(d: dict[str, Any]) -> Fill:
+    return Fill(
+        fill_id=str(d["fill_id"]),
+        client_order_id=str(d["client_order_id"]),
+        symbol=str(d["symbol"]),
+        side=Side(d["side"]),
+        price=Decimal(d["price"]),
+        amount=Decimal(d["amount"]),
+        fee=Decimal(d["fee"]),
+        ts=int(d["ts"]),
+        liquidity=Liquidity(d["liquidity"]),
+    )
+
+
+def quote_to_json(q: Quote) -> dict[str, Any]:
+    return {
+        "symbol": q.symbol,
+        "bid": str(q.bid),
+        "ask": str(q.ask),
+        "last": str(q.last),
+        "ts": q.ts,
+    }
+
+
+def quote_from_json(d: dict[str, Any]) -> Quote:
+    return Quote(
+        symbol=str(d["symbol"]),
+        bid=Decimal(d["bid"]),
+        ask=Decimal(d["ask"]),
+        last=Decimal(d["last"]),
+        ts=int(d["ts"]),
+    )

@@ -28,8 +28,8 @@ from core.models import (
     Side,
 )
 from infra.exchange.sim import SimExchange
-from infra.exchange.sim_book import ceil_to, floor_to
 from infra.exchange.sim_config import SimConfig
+from infra.exchange.sim_prices import ceil_to, floor_to
 
 D = Decimal
 TF = 60_000

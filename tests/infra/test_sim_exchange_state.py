@@ -234,7 +234,7 @@ def test_candle_last_is_the_close_on_the_grid_inside_the_spread(
     or ask; this checks that everywhere, tiny prices and non-power-of-ten grids included."""
     from decimal import ROUND_HALF_EVEN
 
-    from infra.exchange.sim_book import PriceGrid, candle_last, candle_quote
+    from infra.exchange.sim_prices import PriceGrid, candle_last, candle_quote
 
     grid = PriceGrid(D(inc))
     half = D(spread_bps) / 10_000 / 2

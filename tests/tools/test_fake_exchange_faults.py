@@ -20,7 +20,8 @@ from tools.fake_exchange import (
     ccxt_for,
     running_fake,
 )
-from tools.fake_exchange.faults import FaultBook, RateLimiter
+from tools.fake_exchange.faults import FaultBook
+from tools.fake_exchange.rate_limit import RateLimiter
 
 BTC = Market(
     symbol="BTC/USDT",

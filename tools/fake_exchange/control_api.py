@@ -1,7 +1,7 @@
 """The control routes of the fake exchange (/_control/...): the admin hooks of `FakeExchange`
 (advance the market clock, faults, balances, symbol status, reset, state) over HTTP, for
 ControlClient and the `python -m tools.fake_exchange` process. A bad body raises ValueError or
-KeyError, which the request gate (faults.RequestGate) answers with a 400.
+KeyError, which the request gate (request_gate.RequestGate) answers with a 400.
 """
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ from infra.exchange.sim_config import SimConfig
 from tools.fake_exchange.binance_api import BinanceApi
 from tools.fake_exchange.candles import CandleFeed, synthetic_series
 from tools.fake_exchange.control_api import ControlApi
-from tools.fake_exchange.faults import FaultBook, FaultSpec, RateLimiter, RequestGate
+from tools.fake_exchange.faults import FaultBook, FaultSpec
 from tools.fake_exchange.markets import (
     EXCHANGE_INFO_FILE,
     SYMBOL_STATUS,
@@ -44,6 +44,8 @@ from tools.fake_exchange.markets import (
     market_status_name,
     reference_price,
 )
+from tools.fake_exchange.rate_limit import RateLimiter
+from tools.fake_exchange.request_gate import RequestGate
 from tools.fake_exchange.wire import order_json
 from tools.fake_exchange.ws import StreamHub
 
