@@ -80,6 +80,14 @@ def positive(text: str) -> int:
     return int(text)
 
 
+def require_data(data: Path) -> None:
+    if not data.is_dir():
+        raise SystemExit(
+            f"{data} not found: the benchmark needs the Binance candles "
+            "described in ../shared/data/README.md"
+        )
+
+
 def one_run(strategy: str, pairs: list[str], data: Path, out: Path) -> tuple[float, float, int]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
     env.update(STRATEGY_ENV[strategy])
@@ -124,11 +132,7 @@ def main() -> None:
     ap.add_argument("--strategies", type=strategy_names, default=["rules", "ema_cross"])
     ap.add_argument("--data", type=Path, default=DATA)
     args = ap.parse_args()
-    if not args.data.is_dir():
-        raise SystemExit(
-            f"{args.data} not found: the benchmark needs the Binance candles "
-            "described in ../shared/data/README.md"
-        )
+    require_data(args.data)
     with tempfile.TemporaryDirectory() as tmp:
         for strategy in args.strategies:
             for n in args.pairs:

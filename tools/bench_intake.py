@@ -37,6 +37,7 @@ from tools.bench_backtest import (  # noqa: E402
     STRATEGY_ENV,
     pair_count,
     positive,
+    require_data,
     strategy_names,
 )
 
@@ -84,11 +85,7 @@ def main() -> None:
     ap.add_argument("--strategies", type=strategy_names, default=["rules", "ema_cross"])
     ap.add_argument("--data", type=Path, default=DATA)
     args = ap.parse_args()
-    if not args.data.is_dir():
-        raise SystemExit(
-            f"{args.data} not found: the benchmark needs the Binance candles "
-            "described in ../shared/data/README.md"
-        )
+    require_data(args.data)
     for strategy in args.strategies:
         env = dict(STRATEGY_ENV[strategy])
         config = load_config(ROOT / "config", env, strategies=STRATEGIES).config
